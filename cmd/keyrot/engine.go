@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/internal/app"
+	"github.com/keyrot/keyrot/internal/config"
+)
+
+// isTerminal reports whether w is a character device (a person is watching).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func (m *Main) logger(cfg config.Config) *slog.Logger {
+	return app.NewLogger(m.Stderr, cfg.Log, isTerminal(m.Stderr))
+}
+
+// closeApp flushes the app (queued notifications) with a bounded wait, even
+// when ctx is already cancelled by a signal.
+func closeApp(ctx context.Context, a *app.App, log *slog.Logger) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := a.Close(cctx); err != nil {
+		log.Error("close", "error", err)
+	}
+}
+
+func (m *Main) runRotate(ctx context.Context, args []string) error {
+	fs := m.flags("rotate")
+	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
+	user := fs.String("user", "", "only this user")
+	force := fs.Bool("force", false, "rotate now, whatever the key's age")
+	dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
+	output := fs.String("o", "text", "output: text or json")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *output != "text" && *output != "json" {
+		return &usageError{"-o must be text or json"}
+	}
+	cfg, err := m.loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	cfg.Rotation.DryRun = cfg.Rotation.DryRun || *dryRun
+	log := m.logger(cfg)
+	a, err := app.New(ctx, cfg, app.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer closeApp(ctx, a, log)
+	opts := keyrot.RunOptions{Force: *force, DryRun: cfg.Rotation.DryRun}
+	if *user != "" {
+		opts.Users = []string{*user}
+	}
+	sum, err := a.Rotator.ReconcileAll(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if *output == "json" {
+		if err := writeJSON(m.Stdout, passReport(sum, opts.DryRun)); err != nil {
+			return err
+		}
+	} else {
+		printPass(m.Stdout, sum, opts.DryRun)
+	}
+	if sum.Failed > 0 {
+		return &failedUsers{sum.Failed, sum.Users}
+	}
+	return nil
+}
+
+func (m *Main) runStatus(ctx context.Context, args []string) error {
+	fs := m.flags("status")
+	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
+	output := fs.String("o", "table", "output: table or json")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *output != "table" && *output != "json" {
+		return &usageError{"-o must be table or json"}
+	}
+	cfg, err := m.loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log := m.logger(cfg)
+	a, err := app.New(ctx, cfg, app.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer closeApp(ctx, a, log)
+	sum, err := a.Rotator.ReconcileAll(ctx, keyrot.RunOptions{DryRun: true})
+	if err != nil {
+		return err
+	}
+	rows := statusRows(sum, time.Now())
+	if *output == "json" {
+		return writeJSON(m.Stdout, rows)
+	}
+	printStatus(m.Stdout, rows)
+	if sum.Failed > 0 {
+		return &failedUsers{sum.Failed, sum.Users}
+	}
+	return nil
+}
+
+func (m *Main) runValidate(_ context.Context, args []string) error {
+	fs := m.flags("validate")
+	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := m.loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	out, err := yaml.Marshal(cfg.Redacted())
+	if err != nil {
+		return fmt.Errorf("print config: %w", err)
+	}
+	fmt.Fprintf(m.Stdout, "# effective configuration (defaults, then %s, then environment)\n%s", orDefault(*path, "no file"), out)
+	p := cfg.Policy()
+	fmt.Fprintf(m.Stdout, "# secrets ring: %d secret(s) per user (version quota: at most %d writes per secret per day)\n",
+		p.RingSize(), (int(24*time.Hour/p.RotateEvery)+p.RingSize()-1)/p.RingSize())
+	if cfg.API.FullAccessKey != "" {
+		fmt.Fprintln(m.Stdout, "# API_KEY is set: one full-access API key")
+	}
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// userReport is one user's outcome as `keyrot rotate -o json` prints it.
+type userReport struct {
+	User     string   `json:"user"`
+	Exempt   string   `json:"exempt,omitempty"`
+	Steps    []string `json:"steps,omitempty"`
+	Done     []string `json:"done,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	Next     string   `json:"next,omitempty"`
+	NextAt   string   `json:"next_at,omitempty"`
+	Error    string   `json:"error,omitempty"`
+}
+
+type report struct {
+	DryRun      bool         `json:"dry_run"`
+	Users       int          `json:"users"`
+	Created     int          `json:"created"`
+	Deactivated int          `json:"deactivated"`
+	Deleted     int          `json:"deleted"`
+	Warnings    int          `json:"warnings"`
+	Failed      int          `json:"failed"`
+	Results     []userReport `json:"results"`
+}
+
+func stepText(s keyrot.Step) string {
+	t := string(s.Kind)
+	if s.KeyID != "" {
+		t += " " + s.KeyID
+	}
+	if s.Reason != "" {
+		t += " (" + s.Reason + ")"
+	}
+	return t
+}
+
+func passReport(sum keyrot.Summary, dryRun bool) report {
+	r := report{DryRun: dryRun, Users: sum.Users, Created: sum.Created, Deactivated: sum.Deactivated, Deleted: sum.Deleted, Warnings: sum.Warnings, Failed: sum.Failed}
+	for _, res := range sum.Results {
+		u := userReport{User: res.User, Exempt: res.ExemptReason, Next: res.Next}
+		if !res.NextAt.IsZero() {
+			u.NextAt = res.NextAt.UTC().Format(time.RFC3339)
+		}
+		for _, s := range res.Planned {
+			u.Steps = append(u.Steps, stepText(s))
+		}
+		for _, s := range res.Done {
+			u.Done = append(u.Done, stepText(s))
+		}
+		for _, w := range res.Warnings {
+			u.Warnings = append(u.Warnings, string(w.Warning)+": "+w.Summary)
+		}
+		if res.Err != nil {
+			u.Error = res.Err.Error()
+		}
+		r.Results = append(r.Results, u)
+	}
+	return r
+}
+
+func printPass(w io.Writer, sum keyrot.Summary, dryRun bool) {
+	verb := "did"
+	if dryRun {
+		verb = "would do"
+	}
+	for _, u := range passReport(sum, dryRun).Results {
+		switch {
+		case u.Exempt != "":
+			fmt.Fprintf(w, "%s: exempt (%s)\n", u.User, u.Exempt)
+			continue
+		case u.Error != "":
+			fmt.Fprintf(w, "%s: FAILED: %s\n", u.User, u.Error)
+		}
+		steps := u.Done
+		if dryRun {
+			steps = u.Steps
+		}
+		for _, s := range steps {
+			fmt.Fprintf(w, "%s: %s %s\n", u.User, verb, s)
+		}
+		for _, s := range u.Warnings {
+			fmt.Fprintf(w, "%s: warning: %s\n", u.User, s)
+		}
+		if u.NextAt != "" {
+			fmt.Fprintf(w, "%s: next: %s at %s\n", u.User, u.Next, u.NextAt)
+		}
+	}
+	fmt.Fprintf(w, "%d users: %d created, %d deactivated, %d deleted, %d warnings, %d failed\n",
+		sum.Users, sum.Created, sum.Deactivated, sum.Deleted, sum.Warnings, sum.Failed)
+}
+
+// statusRow is one user in `keyrot status`.
+type statusRow struct {
+	User           string   `json:"user"`
+	Exempt         string   `json:"exempt,omitempty"`
+	CurrentKey     string   `json:"current_key,omitempty"`
+	CurrentAge     string   `json:"current_age,omitempty"`
+	CurrentSince   string   `json:"current_since,omitempty"`
+	PreviousKey    string   `json:"previous_key,omitempty"`
+	PreviousStatus string   `json:"previous_status,omitempty"`
+	Next           string   `json:"next,omitempty"`
+	NextAt         string   `json:"next_at,omitempty"`
+	Warnings       []string `json:"warnings,omitempty"`
+	Error          string   `json:"error,omitempty"`
+}
+
+func statusRows(sum keyrot.Summary, now time.Time) []statusRow {
+	var rows []statusRow
+	for _, res := range sum.Results {
+		r := statusRow{User: res.User, Exempt: res.ExemptReason, Next: res.Next}
+		if res.Missing {
+			r.Error = "IAM user not found"
+		}
+		if res.Current != nil {
+			r.CurrentKey = res.Current.ID
+			r.CurrentAge = keyrot.FormatDuration(now.Sub(res.Current.CreateDate).Truncate(time.Second))
+		}
+		if !res.CurrentSince.IsZero() {
+			r.CurrentSince = res.CurrentSince.UTC().Format(time.RFC3339)
+		}
+		var others []string
+		var statuses []string
+		for _, k := range res.Others {
+			others = append(others, k.ID)
+			statuses = append(statuses, string(k.Status))
+		}
+		r.PreviousKey, r.PreviousStatus = strings.Join(others, ","), strings.Join(statuses, ",")
+		if len(res.Planned) > 0 {
+			r.Next, r.NextAt = stepText(res.Planned[0]), "now"
+		} else if !res.NextAt.IsZero() {
+			r.NextAt = res.NextAt.UTC().Format(time.RFC3339)
+		}
+		for _, w := range res.Warnings {
+			r.Warnings = append(r.Warnings, string(w.Warning))
+		}
+		if res.Err != nil {
+			r.Error = res.Err.Error()
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+func printStatus(w io.Writer, rows []statusRow) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tCURRENT KEY\tAGE\tPREVIOUS KEY\tSTATUS\tNEXT\tAT\tNOTES")
+	for _, r := range rows {
+		notes := strings.Join(r.Warnings, ",")
+		if r.Exempt != "" {
+			notes = "exempt: " + r.Exempt
+		}
+		if r.Error != "" {
+			notes = "error: " + r.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.User, dash(r.CurrentKey), dash(r.CurrentAge), dash(r.PreviousKey), dash(r.PreviousStatus), dash(r.Next), dash(r.NextAt), notes)
+	}
+	tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/keyrot/keyrot/sandbox"
+)
+
+// sandboxFlags are the sandbox's settings, shared by `keyrot sandbox` and `keyrot dev`.
+type sandboxFlags struct {
+	listen, data, keyID, secret, region, account string
+	seed                                         int64
+	throttleRate, errorRate                      float64
+	latency, propagation                         time.Duration
+}
+
+// addSandboxFlags registers the sandbox's flags on fs.
+func (m *Main) addSandboxFlags(fs *flag.FlagSet, defaultPropagation time.Duration) *sandboxFlags {
+	f := &sandboxFlags{}
+	envOr := func(key, def string) string {
+		if v, ok := m.LookupEnv(key); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:4566", "sandbox address (loopback)")
+	fs.StringVar(&f.data, "data", "", "directory to keep the sandbox's state across restarts (default: memory only)")
+	fs.StringVar(&f.keyID, "access-key-id", envOr("KEYROT_SANDBOX_ACCESS_KEY_ID", "test"), "admin access key id the sandbox accepts (env KEYROT_SANDBOX_ACCESS_KEY_ID)")
+	fs.StringVar(&f.secret, "secret-access-key", envOr("KEYROT_SANDBOX_SECRET_ACCESS_KEY", "test"), "admin secret access key (env KEYROT_SANDBOX_SECRET_ACCESS_KEY)")
+	fs.StringVar(&f.region, "region", "us-east-1", "region the sandbox reports")
+	fs.StringVar(&f.account, "account-id", "123456789012", "account id in ARNs")
+	fs.Int64Var(&f.seed, "seed", 1, "seed for generated ids and fault decisions")
+	fs.Float64Var(&f.throttleRate, "throttle-rate", 0, "fraction of AWS calls answered with throttling")
+	fs.Float64Var(&f.errorRate, "error-rate", 0, "fraction of AWS calls answered with a 5xx")
+	fs.DurationVar(&f.latency, "latency", 0, "latency added to every AWS call")
+	fs.DurationVar(&f.propagation, "propagation-delay", defaultPropagation, "how long a new access key is not yet accepted by STS (as IAM behaves)")
+	return f
+}
+
+func (f *sandboxFlags) options(log *slog.Logger) sandbox.Options {
+	var rules []sandbox.FaultRule
+	if f.throttleRate > 0 {
+		rules = append(rules, sandbox.FaultRule{Kind: "throttle", Rate: f.throttleRate})
+	}
+	if f.errorRate > 0 {
+		rules = append(rules, sandbox.FaultRule{Kind: "5xx", Rate: f.errorRate})
+	}
+	return sandbox.Options{
+		AccountID: f.account, Region: f.region,
+		AdminAccessKeyID: f.keyID, AdminSecretAccessKey: f.secret,
+		DataDir: f.data, Seed: f.seed, Logger: log,
+		Faults: sandbox.Faults{Rules: rules, Latency: f.latency, PropagationDelay: f.propagation},
+	}
+}
+
+func (m *Main) runSandbox(ctx context.Context, args []string) error {
+	fs := m.flags("sandbox")
+	f := m.addSandboxFlags(fs, 0)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(m.Stderr, nil))
+	sb, err := sandbox.New(f.options(log))
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	if err := sb.Start(ctx, f.listen); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	fmt.Fprintf(m.Stdout, `keyrot sandbox: a local AWS endpoint (IAM, STS, Secrets Manager, SES v2) at %[1]s
+It is a test double for AWS: never put real keys in it.
+
+  export AWS_ENDPOINT_URL=%[1]s AWS_REGION=%[2]s
+  export AWS_ACCESS_KEY_ID=%[3]s AWS_SECRET_ACCESS_KEY=%[4]s
+  aws --endpoint-url %[1]s iam create-user --user-name ci-bot   # the AWS CLI 2.9 needs --endpoint-url
+
+SES outbox: %[1]s/_sandbox/ses/outbox    faults: %[1]s/_sandbox/faults
+`, sb.URL(), f.region, f.keyID, f.secret)
+	if m.Ready != nil {
+		m.Ready(map[string]string{"sandbox": sb.URL()})
+	}
+	<-ctx.Done()
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := sb.Close(cctx); err != nil {
+		return fmt.Errorf("sandbox: close: %w", err)
+	}
+	fmt.Fprintln(m.Stderr, "keyrot sandbox: stopped")
+	return nil
+}

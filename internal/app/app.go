@@ -1,0 +1,129 @@
+// Package app builds keyrot's engine from a Config: the AWS clients, the
+// adapters, the notifier and the Rotator. Both binaries (cmd/keyrot and
+// cmd/keyrot-lambda) wire themselves through it, so they run the same engine.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
+	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"golang.org/x/time/rate"
+
+	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/iam"
+	"github.com/keyrot/keyrot/internal/config"
+	"github.com/keyrot/keyrot/secretsmanager"
+)
+
+// Options are the parts a caller may supply instead of the defaults.
+type Options struct {
+	Logger *slog.Logger
+	Clock  keyrot.Clock
+	// AWS overrides the SDK's default config chain (tests, keyrot dev).
+	AWS *aws.Config
+	// Notifier overrides the one the config describes.
+	Notifier keyrot.Notifier
+	// Publisher receives credentials as they are promoted (the API cache).
+	Publisher keyrot.CredentialsPublisher
+	// StepHook is passed to the Rotator (crash tests).
+	StepHook func(ctx context.Context, point string) error
+}
+
+// App is a wired engine.
+type App struct {
+	Config   config.Config
+	AWS      aws.Config
+	Keys     *iam.KeyManager
+	Store    *secretsmanager.Store
+	Notifier keyrot.Notifier
+	Rotator  *keyrot.Rotator
+	Logger   *slog.Logger
+	closers  []func(context.Context) error
+}
+
+// New builds the engine described by cfg.
+func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	a := &App{Config: cfg, Logger: log}
+	if opts.AWS != nil {
+		a.AWS = *opts.AWS
+	} else {
+		var loadOpts []func(*awsconfig.LoadOptions) error
+		if cfg.Region != "" {
+			loadOpts = append(loadOpts, awsconfig.WithRegion(cfg.Region))
+		}
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
+		if err != nil {
+			return nil, fmt.Errorf("app: load AWS config: %w", err)
+		}
+		a.AWS = awsCfg
+	}
+	if cfg.Region != "" {
+		a.AWS.Region = cfg.Region
+	}
+	if a.AWS.Region == "" {
+		return nil, &config.Error{Field: "region", Reason: "no AWS region: set region in the config, KEYROT_REGION or AWS_REGION"}
+	}
+	a.Keys = iam.New(awsiam.NewFromConfig(a.AWS), rate.NewLimiter(rate.Limit(cfg.Rotation.IAMRate), max(1, int(cfg.Rotation.IAMRate))))
+	a.Store = secretsmanager.New(awssm.NewFromConfig(a.AWS), secretsmanager.Config{Prefix: cfg.Secrets.Prefix, KMSKeyID: cfg.Secrets.KMSKeyID})
+
+	a.Notifier = opts.Notifier
+	if a.Notifier == nil {
+		n, closeFn, err := newNotifier(ctx, cfg, a.AWS, log, opts.Clock)
+		if err != nil {
+			return nil, err
+		}
+		a.Notifier = n
+		a.closers = append(a.closers, closeFn)
+	}
+	rot, err := keyrot.NewRotator(keyrot.RotatorConfig{
+		Keys: a.Keys, Verifier: iam.NewVerifier(a.AWS), Secrets: a.Store,
+		Notifier: a.Notifier, Publisher: opts.Publisher,
+		Policy: cfg.Policy(), Users: cfg.Selector(), OwnerTag: cfg.Users.OwnerTag,
+		Concurrency: cfg.Rotation.Concurrency, Clock: opts.Clock, Logger: log, StepHook: opts.StepHook,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.Rotator = rot
+	return a, nil
+}
+
+// Close flushes what is queued (notifications) until ctx is done.
+func (a *App) Close(ctx context.Context) error {
+	var errs []error
+	for _, c := range a.closers {
+		errs = append(errs, c(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// NewLogger returns the logger the config asks for: JSON unless the format
+// is text, or unset on a terminal.
+func NewLogger(w io.Writer, cfg config.Log, terminal bool) *slog.Logger {
+	var level slog.Level
+	switch strings.ToLower(cfg.Level) {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	o := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "text" || (cfg.Format == "" && terminal) {
+		return slog.New(slog.NewTextHandler(w, o))
+	}
+	return slog.New(slog.NewJSONHandler(w, o))
+}

@@ -1,0 +1,651 @@
+package keyrot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// UserSelector says which IAM users keyrot manages and which it exempts.
+type UserSelector struct {
+	// Names are managed by name.
+	Names []string
+	// Tag manages every user carrying it: "key=value", or "key" for any value.
+	Tag string
+	// PathPrefix limits tag selection (and named users) to an IAM path.
+	PathPrefix string
+	// ExemptGroup: members of this IAM group are skipped and listed as exempt.
+	ExemptGroup string
+	// ExemptTag: users carrying this tag ("key=value" or "key") are exempt.
+	ExemptTag string
+}
+
+// RotatorConfig is what a Rotator is built from. Keys, Verifier and Secrets
+// are required; the rest have defaults.
+type RotatorConfig struct {
+	Keys      KeyManager
+	Verifier  KeyVerifier
+	Secrets   SecretStore
+	Notifier  Notifier             // nil: events are only logged
+	Publisher CredentialsPublisher // nil: nothing to update
+	Policy    Policy
+	Users     UserSelector
+	// OwnerTag names the IAM user tag holding the owner's email address.
+	OwnerTag string
+	// Concurrency bounds how many users are reconciled at once (default 8).
+	Concurrency int
+	Clock       Clock
+	Logger      *slog.Logger
+	// StepHook, if set, is called at every step boundary with the name of
+	// the boundary; an error stops the rotation there as a crash would.
+	// Tests use it to inject crashes.
+	StepHook func(ctx context.Context, point string) error
+}
+
+// Rotator carries out plans: it observes a user, asks PlanUser what is due,
+// and does it, one step at a time. It is safe for concurrent use.
+type Rotator struct {
+	cfg    RotatorConfig
+	log    *slog.Logger
+	mu     sync.Mutex
+	warned map[string]time.Time // warnings logged recently, so each pass does not repeat them
+}
+
+// NewRotator checks cfg and fills in defaults.
+func NewRotator(cfg RotatorConfig) (*Rotator, error) {
+	if cfg.Keys == nil || cfg.Verifier == nil || cfg.Secrets == nil {
+		return nil, errors.New("keyrot: rotator needs a key manager, a verifier and a secret store")
+	}
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("keyrot: %w", err)
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Notifier == nil {
+		cfg.Notifier = NotifierFunc(func(context.Context, Event) error { return nil })
+	}
+	if cfg.OwnerTag == "" {
+		cfg.OwnerTag = "keyrot:owner"
+	}
+	return &Rotator{cfg: cfg, log: cfg.Logger.With("system", "rotator"), warned: map[string]time.Time{}}, nil
+}
+
+// Policy returns the rotation policy in force.
+func (r *Rotator) Policy() Policy { return r.cfg.Policy }
+
+// RunOptions tune one reconcile pass.
+type RunOptions struct {
+	// Users limits the pass to these users (they must still be selected).
+	Users []string
+	// Force rotates now, whatever the age of the current key.
+	Force bool
+	// DryRun plans and reports, and changes nothing.
+	DryRun bool
+}
+
+// UserResult is what one pass found and did for one user.
+type UserResult struct {
+	User         string
+	Exempt       bool
+	ExemptReason string
+	Missing      bool
+	// Current is the current key as IAM lists it (nil if none), current since CurrentSince.
+	Current      *AccessKey
+	CurrentSince time.Time
+	// Others are the user's other keys (previous, adopted, unmanaged).
+	Others []AccessKey
+	// Planned are the steps that were due (and, unless DryRun, done in order
+	// until Err); Done are those that were carried out.
+	Planned  []Step
+	Done     []Step
+	Warnings []Event
+	NextAt   time.Time
+	Next     string
+	Err      error
+}
+
+// Summary is the outcome of one pass over all users.
+type Summary struct {
+	Users, Exempt                 int
+	Created, Deactivated, Deleted int
+	Warnings, Failed              int
+	Results                       []UserResult
+	// NextAt is the earliest moment a user needs attention again.
+	NextAt time.Time
+}
+
+// ReconcileAll runs one pass over every managed user (or opts.Users), with
+// bounded concurrency; one failing user never stops the others. ctx ending
+// stops new steps from starting; a step in flight runs to its end. The error
+// is non-nil only if the users could not be listed.
+func (r *Rotator) ReconcileAll(ctx context.Context, opts RunOptions) (Summary, error) {
+	users, err := r.ResolveUsers(ctx)
+	if err != nil {
+		return Summary{}, err
+	}
+	if len(opts.Users) > 0 {
+		users = slices.DeleteFunc(users, func(u ResolvedUser) bool { return !slices.Contains(opts.Users, u.User.Name) })
+		for _, name := range opts.Users {
+			if !slices.ContainsFunc(users, func(u ResolvedUser) bool { return u.User.Name == name }) {
+				return Summary{}, fmt.Errorf("keyrot: user %q is not managed by this configuration", name)
+			}
+		}
+	}
+	results := make([]UserResult, len(users))
+	g := new(errgroup.Group)
+	g.SetLimit(r.cfg.Concurrency)
+	for i, u := range users {
+		g.Go(func() error {
+			results[i] = r.reconcile(ctx, u, opts)
+			return nil
+		})
+	}
+	_ = g.Wait() // reconcile reports failures in its result
+	return summarize(results), nil
+}
+
+func summarize(results []UserResult) Summary {
+	s := Summary{Users: len(results), Results: results}
+	for _, res := range results {
+		if res.Exempt {
+			s.Exempt++
+		}
+		if res.Err != nil {
+			s.Failed++
+		}
+		s.Warnings += len(res.Warnings)
+		for _, st := range res.Done {
+			switch st.Kind {
+			case StepCreate, StepPromote:
+				s.Created++
+			case StepDeactivate:
+				s.Deactivated++
+			case StepDelete, StepDeleteOrphan:
+				s.Deleted++
+			}
+		}
+		if !res.NextAt.IsZero() && (s.NextAt.IsZero() || res.NextAt.Before(s.NextAt)) {
+			s.NextAt = res.NextAt
+		}
+	}
+	return s
+}
+
+// ResolvedUser is a managed user, as the selector found it.
+type ResolvedUser struct {
+	User         User
+	Missing      bool // named in the config but not in IAM
+	Exempt       bool
+	ExemptReason string
+}
+
+// ResolveUsers lists the managed users: the named ones and, if a tag is
+// configured, every user under the path prefix carrying it, with exemptions
+// marked. Named users missing from IAM are returned with Missing set.
+func (r *Rotator) ResolveUsers(ctx context.Context) ([]ResolvedUser, error) {
+	sel := r.cfg.Users
+	candidates := slices.Clone(sel.Names)
+	named := map[string]bool{}
+	for _, n := range sel.Names {
+		named[n] = true
+	}
+	if sel.Tag != "" {
+		all, err := r.cfg.Keys.ListUsers(ctx, sel.PathPrefix)
+		if err != nil {
+			return nil, fmt.Errorf("keyrot: list users: %w", err)
+		}
+		for _, u := range all {
+			if !named[u.Name] {
+				candidates = append(candidates, u.Name)
+			}
+		}
+	}
+	exemptMembers := map[string]bool{}
+	if sel.ExemptGroup != "" {
+		members, err := r.cfg.Keys.GroupMembers(ctx, sel.ExemptGroup)
+		if err != nil {
+			return nil, fmt.Errorf("keyrot: read exempt group %q: %w", sel.ExemptGroup, err)
+		}
+		for _, m := range members {
+			exemptMembers[m] = true
+		}
+	}
+	out := make([]ResolvedUser, len(candidates))
+	keep := make([]bool, len(candidates))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.cfg.Concurrency)
+	for i, name := range candidates {
+		g.Go(func() error {
+			u, err := r.cfg.Keys.GetUser(gctx, name)
+			switch {
+			case errors.Is(err, ErrUserNotFound):
+				out[i], keep[i] = ResolvedUser{User: User{Name: name}, Missing: true}, named[name]
+				return nil
+			case err != nil:
+				return fmt.Errorf("keyrot: get user %q: %w", name, err)
+			}
+			if !named[name] && !tagMatches(u.Tags, sel.Tag) {
+				return nil
+			}
+			if named[name] && sel.PathPrefix != "" && !strings.HasPrefix(u.Path, sel.PathPrefix) {
+				return nil
+			}
+			res := ResolvedUser{User: u}
+			switch {
+			case exemptMembers[name]:
+				res.Exempt, res.ExemptReason = true, "member of group "+sel.ExemptGroup
+			case sel.ExemptTag != "" && tagMatches(u.Tags, sel.ExemptTag):
+				res.Exempt, res.ExemptReason = true, "tagged "+sel.ExemptTag
+			}
+			out[i], keep[i] = res, true
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var users []ResolvedUser
+	for i, u := range out {
+		if keep[i] {
+			users = append(users, u)
+		}
+	}
+	slices.SortFunc(users, func(a, b ResolvedUser) int { return strings.Compare(a.User.Name, b.User.Name) })
+	return users, nil
+}
+
+// tagMatches reports whether tags carry want ("key=value", or "key" for any value).
+func tagMatches(tags map[string]string, want string) bool {
+	if want == "" {
+		return false
+	}
+	k, v, hasValue := strings.Cut(want, "=")
+	got, ok := tags[k]
+	return ok && (!hasValue || got == v)
+}
+
+// Reconcile runs one pass for a single user by name.
+func (r *Rotator) Reconcile(ctx context.Context, name string, opts RunOptions) (UserResult, error) {
+	opts.Users = []string{name}
+	sum, err := r.ReconcileAll(ctx, opts)
+	if err != nil {
+		return UserResult{}, err
+	}
+	res := sum.Results[0]
+	return res, res.Err
+}
+
+// maxPlanRounds bounds how often one pass re-observes after acting, so that
+// one pass can delete the previous key and then create its successor.
+const maxPlanRounds = 4
+
+func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions) UserResult {
+	res := UserResult{User: u.User.Name, Exempt: u.Exempt, ExemptReason: u.ExemptReason, Missing: u.Missing}
+	log := r.log.With("user", u.User.Name)
+	if u.Exempt {
+		return res
+	}
+	seen := map[string]bool{}
+	for round := 0; round < maxPlanRounds; round++ {
+		if ctx.Err() != nil {
+			break
+		}
+		obs, err := r.observe(ctx, u)
+		if err != nil {
+			res.Err = err
+			r.failed(ctx, u.User, "", err)
+			return res
+		}
+		plan := PlanUser(obs, r.cfg.Policy, r.cfg.Clock.Now(), opts.Force && round == 0)
+		res.describe(obs)
+		res.NextAt, res.Next = plan.NextAt, plan.Next
+		for _, w := range plan.Warnings {
+			if key := string(w.Warning) + "/" + w.KeyID; !seen[key] {
+				seen[key] = true
+				res.Warnings = append(res.Warnings, w)
+				if !opts.DryRun {
+					r.emit(ctx, u.User, w)
+				}
+			}
+		}
+		if len(plan.Steps) == 0 {
+			break
+		}
+		res.Planned = append(res.Planned, plan.Steps...)
+		if opts.DryRun {
+			break
+		}
+		for _, st := range plan.Steps {
+			if ctx.Err() != nil {
+				log.Info("stopping before next step", "step", st.Kind, "reason", context.Cause(ctx))
+				return res
+			}
+			if err := r.do(ctx, u.User, obs, st); err != nil {
+				res.Err = err
+				r.failed(ctx, u.User, st.KeyID, err)
+				return res
+			}
+			res.Done = append(res.Done, st)
+		}
+	}
+	return res
+}
+
+func (res *UserResult) describe(o Observation) {
+	res.Current, res.Others, res.CurrentSince = nil, nil, o.Secret.CurrentSince
+	for _, k := range o.Keys {
+		if o.Secret.Current != nil && k.ID == o.Secret.Current.KeyID {
+			res.Current = &k
+		} else {
+			res.Others = append(res.Others, k)
+		}
+	}
+}
+
+func (r *Rotator) observe(ctx context.Context, u ResolvedUser) (Observation, error) {
+	obs := Observation{User: u.User, UserMissing: u.Missing}
+	if u.Missing {
+		return obs, nil
+	}
+	keys, err := r.cfg.Keys.ListAccessKeys(ctx, u.User.Name)
+	if errors.Is(err, ErrUserNotFound) {
+		obs.UserMissing = true
+		return obs, nil
+	}
+	if err != nil {
+		return obs, fmt.Errorf("list access keys of user %q: %w", u.User.Name, err)
+	}
+	obs.Keys = keys
+	if obs.Secret, err = r.cfg.Secrets.Load(ctx, u.User.Name); err != nil {
+		return obs, fmt.Errorf("load secret of user %q: %w", u.User.Name, err)
+	}
+	// Choosing which of two foreign keys to deactivate needs their last use.
+	if obs.Secret.Current == nil && len(keys) == 2 && keys[0].Status == KeyActive && keys[1].Status == KeyActive {
+		obs.LastUsed = map[string]time.Time{}
+		for _, k := range keys {
+			if obs.LastUsed[k.ID], err = r.cfg.Keys.KeyLastUsed(ctx, k.ID); err != nil {
+				return obs, fmt.Errorf("last use of key %s of user %q: %w", k.ID, u.User.Name, err)
+			}
+		}
+	}
+	return obs, nil
+}
+
+// stepTimeout bounds a step once started; shutdown does not cut it short.
+func (r *Rotator) stepTimeout() time.Duration { return r.cfg.Policy.VerifyTimeout + 2*time.Minute }
+
+func (r *Rotator) hook(ctx context.Context, point string) error {
+	if r.cfg.StepHook == nil {
+		return nil
+	}
+	if err := r.cfg.StepHook(ctx, point); err != nil {
+		return fmt.Errorf("step hook at %s: %w", point, err)
+	}
+	return nil
+}
+
+// do carries out one step. It runs on a context that shutdown does not
+// cancel, so a rotation step is never cut in half.
+func (r *Rotator) do(parent context.Context, u User, obs Observation, st Step) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), r.stepTimeout())
+	defer cancel()
+	log := r.log.With("user", u.Name, "step", st.Kind)
+	if st.KeyID != "" {
+		log = log.With("key_id", st.KeyID)
+	}
+	log.Debug("step", "reason", st.Reason)
+	now := r.cfg.Clock.Now()
+	var err error
+	switch st.Kind {
+	case StepCreate:
+		err = r.create(ctx, u, obs, st.Intent)
+	case StepPromote:
+		var creds Credentials
+		creds, err = r.pendingCredentials(ctx, u.Name, st.Pending)
+		if err == nil {
+			err = r.verifyAndPromote(ctx, u, obs, *st.Pending, creds)
+		}
+	case StepDeactivate:
+		err = r.deactivate(ctx, u, obs, st.KeyID)
+	case StepRecordInactive:
+		err = r.cfg.Secrets.MarkInactive(ctx, u.Name, st.KeyID, now)
+	case StepDelete, StepDeleteOrphan:
+		err = r.delete(ctx, u, st)
+	case StepClearIntent:
+		err = r.cfg.Secrets.ClearIntent(ctx, u.Name)
+	case StepForget:
+		err = r.cfg.Secrets.Forget(ctx, u.Name, st.KeyID)
+	default:
+		err = fmt.Errorf("unknown step %q", st.Kind)
+	}
+	if err != nil {
+		return fmt.Errorf("%s for user %q: %w", st.Kind, u.Name, err)
+	}
+	return r.hook(ctx, "after-"+string(st.Kind))
+}
+
+func (r *Rotator) pendingCredentials(ctx context.Context, user string, p *StoredKey) (Credentials, error) {
+	if p.Creds.SecretAccessKey != "" {
+		return p.Creds, nil
+	}
+	return Credentials{}, fmt.Errorf("pending key %s has no stored secret", p.KeyID)
+}
+
+// storeAttempts bounds how often a new key's store is retried while the
+// secret exists only in memory.
+const storeAttempts = 6
+
+func (r *Rotator) create(ctx context.Context, u User, obs Observation, intent Intent) error {
+	intent.At = r.cfg.Clock.Now()
+	if err := r.cfg.Secrets.BeginCreate(ctx, u, intent); err != nil {
+		return fmt.Errorf("record intent: %w", err)
+	}
+	if err := r.hook(ctx, "after-intent"); err != nil {
+		return err
+	}
+	creds, err := r.cfg.Keys.CreateAccessKey(ctx, u.Name)
+	if err != nil {
+		// Nothing was created: the intent can go.
+		if cerr := r.cfg.Secrets.ClearIntent(ctx, u.Name); cerr != nil {
+			r.log.Warn("clear intent after failed create", "user", u.Name, "error", cerr)
+		}
+		return fmt.Errorf("create access key: %w", err)
+	}
+	creds.Generation = intent.Generation
+	if err := r.hook(ctx, "after-create-key"); err != nil {
+		return err
+	}
+	// The secret exists only in this response: store it before anything else.
+	var stored StoredKey
+	backoff := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		stored, err = r.cfg.Secrets.StorePending(ctx, intent, creds)
+		if err == nil || errors.Is(err, ErrConflict) || attempt == storeAttempts {
+			break
+		}
+		r.log.Warn("store new key failed; retrying", "user", u.Name, "key_id", creds.AccessKeyID, "attempt", attempt, "error", err)
+		select {
+		case <-r.cfg.Clock.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, 8*time.Second)
+	}
+	if err != nil {
+		// The key was never stored, so nobody can be using it: delete it
+		// rather than leave an unknown key behind.
+		if derr := r.cfg.Keys.DeleteAccessKey(ctx, u.Name, creds.AccessKeyID); derr != nil && !errors.Is(derr, ErrKeyNotFound) {
+			r.log.Error("delete unstored key", "user", u.Name, "key_id", creds.AccessKeyID, "error", derr)
+		}
+		if errors.Is(err, ErrConflict) {
+			return fmt.Errorf("store key %s: another keyrot is rotating this user; deleted this run's key: %w", creds.AccessKeyID, err)
+		}
+		if cerr := r.cfg.Secrets.ClearIntent(ctx, u.Name); cerr != nil {
+			r.log.Warn("clear intent after failed store", "user", u.Name, "error", cerr)
+		}
+		return fmt.Errorf("store key %s as pending: %w", creds.AccessKeyID, err)
+	}
+	if err := r.hook(ctx, "after-store-pending"); err != nil {
+		return err
+	}
+	return r.verifyAndPromote(ctx, u, obs, stored, creds)
+}
+
+func (r *Rotator) verifyAndPromote(ctx context.Context, u User, obs Observation, pending StoredKey, creds Credentials) error {
+	if err := r.verify(ctx, creds); err != nil {
+		return err
+	}
+	if err := r.hook(ctx, "after-verify"); err != nil {
+		return err
+	}
+	previous := obs.Secret.PreviousKeyID
+	if cur := obs.Secret.Current; cur != nil && cur.KeyID != pending.KeyID {
+		previous = cur.KeyID
+	}
+	since := r.cfg.Clock.Now()
+	if err := r.cfg.Secrets.Promote(ctx, u.Name, pending, previous, since); err != nil {
+		return fmt.Errorf("promote key %s: %w", pending.KeyID, err)
+	}
+	creds.CurrentSince = since
+	creds = r.cfg.Policy.Annotate(creds)
+	if r.cfg.Publisher != nil {
+		r.cfg.Publisher.Publish(creds)
+	}
+	e := Event{Kind: EventKeyCreated, KeyID: creds.AccessKeyID, Summary: fmt.Sprintf("new access key %s is current for %s", creds.AccessKeyID, u.Name)}
+	var outgoing []string // keys that are now on their way out
+	for _, k := range obs.Keys {
+		if k.ID != pending.KeyID && k.Status == KeyActive && (obs.Secret.owns(k.ID) || k.ID == previous || r.cfg.Policy.UnmanagedKeys == AdoptUnmanaged) {
+			outgoing = append(outgoing, k.ID)
+		}
+	}
+	if len(outgoing) > 0 {
+		e.Next, e.NextAt = fmt.Sprintf("previous key %s will be deactivated", strings.Join(outgoing, ", ")), since.Add(r.cfg.Policy.DeactivateAfter)
+	} else {
+		e.Next, e.NextAt = "next rotation", creds.NextRotation
+	}
+	r.emit(ctx, u, e)
+	return nil
+}
+
+func (r *Rotator) verify(ctx context.Context, creds Credentials) error {
+	deadline := r.cfg.Clock.Now().Add(r.cfg.Policy.VerifyTimeout)
+	backoff := time.Second
+	for {
+		err := r.cfg.Verifier.VerifyKey(ctx, creds)
+		if err == nil {
+			return nil
+		}
+		if !r.cfg.Clock.Now().Before(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("verify new key %s with STS: not accepted within %s (left pending; the next pass retries): %w",
+				creds.AccessKeyID, FormatDuration(r.cfg.Policy.VerifyTimeout), err)
+		}
+		select {
+		case <-r.cfg.Clock.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, 8*time.Second)
+	}
+}
+
+func (r *Rotator) deactivate(ctx context.Context, u User, obs Observation, keyID string) error {
+	now := r.cfg.Clock.Now()
+	lastUsed, err := r.cfg.Keys.KeyLastUsed(ctx, keyID)
+	if err != nil && !errors.Is(err, ErrKeyNotFound) {
+		return fmt.Errorf("last use of key %s: %w", keyID, err)
+	}
+	since := obs.Secret.CurrentSince
+	if !since.IsZero() && lastUsed.After(since) {
+		r.emit(ctx, u, Event{Kind: EventWarning, Warning: WarnKeyInUse, KeyID: keyID, LastUsed: lastUsed,
+			Summary: fmt.Sprintf("key %s was used at %s, after its successor became current; whatever used it will fail once it is deactivated", keyID, lastUsed.UTC().Format(time.RFC3339))})
+	}
+	if err := r.cfg.Secrets.MarkInactive(ctx, u.Name, keyID, now); err != nil {
+		return fmt.Errorf("record deactivation of key %s: %w", keyID, err)
+	}
+	if err := r.hook(ctx, "after-mark-inactive"); err != nil {
+		return err
+	}
+	if err := r.cfg.Keys.SetKeyStatus(ctx, u.Name, keyID, KeyInactive); err != nil {
+		if errors.Is(err, ErrKeyNotFound) {
+			return nil // already gone; the next pass forgets it
+		}
+		return fmt.Errorf("deactivate key %s: %w", keyID, err)
+	}
+	r.emit(ctx, u, Event{Kind: EventKeyDeactivated, KeyID: keyID, LastUsed: lastUsed,
+		Summary: fmt.Sprintf("access key %s of %s is now inactive", keyID, u.Name),
+		Next:    fmt.Sprintf("key %s will be deleted", keyID), NextAt: now.Add(r.cfg.Policy.DeleteAfter)})
+	return nil
+}
+
+func (r *Rotator) delete(ctx context.Context, u User, st Step) error {
+	err := r.cfg.Keys.DeleteAccessKey(ctx, u.Name, st.KeyID)
+	if err != nil && !errors.Is(err, ErrKeyNotFound) {
+		return fmt.Errorf("delete key %s: %w", st.KeyID, err)
+	}
+	if st.Kind == StepDeleteOrphan {
+		r.emit(ctx, u, Event{Kind: EventWarning, Warning: WarnOrphanKey, KeyID: st.KeyID,
+			Summary: fmt.Sprintf("deleted key %s of %s: an interrupted rotation created it and never stored it, so nothing could use it", st.KeyID, u.Name)})
+		return nil
+	}
+	if err := r.cfg.Secrets.Forget(ctx, u.Name, st.KeyID); err != nil {
+		return fmt.Errorf("forget deleted key %s: %w", st.KeyID, err)
+	}
+	r.emit(ctx, u, Event{Kind: EventKeyDeleted, KeyID: st.KeyID, Summary: fmt.Sprintf("access key %s of %s was deleted", st.KeyID, u.Name)})
+	return nil
+}
+
+func (r *Rotator) failed(ctx context.Context, u User, keyID string, err error) {
+	r.emit(ctx, u, Event{Kind: EventRotationFailed, KeyID: keyID, Err: err.Error(),
+		Summary: fmt.Sprintf("rotation of %s failed", u.Name), Next: "the next pass retries"})
+}
+
+// warnLogEvery is how often an unchanged warning is logged again.
+const warnLogEvery = time.Hour
+
+// emit logs an event and hands it to the notifier. Events never carry secrets.
+func (r *Rotator) emit(ctx context.Context, u User, e Event) {
+	e.User, e.Owner = u.Name, u.Tags[r.cfg.OwnerTag]
+	if e.Time.IsZero() {
+		e.Time = r.cfg.Clock.Now().UTC()
+	}
+	attrs := []any{"event", e.Kind, "user", e.User}
+	if e.KeyID != "" {
+		attrs = append(attrs, "key_id", e.KeyID)
+	}
+	if !e.NextAt.IsZero() {
+		attrs = append(attrs, "next", e.Next, "next_at", e.NextAt.UTC().Format(time.RFC3339))
+	}
+	switch e.Kind {
+	case EventRotationFailed:
+		r.log.Error(e.Summary, append(attrs, "error", e.Err)...)
+	case EventWarning:
+		key := e.User + "/" + string(e.Warning) + "/" + e.KeyID
+		r.mu.Lock()
+		last, seen := r.warned[key]
+		if !seen || e.Time.Sub(last) >= warnLogEvery {
+			r.warned[key] = e.Time
+		}
+		r.mu.Unlock()
+		if !seen || e.Time.Sub(last) >= warnLogEvery {
+			r.log.Warn(e.Summary, append(attrs, "warning", e.Warning)...)
+		}
+	default:
+		r.log.Info(e.Summary, attrs...)
+	}
+	if err := r.cfg.Notifier.Notify(ctx, e); err != nil {
+		r.log.Error("queue notification", "event", e.Kind, "user", e.User, "error", err)
+	}
+}

@@ -1,0 +1,490 @@
+// Package secretsmanager implements keyrot.SecretStore on AWS Secrets Manager.
+//
+// Each managed user has a ring of secrets. Member 0 is named
+// <prefix><user> and is the only one for production cadences; short
+// cadences add <prefix><user>/1, /2, ... so that no secret is written more
+// than about 72 times a day (Secrets Manager keeps every version younger
+// than 24 hours and at most 100 versions). A rotation writes exactly one
+// version, the new key as AWSPENDING of the next member; everything else is
+// a label move (AWSCURRENT) or a tag on member 0:
+//
+//	keyrot:managed=true, keyrot:user, keyrot:member   on every member
+//	keyrot:generation, keyrot:current-secret,
+//	keyrot:current-key, keyrot:current-since         the current key's pointer
+//	keyrot:previous-key                              the key it replaced
+//	keyrot:intent = "<generation> <member> <time>"   written before CreateAccessKey
+//	keyrot:inactive:<key id> = <time>                written before UpdateAccessKey
+//
+// IAM user names cannot contain "/", so member names never collide with
+// another user's secret. Readers follow keyrot:current-secret on member 0.
+package secretsmanager
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/keyrot/keyrot"
+)
+
+// API is the part of the Secrets Manager client keyrot uses.
+type API interface {
+	CreateSecret(ctx context.Context, in *sm.CreateSecretInput, optFns ...func(*sm.Options)) (*sm.CreateSecretOutput, error)
+	DescribeSecret(ctx context.Context, in *sm.DescribeSecretInput, optFns ...func(*sm.Options)) (*sm.DescribeSecretOutput, error)
+	GetSecretValue(ctx context.Context, in *sm.GetSecretValueInput, optFns ...func(*sm.Options)) (*sm.GetSecretValueOutput, error)
+	PutSecretValue(ctx context.Context, in *sm.PutSecretValueInput, optFns ...func(*sm.Options)) (*sm.PutSecretValueOutput, error)
+	UpdateSecretVersionStage(ctx context.Context, in *sm.UpdateSecretVersionStageInput, optFns ...func(*sm.Options)) (*sm.UpdateSecretVersionStageOutput, error)
+	TagResource(ctx context.Context, in *sm.TagResourceInput, optFns ...func(*sm.Options)) (*sm.TagResourceOutput, error)
+	UntagResource(ctx context.Context, in *sm.UntagResourceInput, optFns ...func(*sm.Options)) (*sm.UntagResourceOutput, error)
+	PutResourcePolicy(ctx context.Context, in *sm.PutResourcePolicyInput, optFns ...func(*sm.Options)) (*sm.PutResourcePolicyOutput, error)
+	ListSecrets(ctx context.Context, in *sm.ListSecretsInput, optFns ...func(*sm.Options)) (*sm.ListSecretsOutput, error)
+	BatchGetSecretValue(ctx context.Context, in *sm.BatchGetSecretValueInput, optFns ...func(*sm.Options)) (*sm.BatchGetSecretValueOutput, error)
+}
+
+// Tag names, all on member 0 unless noted.
+const (
+	tagManaged       = "keyrot:managed" // every member
+	tagUser          = "keyrot:user"    // every member
+	tagMember        = "keyrot:member"  // every member
+	tagGeneration    = "keyrot:generation"
+	tagCurrentSecret = "keyrot:current-secret"
+	tagCurrentKey    = "keyrot:current-key"
+	tagCurrentSince  = "keyrot:current-since"
+	tagPreviousKey   = "keyrot:previous-key"
+	tagIntent        = "keyrot:intent"
+	tagInactive      = "keyrot:inactive:" // + key id
+)
+
+const (
+	stageCurrent  = "AWSCURRENT"
+	stagePending  = "AWSPENDING"
+	stagePrevious = "AWSPREVIOUS"
+)
+
+// Config says where and how the secrets are kept.
+type Config struct {
+	// Prefix is prepended to the user name (default "iam-key-rotation/").
+	Prefix string
+	// KMSKeyID encrypts the secrets ("" for the account's aws/secretsmanager key).
+	KMSKeyID string
+}
+
+var _ keyrot.SecretStore = (*Store)(nil)
+
+// Store keeps keys in Secrets Manager.
+type Store struct {
+	api API
+	cfg Config
+}
+
+// New returns a Store.
+func New(api API, cfg Config) *Store {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "iam-key-rotation/"
+	}
+	return &Store{api: api, cfg: cfg}
+}
+
+// SecretName is the name of a user's ring member i (0 is the primary secret).
+func (s *Store) SecretName(user string, i int) string {
+	if i == 0 {
+		return s.cfg.Prefix + user
+	}
+	return s.cfg.Prefix + user + "/" + strconv.Itoa(i)
+}
+
+// secretValue is the JSON kept in each version: the fields other tools
+// (external-secrets, the AWS CLI) expect, plus the generation.
+type secretValue struct {
+	UserName        string
+	AccessKeyId     string //nolint:revive // AWS's own spelling, kept for other tools.
+	SecretAccessKey string
+	CreateDate      time.Time
+	Generation      int `json:",omitempty"`
+}
+
+// Load observes the user's ring: the pointer tags on member 0, the current
+// key behind them, and the pending key of an unfinished rotation.
+func (s *Store) Load(ctx context.Context, user string) (keyrot.SecretState, error) {
+	var st keyrot.SecretState
+	primary := s.SecretName(user, 0)
+	desc, err := s.api.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(primary)})
+	if isCode(err, "ResourceNotFoundException") {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("secretsmanager: describe secret %q: %w", primary, err)
+	}
+	if desc.DeletedDate != nil {
+		return st, fmt.Errorf("secretsmanager: secret %q is scheduled for deletion; restore it (aws secretsmanager restore-secret) or delete it for good", primary)
+	}
+	tags := tagMap(desc.Tags)
+	if tags[tagUser] != user {
+		return st, fmt.Errorf("secretsmanager: secret %q exists but is not keyrot's secret for user %q (tag %s); rename it or choose another secrets.prefix", primary, user, tagUser)
+	}
+	st.Exists = true
+	st.Generation, _ = strconv.Atoi(tags[tagGeneration])
+	st.PreviousKeyID = tags[tagPreviousKey]
+	st.CurrentSince, _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
+	st.Inactive = map[string]time.Time{}
+	for k, v := range tags {
+		if id, ok := strings.CutPrefix(k, tagInactive); ok {
+			if at, err := time.Parse(time.RFC3339, v); err == nil {
+				st.Inactive[id] = at
+			}
+		}
+	}
+	if name := tags[tagCurrentSecret]; name != "" {
+		cur, err := s.readVersion(ctx, name, stageCurrent)
+		if err != nil && !errors.Is(err, keyrot.ErrSecretNotFound) {
+			return st, err
+		}
+		// A promotion interrupted between the label move and the tags
+		// leaves AWSCURRENT one generation ahead of the pointer (with a
+		// ring of one): the pointer's key is then AWSPREVIOUS.
+		if cur != nil && cur.Generation != st.Generation {
+			if prev, err := s.readVersion(ctx, name, stagePrevious); err == nil && prev.Generation == st.Generation {
+				cur = prev
+			}
+		}
+		st.Current = cur
+	}
+	if raw := tags[tagIntent]; raw != "" {
+		intent, err := parseIntent(raw)
+		if err != nil {
+			return st, fmt.Errorf("secretsmanager: secret %q tag %s: %w", primary, tagIntent, err)
+		}
+		st.Intent = &intent
+		pending, err := s.readVersion(ctx, s.SecretName(user, intent.Member), stagePending)
+		if err != nil && !errors.Is(err, keyrot.ErrSecretNotFound) {
+			return st, err
+		}
+		if pending != nil && pending.Generation == intent.Generation {
+			st.Pending = pending
+		}
+	}
+	return st, nil
+}
+
+func (s *Store) readVersion(ctx context.Context, name, stage string) (*keyrot.StoredKey, error) {
+	out, err := s.api.GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String(name), VersionStage: aws.String(stage)})
+	if isCode(err, "ResourceNotFoundException") {
+		return nil, fmt.Errorf("secretsmanager: %s of %q: %w", stage, name, keyrot.ErrSecretNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("secretsmanager: read %s of %q: %w", stage, name, err)
+	}
+	var v secretValue
+	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &v); err != nil || v.AccessKeyId == "" {
+		// Never include the value: it may be a secret of some other shape.
+		return nil, fmt.Errorf("secretsmanager: %s of %q is not a keyrot access key (want JSON with UserName, AccessKeyId, SecretAccessKey, CreateDate)", stage, name)
+	}
+	return &keyrot.StoredKey{
+		KeyID: v.AccessKeyId, CreateDate: v.CreateDate, Generation: v.Generation,
+		Secret: name, VersionID: aws.ToString(out.VersionId),
+		Creds: keyrot.Credentials{UserName: v.UserName, AccessKeyID: v.AccessKeyId, SecretAccessKey: v.SecretAccessKey, CreateDate: v.CreateDate, Generation: v.Generation},
+	}, nil
+}
+
+func parseIntent(raw string) (keyrot.Intent, error) {
+	var in keyrot.Intent
+	f := strings.Fields(raw)
+	if len(f) != 3 {
+		return in, fmt.Errorf("malformed intent %q", raw)
+	}
+	var err1, err2, err3 error
+	in.Generation, err1 = strconv.Atoi(f[0])
+	in.Member, err2 = strconv.Atoi(f[1])
+	in.At, err3 = time.Parse(time.RFC3339, f[2])
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return in, fmt.Errorf("malformed intent %q: %w", raw, err)
+	}
+	return in, nil
+}
+
+// BeginCreate makes sure the ring member exists and records the intent.
+func (s *Store) BeginCreate(ctx context.Context, user keyrot.User, intent keyrot.Intent) error {
+	if err := s.ensureMember(ctx, user, 0); err != nil {
+		return err
+	}
+	if intent.Member != 0 {
+		if err := s.ensureMember(ctx, user, intent.Member); err != nil {
+			return err
+		}
+	}
+	value := fmt.Sprintf("%d %d %s", intent.Generation, intent.Member, intent.At.UTC().Format(time.RFC3339))
+	return s.tag(ctx, s.SecretName(user.Name, 0), map[string]string{tagIntent: value})
+}
+
+// ensureMember creates ring member i if needed and (re)applies the resource
+// policy that lets the IAM user read its own key.
+func (s *Store) ensureMember(ctx context.Context, user keyrot.User, i int) error {
+	name := s.SecretName(user.Name, i)
+	in := &sm.CreateSecretInput{
+		Name:        aws.String(name),
+		Description: aws.String(fmt.Sprintf("Current AWS access key of IAM user %s, rotated by keyrot. Do not edit.", user.Name)),
+		Tags: []types.Tag{
+			{Key: aws.String(tagManaged), Value: aws.String("true")},
+			{Key: aws.String(tagUser), Value: aws.String(user.Name)},
+			{Key: aws.String(tagMember), Value: aws.String(strconv.Itoa(i))},
+		},
+	}
+	if s.cfg.KMSKeyID != "" {
+		in.KmsKeyId = aws.String(s.cfg.KMSKeyID)
+	}
+	_, err := s.api.CreateSecret(ctx, in)
+	switch {
+	case isCode(err, "ResourceExistsException"):
+		desc, derr := s.api.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(name)})
+		if derr != nil {
+			return fmt.Errorf("secretsmanager: describe secret %q: %w", name, derr)
+		}
+		if tagMap(desc.Tags)[tagUser] != user.Name {
+			return fmt.Errorf("secretsmanager: secret %q exists but is not keyrot's secret for user %q; rename it or choose another secrets.prefix", name, user.Name)
+		}
+	case err != nil:
+		return fmt.Errorf("secretsmanager: create secret %q: %w", name, err)
+	}
+	if user.ARN == "" {
+		return nil
+	}
+	policy, err := json.Marshal(map[string]any{
+		"Version": "2012-10-17",
+		"Statement": []map[string]any{{
+			"Sid":       "KeyrotUserReadsOwnKey",
+			"Effect":    "Allow",
+			"Principal": map[string]any{"AWS": user.ARN},
+			"Action":    []string{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
+			"Resource":  "*",
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("secretsmanager: resource policy for %q: %w", name, err)
+	}
+	if _, err := s.api.PutResourcePolicy(ctx, &sm.PutResourcePolicyInput{SecretId: aws.String(name), ResourcePolicy: aws.String(string(policy)), BlockPublicPolicy: aws.Bool(true)}); err != nil {
+		return fmt.Errorf("secretsmanager: put resource policy on %q: %w", name, err)
+	}
+	return nil
+}
+
+// Token is the ClientRequestToken of a user's generation: the same for every
+// keyrot, so two of them rotating one user at once collide on the version
+// instead of both succeeding.
+func Token(user string, generation int) string {
+	sum := sha256.Sum256([]byte(user))
+	return fmt.Sprintf("keyrot-%s-%010d", hex.EncodeToString(sum[:12]), generation)
+}
+
+// StorePending writes creds as AWSPENDING of the intent's member.
+func (s *Store) StorePending(ctx context.Context, intent keyrot.Intent, creds keyrot.Credentials) (keyrot.StoredKey, error) {
+	name := s.SecretName(creds.UserName, intent.Member)
+	body, err := json.Marshal(secretValue{
+		UserName: creds.UserName, AccessKeyId: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey,
+		CreateDate: creds.CreateDate.UTC(), Generation: intent.Generation,
+	})
+	if err != nil {
+		return keyrot.StoredKey{}, fmt.Errorf("secretsmanager: encode key %s: %w", creds.AccessKeyID, err)
+	}
+	token := Token(creds.UserName, intent.Generation)
+	out, err := s.api.PutSecretValue(ctx, &sm.PutSecretValueInput{
+		SecretId: aws.String(name), ClientRequestToken: aws.String(token),
+		SecretString: aws.String(string(body)), VersionStages: []string{stagePending},
+	})
+	if isCode(err, "ResourceExistsException") {
+		return keyrot.StoredKey{}, fmt.Errorf("secretsmanager: store key %s in %q: generation %d already holds another key: %w", creds.AccessKeyID, name, intent.Generation, keyrot.ErrConflict)
+	}
+	if err != nil {
+		return keyrot.StoredKey{}, fmt.Errorf("secretsmanager: store key %s in %q: %w", creds.AccessKeyID, name, err)
+	}
+	creds.Generation = intent.Generation
+	return keyrot.StoredKey{KeyID: creds.AccessKeyID, CreateDate: creds.CreateDate, Generation: intent.Generation,
+		Secret: name, VersionID: aws.ToString(out.VersionId), Creds: creds}, nil
+}
+
+// Promote moves AWSCURRENT to the pending version, then points member 0 at
+// it. Each step is safe to repeat.
+func (s *Store) Promote(ctx context.Context, user string, pending keyrot.StoredKey, previousKeyID string, since time.Time) error {
+	desc, err := s.api.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(pending.Secret)})
+	if err != nil {
+		return fmt.Errorf("secretsmanager: describe secret %q: %w", pending.Secret, err)
+	}
+	currentVersion, pendingLabelled := "", false
+	for v, stages := range desc.VersionIdsToStages {
+		for _, st := range stages {
+			switch {
+			case st == stageCurrent:
+				currentVersion = v
+			case st == stagePending && v == pending.VersionID:
+				pendingLabelled = true
+			}
+		}
+	}
+	if currentVersion != pending.VersionID {
+		in := &sm.UpdateSecretVersionStageInput{SecretId: aws.String(pending.Secret), VersionStage: aws.String(stageCurrent), MoveToVersionId: aws.String(pending.VersionID)}
+		if currentVersion != "" {
+			in.RemoveFromVersionId = aws.String(currentVersion)
+		}
+		if _, err := s.api.UpdateSecretVersionStage(ctx, in); err != nil {
+			return fmt.Errorf("secretsmanager: move AWSCURRENT of %q to key %s: %w", pending.Secret, pending.KeyID, err)
+		}
+	}
+	tags := map[string]string{
+		tagGeneration:    strconv.Itoa(pending.Generation),
+		tagCurrentSecret: pending.Secret,
+		tagCurrentKey:    pending.KeyID,
+		tagCurrentSince:  since.UTC().Format(time.RFC3339),
+	}
+	if previousKeyID != "" {
+		tags[tagPreviousKey] = previousKeyID
+	}
+	primary := s.SecretName(user, 0)
+	if err := s.tag(ctx, primary, tags); err != nil {
+		return err
+	}
+	if err := s.untag(ctx, primary, tagIntent); err != nil {
+		return err
+	}
+	if pendingLabelled {
+		if _, err := s.api.UpdateSecretVersionStage(ctx, &sm.UpdateSecretVersionStageInput{SecretId: aws.String(pending.Secret), VersionStage: aws.String(stagePending), RemoveFromVersionId: aws.String(pending.VersionID)}); err != nil {
+			return fmt.Errorf("secretsmanager: clear AWSPENDING of %q: %w", pending.Secret, err)
+		}
+	}
+	return nil
+}
+
+// ClearIntent drops the intent of an unfinished rotation.
+func (s *Store) ClearIntent(ctx context.Context, user string) error {
+	return s.untag(ctx, s.SecretName(user, 0), tagIntent)
+}
+
+// MarkInactive records when keyID was deactivated.
+func (s *Store) MarkInactive(ctx context.Context, user, keyID string, at time.Time) error {
+	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagInactive + keyID: at.UTC().Format(time.RFC3339)})
+}
+
+// Forget drops the deactivation record of a deleted key.
+func (s *Store) Forget(ctx context.Context, user, keyID string) error {
+	return s.untag(ctx, s.SecretName(user, 0), tagInactive+keyID)
+}
+
+// Current returns the user's current credentials.
+func (s *Store) Current(ctx context.Context, user string) (keyrot.Credentials, error) {
+	primary := s.SecretName(user, 0)
+	desc, err := s.api.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(primary)})
+	if isCode(err, "ResourceNotFoundException") {
+		return keyrot.Credentials{}, fmt.Errorf("secretsmanager: no secret %q for user %q: %w", primary, user, keyrot.ErrSecretNotFound)
+	}
+	if err != nil {
+		return keyrot.Credentials{}, fmt.Errorf("secretsmanager: describe secret %q: %w", primary, err)
+	}
+	tags := tagMap(desc.Tags)
+	name := tags[tagCurrentSecret]
+	if name == "" {
+		return keyrot.Credentials{}, fmt.Errorf("secretsmanager: user %q has no current key yet: %w", user, keyrot.ErrSecretNotFound)
+	}
+	cur, err := s.readVersion(ctx, name, stageCurrent)
+	if err != nil {
+		return keyrot.Credentials{}, err
+	}
+	creds := cur.Creds
+	creds.CurrentSince, _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
+	if creds.AccessKeyID != tags[tagCurrentKey] {
+		// Mid-promotion: the pointer still names the old key, which is
+		// still active; serve the one the pointer names.
+		if prev, err := s.readVersion(ctx, name, stagePrevious); err == nil && prev.KeyID == tags[tagCurrentKey] {
+			creds = prev.Creds
+		}
+	}
+	return creds, nil
+}
+
+// ListCurrent reads the current key of every user under the prefix, with
+// ListSecrets for the pointers and BatchGetSecretValue for the values.
+func (s *Store) ListCurrent(ctx context.Context) ([]keyrot.Credentials, error) {
+	since := map[string]time.Time{} // current secret name -> since
+	want := map[string]string{}     // current secret name -> key id named by the pointer
+	var names []string
+	p := sm.NewListSecretsPaginator(s.api, &sm.ListSecretsInput{Filters: []types.Filter{
+		{Key: types.FilterNameStringTypeName, Values: []string{s.cfg.Prefix}},
+		{Key: types.FilterNameStringTypeTagKey, Values: []string{tagCurrentSecret}},
+	}})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("secretsmanager: list secrets under %q: %w", s.cfg.Prefix, err)
+		}
+		for _, e := range page.SecretList {
+			tags := tagMap(e.Tags)
+			name := tags[tagCurrentSecret]
+			if tags[tagManaged] != "true" || name == "" || !strings.HasPrefix(name, s.cfg.Prefix) {
+				continue
+			}
+			since[name], _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
+			want[name] = tags[tagCurrentKey]
+			names = append(names, name)
+		}
+	}
+	var out []keyrot.Credentials
+	for start := 0; start < len(names); start += 20 {
+		batch := names[start:min(start+20, len(names))]
+		res, err := s.api.BatchGetSecretValue(ctx, &sm.BatchGetSecretValueInput{SecretIdList: batch})
+		if err != nil {
+			return nil, fmt.Errorf("secretsmanager: batch get %d secrets: %w", len(batch), err)
+		}
+		for _, v := range res.SecretValues {
+			var sv secretValue
+			if json.Unmarshal([]byte(aws.ToString(v.SecretString)), &sv) != nil || sv.AccessKeyId == "" {
+				continue
+			}
+			name := aws.ToString(v.Name)
+			if sv.AccessKeyId != want[name] {
+				continue // mid-promotion; the next refresh sees it settled
+			}
+			out = append(out, keyrot.Credentials{UserName: sv.UserName, AccessKeyID: sv.AccessKeyId, SecretAccessKey: sv.SecretAccessKey,
+				CreateDate: sv.CreateDate, Generation: sv.Generation, CurrentSince: since[name]})
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) tag(ctx context.Context, name string, tags map[string]string) error {
+	in := &sm.TagResourceInput{SecretId: aws.String(name)}
+	for k, v := range tags {
+		in.Tags = append(in.Tags, types.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	if _, err := s.api.TagResource(ctx, in); err != nil {
+		return fmt.Errorf("secretsmanager: tag %q: %w", name, err)
+	}
+	return nil
+}
+
+func (s *Store) untag(ctx context.Context, name string, keys ...string) error {
+	if _, err := s.api.UntagResource(ctx, &sm.UntagResourceInput{SecretId: aws.String(name), TagKeys: keys}); err != nil {
+		return fmt.Errorf("secretsmanager: untag %q: %w", name, err)
+	}
+	return nil
+}
+
+func tagMap(tags []types.Tag) map[string]string {
+	m := make(map[string]string, len(tags))
+	for _, t := range tags {
+		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return m
+}
+
+func isCode(err error, code string) bool {
+	var apiErr smithy.APIError
+	return err != nil && errors.As(err, &apiErr) && apiErr.ErrorCode() == code
+}

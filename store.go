@@ -1,0 +1,117 @@
+package keyrot
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// KeyManager manages IAM users' access keys (implemented by package iam).
+// Every listing is complete: implementations follow every page.
+type KeyManager interface {
+	// ListUsers returns the IAM users under pathPrefix ("" or "/" for all),
+	// without tags (IAM does not list them).
+	ListUsers(ctx context.Context, pathPrefix string) ([]User, error)
+	// GetUser returns one user with its tags, or ErrUserNotFound.
+	GetUser(ctx context.Context, name string) (User, error)
+	// GroupMembers returns the names of the users in an IAM group, or
+	// ErrUserNotFound wrapped if the group does not exist.
+	GroupMembers(ctx context.Context, group string) ([]string, error)
+	// ListAccessKeys returns the user's keys, oldest first, or ErrUserNotFound.
+	ListAccessKeys(ctx context.Context, user string) ([]AccessKey, error)
+	// CreateAccessKey creates a key. The returned Credentials carry the
+	// secret, which IAM shows only once. Errors: ErrKeyLimit, ErrUserNotFound.
+	CreateAccessKey(ctx context.Context, user string) (Credentials, error)
+	// SetKeyStatus activates or deactivates a key; ErrKeyNotFound.
+	SetKeyStatus(ctx context.Context, user, keyID string, status KeyStatus) error
+	// DeleteAccessKey deletes a key; ErrKeyNotFound if it is already gone.
+	DeleteAccessKey(ctx context.Context, user, keyID string) error
+	// KeyLastUsed returns when the key was last used (zero if never).
+	KeyLastUsed(ctx context.Context, keyID string) (time.Time, error)
+}
+
+// KeyVerifier proves that a key works (implemented with sts:GetCallerIdentity).
+type KeyVerifier interface {
+	// VerifyKey returns nil if AWS accepts the key, an error wrapping
+	// ErrKeyRejected if AWS rejects it (not yet propagated, inactive), or
+	// another error if AWS could not be asked.
+	VerifyKey(ctx context.Context, creds Credentials) error
+}
+
+// StoredKey is a key as its secret version records it.
+type StoredKey struct {
+	KeyID      string
+	CreateDate time.Time
+	Generation int
+	Secret     string // the ring member holding it
+	VersionID  string
+	// Creds is the stored value, secret included; filled for a pending key,
+	// which must be verified before it is promoted.
+	Creds Credentials
+}
+
+// LogValue keeps the stored secret out of structured logs.
+func (k StoredKey) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("key_id", k.KeyID), slog.Int("generation", k.Generation), slog.String("secret", k.Secret))
+}
+
+// Intent is written before a key is created, so that a crash between
+// CreateAccessKey and the store leaves a trace the next pass can act on.
+type Intent struct {
+	Generation int
+	Member     int // the ring member the key goes to
+	At         time.Time
+}
+
+// SecretState is what Secrets Manager says about a user's secret ring.
+type SecretState struct {
+	// Exists reports whether the user's primary secret exists.
+	Exists bool
+	// Generation is the generation of the last key promoted (0: none yet).
+	Generation int
+	// Current is the key behind AWSCURRENT of the current member, if any.
+	Current *StoredKey
+	// CurrentSince is when Current was promoted.
+	CurrentSince time.Time
+	// PreviousKeyID is the key Current replaced (keyrot's own, to rotate out).
+	PreviousKeyID string
+	// Intent is an unfinished rotation, if any; Pending is its stored key.
+	Intent  *Intent
+	Pending *StoredKey
+	// Inactive records when keyrot deactivated (or first saw inactive) a key.
+	Inactive map[string]time.Time
+}
+
+// SecretStore keeps each user's current key in a ring of Secrets Manager
+// secrets (implemented by package secretsmanager). Every method is safe to
+// repeat after a crash.
+type SecretStore interface {
+	// Load observes the user's ring. A user with no secret gives a state
+	// with Exists false, not an error.
+	Load(ctx context.Context, user string) (SecretState, error)
+	// BeginCreate records the intent to create a key, creating the ring
+	// member (encrypted, tagged, readable by the user itself) if needed.
+	BeginCreate(ctx context.Context, user User, intent Intent) error
+	// StorePending stores creds as the AWSPENDING version of the intent's
+	// member with a token derived from the user and generation. It returns
+	// ErrConflict if another writer stored another key for that generation.
+	StorePending(ctx context.Context, intent Intent, creds Credentials) (StoredKey, error)
+	// Promote makes a pending key current (AWSCURRENT), records when, which
+	// key it replaced, and clears the intent.
+	Promote(ctx context.Context, user string, pending StoredKey, previousKeyID string, since time.Time) error
+	// ClearIntent drops an intent whose key will never be stored.
+	ClearIntent(ctx context.Context, user string) error
+	// MarkInactive records when keyID was deactivated; written before the
+	// deactivation so the deletion timing survives a crash.
+	MarkInactive(ctx context.Context, user, keyID string, at time.Time) error
+	// Forget drops the records about a key that has been deleted.
+	Forget(ctx context.Context, user, keyID string) error
+	// Current returns the user's current credentials, or ErrSecretNotFound.
+	Current(ctx context.Context, user string) (Credentials, error)
+}
+
+// CredentialsPublisher receives a user's credentials the moment they become
+// current, so an API cache in the same process serves the new key at once.
+type CredentialsPublisher interface {
+	Publish(creds Credentials)
+}
