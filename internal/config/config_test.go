@@ -1,0 +1,142 @@
+package config_test
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyrot/keyrot/internal/config"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func open(files map[string]string) func(string) (io.ReadCloser, error) {
+	return func(p string) (io.ReadCloser, error) {
+		s, ok := files[p]
+		if !ok {
+			return nil, errors.New("open " + p + ": no such file")
+		}
+		return io.NopCloser(strings.NewReader(s)), nil
+	}
+}
+
+func TestDefaultsAreTheSeeds(t *testing.T) {
+	cfg, err := config.Parse(strings.NewReader("users: {names: [ci-bot]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Policy()
+	if p.RotateEvery != 5*time.Minute || p.DeactivateAfter != 2*time.Minute || p.DeleteAfter != time.Minute {
+		t.Fatalf("policy = %+v, want the seed's 5m/2m/1m", p)
+	}
+	if got, want := cfg.Secrets.Prefix, "iam-key-rotation/"; got != want {
+		t.Errorf("prefix = %q, want %q", got, want)
+	}
+	if got, want := cfg.API.Listen, ":8000"; got != want {
+		t.Errorf("listen = %q, want %q", got, want)
+	}
+	if err := cfg.Validate(); err == nil {
+		t.Error("default notify addresses accepted with via: ses")
+	}
+}
+
+func TestLoadFileThenEnv(t *testing.T) {
+	file := `
+region: eu-west-1
+users:
+  names: [ci-bot, deploy-bot]
+rotation:
+  rotate_every: 90d
+  deactivate_after: 7d
+  delete_after: 7d
+notify: {sender: keyrot@example.com, admin: sec@example.com}
+`
+	cfg, err := config.Load("k.yaml", open(map[string]string{"k.yaml": file}), env(map[string]string{
+		"KEYROT_DELETE_AFTER": "1d", "KEYROT_USERS": "a, b ,c", "API_KEY": "s3cret-api-key",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := time.Duration(cfg.Rotation.RotateEvery), 90*24*time.Hour; got != want {
+		t.Errorf("rotate_every = %v, want %v", got, want)
+	}
+	if got, want := time.Duration(cfg.Rotation.DeleteAfter), 24*time.Hour; got != want {
+		t.Errorf("env did not override delete_after: %v", got)
+	}
+	if got, want := strings.Join(cfg.Users.Names, ","), "a,b,c"; got != want {
+		t.Errorf("users = %q, want %q", got, want)
+	}
+	if cfg.API.FullAccessKey != "s3cret-api-key" {
+		t.Error("API_KEY not read")
+	}
+	if got := cfg.Redacted().API.FullAccessKey; got == "s3cret-api-key" {
+		t.Error("Redacted keeps the API key")
+	}
+}
+
+func TestValidationNamesTheField(t *testing.T) {
+	base := "users: {names: [ci-bot]}\nnotify: {via: log}\n"
+	tests := []struct {
+		name, yaml string
+		env        map[string]string
+		field      string
+	}{
+		{"timings block rotation", base + "rotation: {rotate_every: 5m, deactivate_after: 4m, delete_after: 1m}\n", nil, "rotation.deactivate_after"},
+		{"bad duration", base + "rotation: {rotate_every: five}\n", nil, ""},
+		{"unknown key", base + "rotaton: {}\n", nil, ""},
+		{"bad unmanaged", base + "rotation: {unmanaged_keys: delete}\n", nil, "rotation.unmanaged_keys"},
+		{"bad user name", "users: {names: [\"a b\"]}\nnotify: {via: log}\n", nil, "users.names"},
+		{"no users", "notify: {via: log}\n", nil, "users"},
+		{"bad path", "users: {names: [x], path_prefix: ci}\nnotify: {via: log}\n", nil, "users.path_prefix"},
+		{"bad via", "users: {names: [x]}\nnotify: {via: pigeon}\n", nil, "notify.via"},
+		{"ses needs sender", "users: {names: [x]}\nnotify: {via: ses, admin: a@example.com}\n", nil, "notify.sender"},
+		{"smtp needs addr", "users: {names: [x]}\nnotify: {via: smtp, sender: s@example.com, admin: a@example.com}\n", nil, "notify.smtp.addr"},
+		{"tls pair", base + "api: {tls_cert: c.pem}\n", nil, "api.tls_cert"},
+		{"api key without hash", base + "api: {keys: [{name: ci, hash: plain}]}\n", nil, "api.keys[0]"},
+		{"bad env duration", base, map[string]string{"KEYROT_ROTATE_EVERY": "soon"}, "KEYROT_ROTATE_EVERY"},
+		{"bad env int", base, map[string]string{"KEYROT_CONCURRENCY": "many"}, "KEYROT_CONCURRENCY"},
+		{"concurrency range", base + "rotation: {concurrency: 0}\n", nil, "rotation.concurrency"},
+		{"log format", base + "log: {format: xml}\n", nil, "log.format"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Load("k.yaml", open(map[string]string{"k.yaml": tt.yaml}), env(tt.env))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if tt.field == "" {
+				return
+			}
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is not a *config.Error", err)
+			}
+			if ce.Field != tt.field {
+				t.Fatalf("field = %q, want %q (%v)", ce.Field, tt.field, err)
+			}
+		})
+	}
+}
+
+func TestSecretEnvNeverEchoed(t *testing.T) {
+	_, err := config.FromEnv(env(map[string]string{"KEYROT_USERS": "x", "KEYROT_NOTIFY_VIA": "log", "KEYROT_CONCURRENCY": "x", "API_KEY": "topsecret"}))
+	if err == nil || strings.Contains(err.Error(), "topsecret") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestEnvNamesDocumented(t *testing.T) {
+	for _, want := range []string{"KEYROT_USERS", "KEYROT_ROTATE_EVERY", "KEYROT_NOTIFY_SENDER", "API_KEY", "LOG_LEVEL"} {
+		found := false
+		for _, n := range config.EnvNames() {
+			found = found || n == want
+		}
+		if !found {
+			t.Errorf("%s missing", want)
+		}
+	}
+}
