@@ -236,7 +236,7 @@ func smNotFound() *apiError {
 	return errorf(400, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
 }
 
-func smMarkedForDeletion(op string) *apiError {
+func smMarkedForDeletion() *apiError {
 	return errorf(400, "InvalidRequestException",
 		"You can't perform this operation on the secret because it was marked for deletion.")
 }
@@ -420,7 +420,7 @@ func (m *secretsManager) access(c *smCall, id string, allowDeleted bool) (*smSec
 	}
 	if !allowDeleted && !s.st.Deleted.IsZero() {
 		s.mu.Unlock()
-		return nil, smMarkedForDeletion(c.op)
+		return nil, smMarkedForDeletion()
 	}
 	return s, nil
 }
@@ -1504,7 +1504,7 @@ func (m *secretsManager) deleteSecret(c *smCall, body []byte) (any, *apiError) {
 	if !in.ForceDeleteWithoutRecovery {
 		defer s.mu.Unlock()
 		if !s.st.Deleted.IsZero() {
-			return nil, smMarkedForDeletion(c.op)
+			return nil, smMarkedForDeletion()
 		}
 		s.st.Deleted = c.now
 		s.st.DeletionDate = c.now.AddDate(0, 0, days)

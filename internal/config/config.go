@@ -290,11 +290,11 @@ func Load(path string, open func(string) (io.ReadCloser, error), lookup func(str
 	if path != "" {
 		f, err := open(path)
 		if err != nil {
-			return cfg, fmt.Errorf("config: %w", err)
+			return cfg, &Error{Field: "config file", Value: path, Reason: err.Error()}
 		}
 		defer f.Close()
 		if cfg, err = Parse(f); err != nil {
-			return cfg, fmt.Errorf("%s: %w", path, err)
+			return cfg, &Error{Field: "config file", Value: path, Reason: err.Error()}
 		}
 	}
 	if err := cfg.ApplyEnv(lookup); err != nil {

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
+	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/keyrot/keyrot/sandbox"
+	"github.com/keyrot/keyrot/sandbox/sandboxtest"
+)
+
+// syncBuffer is a bytes.Buffer safe for a daemon's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testMain runs keyrot against a sandbox through the AWS SDK's standard
+// environment chain (AWS_ENDPOINT_URL), as a user would.
+type testMain struct {
+	t      *testing.T
+	sb     *sandbox.Server
+	aws    aws.Config
+	dir    string
+	stdout *syncBuffer
+	stderr *syncBuffer
+}
+
+func newTestMain(t *testing.T) *testMain {
+	sb := sandboxtest.Start(t, sandbox.Options{})
+	id, secret := sb.AdminCredentials()
+	dir := t.TempDir()
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL": sb.URL(), "AWS_ACCESS_KEY_ID": id, "AWS_SECRET_ACCESS_KEY": secret, "AWS_REGION": "us-east-1",
+		"AWS_CONFIG_FILE": filepath.Join(dir, "none"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "none"), "AWS_PROFILE": "",
+	} {
+		t.Setenv(k, v)
+	}
+	return &testMain{t: t, sb: sb, aws: sandboxtest.Config(t, sb), dir: dir, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+}
+
+func (tm *testMain) writeConfig(body string) string {
+	tm.t.Helper()
+	f, err := os.CreateTemp(tm.dir, "keyrot-*.yaml")
+	if err != nil {
+		tm.t.Fatal(err)
+	}
+	f.Close()
+	path := f.Name()
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		tm.t.Fatal(err)
+	}
+	return path
+}
+
+func (tm *testMain) run(ctx context.Context, args ...string) int {
+	tm.t.Helper()
+	m := &Main{Stdin: strings.NewReader(""), Stdout: tm.stdout, Stderr: tm.stderr, LookupEnv: os.LookupEnv,
+		Open: func(p string) (io.ReadCloser, error) { return os.Open(p) }}
+	return m.Run(ctx, args)
+}
+
+func (tm *testMain) createUser(name string) {
+	tm.t.Helper()
+	if _, err := awsiam.NewFromConfig(tm.aws).CreateUser(context.Background(), &awsiam.CreateUserInput{UserName: aws.String(name)}); err != nil {
+		tm.t.Fatal(err)
+	}
+}
+
+func (tm *testMain) secretValue(name string) string {
+	tm.t.Helper()
+	out, err := awssm.NewFromConfig(tm.aws).GetSecretValue(context.Background(), &awssm.GetSecretValueInput{SecretId: aws.String(name)})
+	if err != nil {
+		tm.t.Fatalf("read secret %s: %v", name, err)
+	}
+	return aws.ToString(out.SecretString)
+}
+
+const testConfig = `
+users: {names: [ci-bot]}
+rotation: {rotate_every: 90d, deactivate_after: 7d, delete_after: 7d}
+notify: {via: log}
+log: {format: json}
+`
+
+func TestRotateStatusValidate(t *testing.T) {
+	tm := newTestMain(t)
+	tm.createUser("ci-bot")
+	cfg := tm.writeConfig(testConfig)
+	ctx := context.Background()
+
+	if code := tm.run(ctx, "rotate", "--config", cfg, "--dry-run"); code != exitOK {
+		t.Fatalf("rotate --dry-run exit %d: %s", code, tm.stderr)
+	}
+	if !strings.Contains(tm.stdout.String(), "would do create") {
+		t.Fatalf("dry run output: %s", tm.stdout)
+	}
+	if code := tm.run(ctx, "rotate", "--config", cfg); code != exitOK {
+		t.Fatalf("rotate exit %d: %s", code, tm.stderr)
+	}
+	if !strings.Contains(tm.stdout.String(), "1 users: 1 created") {
+		t.Fatalf("rotate output: %s", tm.stdout)
+	}
+	var secret struct{ AccessKeyId, SecretAccessKey string }
+	if err := json.Unmarshal([]byte(tm.secretValue("iam-key-rotation/ci-bot")), &secret); err != nil || secret.SecretAccessKey == "" {
+		t.Fatalf("secret: %v", err)
+	}
+
+	tm.stdout.mu.Lock()
+	tm.stdout.b.Reset()
+	tm.stdout.mu.Unlock()
+	if code := tm.run(ctx, "status", "--config", cfg, "-o", "json"); code != exitOK {
+		t.Fatalf("status exit %d: %s", code, tm.stderr)
+	}
+	var rows []statusRow
+	if err := json.Unmarshal([]byte(tm.stdout.String()), &rows); err != nil {
+		t.Fatalf("status json: %v: %s", err, tm.stdout)
+	}
+	if len(rows) != 1 || rows[0].CurrentKey != secret.AccessKeyId || rows[0].Next != "rotate: create a new key" {
+		t.Fatalf("status rows = %+v", rows)
+	}
+	if code := tm.run(ctx, "status", "--config", cfg); code != exitOK || !strings.Contains(tm.stdout.String(), "CURRENT KEY") {
+		t.Fatalf("status table exit %d: %s", code, tm.stdout)
+	}
+	if code := tm.run(ctx, "validate", "--config", cfg); code != exitOK || !strings.Contains(tm.stdout.String(), "rotate_every: 90d") {
+		t.Fatalf("validate exit %d: %s", code, tm.stdout)
+	}
+	for _, out := range []string{tm.stdout.String(), tm.stderr.String()} {
+		if strings.Contains(out, secret.SecretAccessKey) {
+			t.Fatal("a secret access key reached the output")
+		}
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	tm := newTestMain(t)
+	ctx := context.Background()
+	bad := tm.writeConfig("users: {names: [ci-bot]}\nnotify: {via: log}\nrotation: {rotate_every: 2m}\n")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		says string
+	}{
+		{"no command", nil, exitUsage, "Usage"},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
+		{"bad flag", []string{"rotate", "--nope"}, exitUsage, "flag provided but not defined"},
+		{"bad config", []string{"validate", "--config", bad}, exitUsage, "rotation.deactivate_after"},
+		{"missing file", []string{"rotate", "--config", filepath.Join(tm.dir, "absent.yaml")}, exitUsage, "absent.yaml"},
+		{"user not managed", []string{"rotate", "--config", tm.writeConfig(testConfig), "--user", "root"}, exitFailed, "not managed"},
+		{"user missing in IAM", []string{"rotate", "--config", tm.writeConfig(testConfig)}, exitOK, "user_deleted"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tm.stdout.mu.Lock()
+			tm.stdout.b.Reset()
+			tm.stdout.mu.Unlock()
+			if got := tm.run(ctx, tt.args...); got != tt.code {
+				t.Fatalf("exit %d, want %d: %s %s", got, tt.code, tm.stdout, tm.stderr)
+			}
+			if !strings.Contains(tm.stdout.String()+tm.stderr.String(), tt.says) {
+				t.Fatalf("output does not say %q: %s %s", tt.says, tm.stdout, tm.stderr)
+			}
+		})
+	}
+}
+
+func TestDaemonRotatesAndStopsCleanly(t *testing.T) {
+	tm := newTestMain(t)
+	tm.createUser("ci-bot")
+	cfg := tm.writeConfig(testConfig)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- tm.run(ctx, "run", "--config", cfg, "--no-api") }()
+
+	iamc := awsiam.NewFromConfig(tm.aws)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := iamc.ListAccessKeys(context.Background(), &awsiam.ListAccessKeysInput{UserName: aws.String("ci-bot")})
+		if err == nil && len(out.AccessKeyMetadata) == 1 && strings.Contains(tm.stderr.String(), "key_created") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon created no key: %s", tm.stderr)
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("daemon exited early with %d: %s", code, tm.stderr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("daemon exit %d: %s", code, tm.stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon did not stop")
+	}
+	if !strings.Contains(tm.stderr.String(), "scheduler stopped") {
+		t.Fatalf("no clean stop in the log: %s", tm.stderr)
+	}
+}
