@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/email"
 	"github.com/keyrot/keyrot/iam"
 	"github.com/keyrot/keyrot/internal/config"
 	"github.com/keyrot/keyrot/secretsmanager"
@@ -35,6 +36,10 @@ type Options struct {
 	Publisher keyrot.CredentialsPublisher
 	// StepHook is passed to the Rotator (crash tests).
 	StepHook func(ctx context.Context, point string) error
+	// NotifyResult is told the outcome of every email (metrics).
+	NotifyResult func(kind keyrot.EventKind, err error)
+	// Observe, if set, sees every event as it is emitted (metrics).
+	Observe func(keyrot.Event)
 }
 
 // App is a wired engine.
@@ -44,9 +49,11 @@ type App struct {
 	Keys     *iam.KeyManager
 	Store    *secretsmanager.Store
 	Notifier keyrot.Notifier
-	Rotator  *keyrot.Rotator
-	Logger   *slog.Logger
-	closers  []func(context.Context) error
+	// Email is the email notifier, when the config built one.
+	Email   *email.Notifier
+	Rotator *keyrot.Rotator
+	Logger  *slog.Logger
+	closers []func(context.Context) error
 }
 
 // New builds the engine described by cfg.
@@ -80,12 +87,19 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 
 	a.Notifier = opts.Notifier
 	if a.Notifier == nil {
-		n, closeFn, err := newNotifier(ctx, cfg, a.AWS, log, opts.Clock)
+		n, err := newNotifier(ctx, cfg, a.AWS, log, opts.Clock, opts.NotifyResult)
 		if err != nil {
 			return nil, err
 		}
-		a.Notifier = n
-		a.closers = append(a.closers, closeFn)
+		a.Notifier, a.Email = n, n
+		a.closers = append(a.closers, n.Close)
+	}
+	if opts.Observe != nil {
+		inner := a.Notifier
+		a.Notifier = keyrot.NotifierFunc(func(ctx context.Context, e keyrot.Event) error {
+			opts.Observe(e)
+			return inner.Notify(ctx, e)
+		})
 	}
 	rot, err := keyrot.NewRotator(keyrot.RotatorConfig{
 		Keys: a.Keys, Verifier: iam.NewVerifier(a.AWS), Secrets: a.Store,

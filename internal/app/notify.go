@@ -1,17 +1,76 @@
 package app
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/email"
 	"github.com/keyrot/keyrot/internal/config"
+	"github.com/keyrot/keyrot/ses"
+	"github.com/keyrot/keyrot/smtp"
 )
 
-// newNotifier builds the notifier the config describes. Until the email
-// packages are wired, every event is already logged by the Rotator.
-func newNotifier(_ context.Context, _ config.Config, _ aws.Config, _ *slog.Logger, _ keyrot.Clock) (keyrot.Notifier, func(context.Context) error, error) {
-	return keyrot.MultiNotifier(nil), func(context.Context) error { return nil }, nil
+// EmailConfig is the email package's view of the config.
+func EmailConfig(cfg config.Config, region string) email.Config {
+	ec := email.Config{
+		From: cfg.Notify.Sender, Admin: cfg.Notify.Admin, APIBaseURL: cfg.Notify.APIURL,
+		SecretPrefix: cfg.Secrets.Prefix, Region: region, Contact: cfg.Notify.Contact,
+		TemplateDir: cfg.Notify.Templates, SendRate: cfg.Notify.SendRate,
+		Digest: time.Duration(cfg.Notify.Digest), QuietPeriod: time.Duration(cfg.Notify.QuietPeriod),
+	}
+	if cfg.Notify.Recipients != nil {
+		ec.Recipients = map[keyrot.EventKind][]string{}
+		for kind, to := range cfg.Notify.Recipients {
+			ec.Recipients[keyrot.EventKind(kind)] = to
+		}
+	}
+	return ec
+}
+
+// newNotifier builds the email notifier the config describes and starts
+// its delivery goroutine; the returned func drains and stops it.
+func newNotifier(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Logger, clock keyrot.Clock, onResult func(keyrot.EventKind, error)) (*email.Notifier, error) {
+	var sender email.Sender
+	switch cfg.Notify.Via {
+	case "ses":
+		// The notifier retries with backoff on its own; one SDK attempt each.
+		sender = ses.New(sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.RetryMaxAttempts = 1 }))
+	case "smtp":
+		s, err := smtp.New(smtp.Config{Addr: cfg.Notify.SMTP.Addr, Username: cfg.Notify.SMTP.Username, Password: cfg.Notify.SMTP.Password,
+			TLS: cfg.Notify.SMTP.TLS, InsecureSkipVerify: cfg.Notify.SMTP.InsecureSkipVerify})
+		if err != nil {
+			return nil, &config.Error{Field: "notify.smtp", Reason: err.Error()}
+		}
+		sender = s
+	default:
+		sender = &email.LogSender{Logger: log.With("system", "email")}
+	}
+	opts := []email.Option{email.WithLogger(log.With("system", "notify"))}
+	if clock != nil {
+		opts = append(opts, email.WithClock(clock))
+	}
+	if onResult != nil {
+		opts = append(opts, email.WithResultHook(onResult))
+	}
+	ec := EmailConfig(cfg, awsCfg.Region)
+	if cfg.Notify.Via == "log" {
+		// Nothing is delivered: placeholders keep the rendering whole.
+		ec.From = cmp.Or(ec.From, "keyrot@localhost")
+		ec.Admin = cmp.Or(ec.Admin, "admin@localhost")
+	}
+	n, err := email.NewNotifier(ec, sender, opts...)
+	if err != nil {
+		return nil, &config.Error{Field: "notify", Reason: err.Error()}
+	}
+	if err := n.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, fmt.Errorf("app: start notifier: %w", err)
+	}
+	return n, nil
 }

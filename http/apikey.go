@@ -1,0 +1,203 @@
+package http
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+)
+
+// APIKeyPrefix starts every key GenerateAPIKey makes, so secret scanners
+// (and people) recognise a leaked keyrot API key.
+const APIKeyPrefix = "krt_"
+
+// hashPrefix marks the hash algorithm in APIKey.Hash.
+const hashPrefix = "sha256:"
+
+// AllUsers is the scope that grants every managed user, whatever its name.
+const AllUsers = "*"
+
+// APIKey is a named API key with its scope. Only the key's hash is kept:
+// the key itself is shown once, when it is generated.
+type APIKey struct {
+	// Name identifies the key in audit records, logs and metrics.
+	Name string `json:"name" yaml:"name"`
+	// Hash is "sha256:<hex>" of the key. API keys are 256-bit random
+	// tokens, so a fast hash is right: a slow password hash (bcrypt)
+	// protects guessable passwords and would cost every request
+	// milliseconds for nothing.
+	Hash string `json:"hash" yaml:"hash"`
+	// Users are the IAM user names the key may read, as names or
+	// path.Match globs ("ci-*"); "*" is every user.
+	Users []string `json:"users" yaml:"users"`
+	// List allows GET /credentials (which still returns only Users).
+	List bool `json:"list" yaml:"list"`
+}
+
+// GenerateAPIKey returns a new random API key (256 bits, prefixed with
+// APIKeyPrefix) and the hash to put in the configuration.
+func GenerateAPIKey() (key, hash string, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", fmt.Errorf("http: generate api key: %w", err)
+	}
+	key = APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return key, HashAPIKey(key), nil
+}
+
+// HashAPIKey returns the "sha256:<hex>" hash of key, as APIKey.Hash holds it.
+func HashAPIKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hashPrefix + hex.EncodeToString(sum[:])
+}
+
+// FullAccessKey is the seed's API_KEY: one key that may read and list every
+// managed user. Only its hash is kept.
+func FullAccessKey(name, key string) APIKey {
+	return APIKey{Name: name, Hash: HashAPIKey(key), Users: []string{AllUsers}, List: true}
+}
+
+// Validate reports the first problem with the key's fields.
+func (k APIKey) Validate() error {
+	if strings.TrimSpace(k.Name) == "" {
+		return fmt.Errorf("api key: name is empty")
+	}
+	if _, err := parseHash(k.Hash); err != nil {
+		return fmt.Errorf("api key %q: %w", k.Name, err)
+	}
+	if len(k.Users) == 0 {
+		return fmt.Errorf("api key %q: users is empty: list the user names or globs it may read", k.Name)
+	}
+	for _, u := range k.Users {
+		if u == "" {
+			return fmt.Errorf("api key %q: empty user pattern", k.Name)
+		}
+		if _, err := path.Match(u, ""); err != nil {
+			return fmt.Errorf("api key %q: user pattern %q: %w", k.Name, u, err)
+		}
+	}
+	return nil
+}
+
+// Allows reports whether the key's scope covers user.
+func (k APIKey) Allows(user string) bool {
+	for _, p := range k.Users {
+		if p == AllUsers {
+			return true
+		}
+		if ok, _ := path.Match(p, user); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func parseHash(h string) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	hexPart, ok := strings.CutPrefix(h, hashPrefix)
+	if !ok {
+		return sum, fmt.Errorf("hash must be %q followed by 64 hex digits (see keyrot apikey), not the key itself", hashPrefix)
+	}
+	b, err := hex.DecodeString(hexPart)
+	if err != nil || len(b) != sha256.Size {
+		return sum, fmt.Errorf("hash must be %q followed by 64 hex digits", hashPrefix)
+	}
+	copy(sum[:], b)
+	return sum, nil
+}
+
+// ParseKeys reads API keys kept as JSON, either a list of keys or an object
+// {"keys": [...]}, as stored in a Secrets Manager secret, and validates them.
+// Names must be unique; hashes must be "sha256:<hex>".
+func ParseKeys(r io.Reader) ([]APIKey, error) {
+	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("api keys: read: %w", err)
+	}
+	var keys []APIKey
+	trimmed := strings.TrimSpace(string(data))
+	if strings.HasPrefix(trimmed, "{") {
+		var doc struct {
+			Keys []APIKey `json:"keys"`
+		}
+		dec := json.NewDecoder(strings.NewReader(trimmed))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&doc); err != nil {
+			return nil, fmt.Errorf("api keys: decode: %w", err)
+		}
+		keys = doc.Keys
+	} else {
+		dec := json.NewDecoder(strings.NewReader(trimmed))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&keys); err != nil {
+			return nil, fmt.Errorf("api keys: decode: %w", err)
+		}
+	}
+	if _, err := newKeyring(keys); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// keyring finds the API key a request presents.
+//
+// Lookup hashes the presented key and finds the hash in a map. A map lookup
+// is not constant time, but what it could leak through timing is a prefix
+// of the SHA-256 of the presented key, and the attacker chose that key: to
+// use the leak it would have to find a preimage of a hash it learned, which
+// for 256-bit random keys is as hard as guessing the key. The final
+// comparison is nonetheless done with subtle.ConstantTimeCompare, so the
+// match itself does not depend on how many bytes agree.
+type keyEntry struct {
+	key  *APIKey
+	hash [sha256.Size]byte
+}
+
+type keyring struct {
+	byHash map[[sha256.Size]byte]keyEntry
+	keys   []APIKey
+}
+
+func newKeyring(keys []APIKey) (*keyring, error) {
+	kr := &keyring{byHash: make(map[[sha256.Size]byte]keyEntry, len(keys)), keys: make([]APIKey, len(keys))}
+	copy(kr.keys, keys)
+	names := make(map[string]bool, len(keys))
+	for i := range kr.keys {
+		k := &kr.keys[i]
+		if err := k.Validate(); err != nil {
+			return nil, fmt.Errorf("api keys: key %d: %w", i, err)
+		}
+		if names[k.Name] {
+			return nil, fmt.Errorf("api keys: key %d: duplicate name %q", i, k.Name)
+		}
+		names[k.Name] = true
+		sum, _ := parseHash(k.Hash)
+		if other, dup := kr.byHash[sum]; dup {
+			return nil, fmt.Errorf("api keys: keys %q and %q have the same hash", other.key.Name, k.Name)
+		}
+		kr.byHash[sum] = keyEntry{key: k, hash: sum}
+	}
+	return kr, nil
+}
+
+// lookup returns the key whose hash is the hash of presented, or nil.
+func (kr *keyring) lookup(presented string) *APIKey {
+	if presented == "" || len(presented) > maxAPIKeyLen {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(presented))
+	e, ok := kr.byHash[sum]
+	if !ok || subtle.ConstantTimeCompare(sum[:], e.hash[:]) != 1 {
+		return nil
+	}
+	return e.key
+}
+
+// maxAPIKeyLen bounds what is hashed; generated keys are 47 bytes.
+const maxAPIKeyLen = 512

@@ -1,0 +1,108 @@
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/keyrot/keyrot"
+)
+
+// Client fetches credentials from a keyrot API.
+type Client struct {
+	// BaseURL is the API's root, e.g. "https://keyrot.internal:8000".
+	BaseURL string
+	// APIKey is sent as Authorization: Bearer; it never appears in an error.
+	APIKey string
+	// HTTPClient makes the requests (http.DefaultClient when nil).
+	HTTPClient *http.Client
+}
+
+// APIError is an error response from the API.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("%d %s", e.Status, http.StatusText(e.Status))
+	}
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// maxResponseBytes bounds what the client reads from a response.
+const maxResponseBytes = 1 << 20
+
+// Credentials returns the user's current credentials in format (json,
+// credential_process or env; "" is json), as the server wrote them.
+func (c *Client) Credentials(ctx context.Context, user, format string) ([]byte, error) {
+	if user == "" {
+		return nil, errors.New("keyrot api: user name is empty")
+	}
+	u, err := url.Parse(strings.TrimSuffix(c.BaseURL, "/") + "/credentials/" + url.PathEscape(user))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("keyrot api: invalid base URL %q: want http(s)://host[:port]", c.BaseURL)
+	}
+	if format != "" && format != FormatJSON {
+		u.RawQuery = url.Values{"format": {format}}.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("keyrot api: get credentials for %q: %w", user, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	req.Header.Set("Accept", "application/json")
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		// *url.Error names the URL, which holds no secret.
+		return nil, fmt.Errorf("keyrot api: get credentials for %q: %w", user, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return nil, fmt.Errorf("keyrot api: get credentials for %q: read response: %w", user, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		apiErr := &APIError{Status: resp.StatusCode}
+		var er ErrorResponse
+		if json.Unmarshal(body, &er) == nil {
+			apiErr.Code, apiErr.Message = er.Error.Code, er.Error.Message
+		}
+		return nil, fmt.Errorf("keyrot api: get credentials for %q from %s: %w", user, u.Host, apiErr)
+	}
+	return body, nil
+}
+
+// Get returns the user's current credentials.
+func (c *Client) Get(ctx context.Context, user string) (keyrot.Credentials, error) {
+	body, err := c.Credentials(ctx, user, FormatJSON)
+	if err != nil {
+		return keyrot.Credentials{}, err
+	}
+	var r CredentialsResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return keyrot.Credentials{}, fmt.Errorf("keyrot api: get credentials for %q: decode response: %w", user, err)
+	}
+	if r.AccessKeyId == "" || r.SecretAccessKey == "" {
+		return keyrot.Credentials{}, fmt.Errorf("keyrot api: get credentials for %q: response has no access key", user)
+	}
+	return keyrot.Credentials{
+		UserName:        r.UserName,
+		AccessKeyID:     r.AccessKeyId,
+		SecretAccessKey: r.SecretAccessKey,
+		CreateDate:      r.CreateDate,
+		NextRotation:    r.NextRotation,
+		Expiration:      r.Expiration,
+	}, nil
+}

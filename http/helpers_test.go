@@ -1,0 +1,179 @@
+package http_test
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyrot/keyrot"
+	keyrothttp "github.com/keyrot/keyrot/http"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// t0 is the fixed time the fixtures are created at.
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// Real-looking secrets, so a leak of any of them is caught verbatim.
+const (
+	aliceSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYa1"
+	bobSecret   = "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEYb2"
+	ciSecret    = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789+/ci3"
+)
+
+func fixtures() []keyrot.Credentials {
+	return []keyrot.Credentials{
+		{UserName: "alice", AccessKeyID: "AKIAALICE00000000001", SecretAccessKey: aliceSecret, CreateDate: t0, CurrentSince: t0, Generation: 1},
+		{UserName: "bob", AccessKeyID: "AKIABOB0000000000002", SecretAccessKey: bobSecret, CreateDate: t0.Add(time.Minute), CurrentSince: t0.Add(time.Minute), Generation: 1},
+		{UserName: "ci-deploy", AccessKeyID: "AKIACIDEPLOY00000003", SecretAccessKey: ciSecret, CreateDate: t0, CurrentSince: t0, Generation: 3},
+	}
+}
+
+func secrets() []string { return []string{aliceSecret, bobSecret, ciSecret} }
+
+// clock is a driven keyrot.Clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func (c *clock) After(d time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	ch <- c.Now().Add(d)
+	return ch
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// apiKeys are the test keys: their plaintext, and the config holding only hashes.
+type apiKeys struct {
+	admin, ci, reader, nolist string
+}
+
+// env is a running API over a warm cache.
+type env struct {
+	srv   *keyrothttp.Server
+	url   string
+	cache *keyrothttp.Cache
+	keys  apiKeys
+	logs  *syncBuffer
+	clock *clock
+	reg   *prometheus.Registry
+}
+
+type envOption func(*keyrothttp.ServerConfig)
+
+func newEnv(t testing.TB, opts ...envOption) *env {
+	t.Helper()
+	return newEnvSource(t, nil, opts...)
+}
+
+// newEnvSource is newEnv with a cache that loads from src (and is not
+// loaded yet) instead of one warmed with the fixtures.
+func newEnvSource(t testing.TB, src keyrothttp.Source, opts ...envOption) *env {
+	t.Helper()
+	e := &env{logs: &syncBuffer{}, clock: &clock{now: t0.Add(2 * time.Minute)}, reg: prometheus.NewRegistry()}
+	var hashes [4]string
+	for i, p := range []*string{&e.keys.admin, &e.keys.ci, &e.keys.reader, &e.keys.nolist} {
+		k, h, err := keyrothttp.GenerateAPIKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		*p, hashes[i] = k, h
+	}
+	cfg := keyrothttp.ServerConfig{
+		Listen: "127.0.0.1:0",
+		Keys: []keyrothttp.APIKey{
+			{Name: "admin", Hash: hashes[0], Users: []string{"*"}, List: true},
+			{Name: "ci", Hash: hashes[1], Users: []string{"ci-*"}, List: true},
+			{Name: "reader", Hash: hashes[2], Users: []string{"alice", "ghost"}},
+			{Name: "nolist", Hash: hashes[3], Users: []string{"bob"}},
+		},
+		RateLimit: -1,
+		Registry:  e.reg,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e.cache = keyrothttp.NewCache(src, keyrot.DefaultPolicy())
+	if src == nil {
+		for _, c := range fixtures() {
+			e.cache.Publish(c)
+		}
+	}
+	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := keyrothttp.NewServer(cfg, e.cache, keyrothttp.WithLogger(logger), keyrothttp.WithClock(e.clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = srv
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	e.url = ts.URL
+	return e
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// do sends a request with the given headers ("Name: value").
+func (e *env) do(t testing.TB, method, path string, headers ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, e.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ": ")
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{resp.StatusCode, resp.Header, string(body)}
+}
+
+func xkey(k string) string   { return "X-API-Key: " + k }
+func bearer(k string) string { return "Authorization: Bearer " + k }

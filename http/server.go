@@ -1,0 +1,586 @@
+package http
+
+import (
+	"context"
+	"crypto/tls"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+)
+
+// OpenAPI is the OpenAPI 3 document of the API, served at /openapi.yaml.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// Defaults for ServerConfig's zero fields.
+const (
+	DefaultListen            = ":8000"
+	DefaultRateLimit         = 20.0 // requests per second per API key
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 10 * time.Second
+	DefaultWriteTimeout      = 15 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultMaxHeaderBytes    = 16 << 10
+	// MaxBodyBytes bounds a request body; the API reads none.
+	MaxBodyBytes = 4 << 10
+)
+
+// ServerConfig configures a Server. Zero fields take the defaults above.
+type ServerConfig struct {
+	// Listen is the address to listen on (default ":8000", as the seed).
+	Listen string
+	// TLSCert and TLSKey are PEM files; with both set the server speaks
+	// HTTPS only (TLS 1.2 or later). Setting one without the other is an error.
+	TLSCert, TLSKey string
+	// Keys are the API keys accepted; at least one is required.
+	Keys []APIKey
+	// RateLimit is the requests per second allowed to each API key
+	// (default 20; negative for no limit), with bursts of Burst (default
+	// twice the rate, at least 1).
+	RateLimit float64
+	Burst     int
+	// Timeouts and header limit of the underlying http.Server.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	MaxHeaderBytes                                            int
+	// Registry receives the server's collectors (a new private registry
+	// when nil); Gatherer is what /metrics serves (Registry itself when
+	// it is a Gatherer).
+	Registry prometheus.Registerer
+	Gatherer prometheus.Gatherer
+}
+
+// Server is the keyrot REST API.
+type Server struct {
+	cfg      ServerConfig
+	cache    *Cache
+	keys     atomic.Pointer[keyring]
+	limiters sync.Map // API key name -> *rate.Limiter
+	limit    rate.Limit
+	burst    int
+
+	metrics  *metrics.Metrics
+	gatherer prometheus.Gatherer
+	logger   *slog.Logger
+	access   *slog.Logger
+	audit    *slog.Logger
+	clock    keyrot.Clock
+
+	handler http.Handler
+	srv     *http.Server
+	ln      net.Listener
+	tls     bool
+	served  chan error
+}
+
+// ServerOption configures a Server.
+type ServerOption func(*Server)
+
+// WithLogger sets the logger; access records go to it with system=http and
+// audit records with system=audit.
+func WithLogger(l *slog.Logger) ServerOption { return func(s *Server) { s.logger = l } }
+
+// WithClock sets the clock used for request durations and rate limits.
+func WithClock(c keyrot.Clock) ServerOption { return func(s *Server) { s.clock = c } }
+
+// WithMetrics makes the server record into m (created by the caller on the
+// registry it also uses for rotation and notification metrics) instead of
+// creating its own collectors on ServerConfig.Registry.
+func WithMetrics(m *metrics.Metrics) ServerOption { return func(s *Server) { s.metrics = m } }
+
+// NewServer returns a server for cache with cfg's keys and limits. It
+// validates the configuration; Open starts serving.
+func NewServer(cfg ServerConfig, cache *Cache, opts ...ServerOption) (*Server, error) {
+	if cache == nil {
+		return nil, errors.New("http: nil cache")
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("http: api.tls_cert and api.tls_key must be set together")
+	}
+	if len(cfg.Keys) == 0 {
+		return nil, errors.New("http: no API keys configured: set API_KEY or api.keys")
+	}
+	setDefaults(&cfg)
+	s := &Server{cfg: cfg, cache: cache, clock: keyrot.SystemClock{}, logger: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := s.SetKeys(cfg.Keys); err != nil {
+		return nil, err
+	}
+	s.access = s.logger.With("system", "http")
+	s.audit = s.logger.With("system", "audit")
+
+	switch {
+	case cfg.RateLimit < 0:
+		s.limit, s.burst = rate.Inf, 1
+	default:
+		s.limit, s.burst = rate.Limit(cfg.RateLimit), cfg.Burst
+		if s.burst <= 0 {
+			s.burst = max(1, int(math.Ceil(2*cfg.RateLimit)))
+		}
+	}
+
+	reg := cfg.Registry
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, s.gatherer = r, r
+	}
+	if cfg.Gatherer != nil {
+		s.gatherer = cfg.Gatherer
+	} else if g, ok := reg.(prometheus.Gatherer); ok && s.gatherer == nil {
+		s.gatherer = g
+	}
+	if s.metrics == nil {
+		m, err := metrics.New(reg)
+		if err != nil {
+			return nil, fmt.Errorf("http: %w", err)
+		}
+		s.metrics = m
+	}
+	var already prometheus.AlreadyRegisteredError
+	if err := s.metrics.WatchKeyAges(cache, s.clock.Now); err != nil && !errors.As(err, &already) {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+func setDefaults(c *ServerConfig) {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = DefaultRateLimit
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+}
+
+// SetKeys replaces the accepted API keys at once, for example after the
+// secret holding them changed: list the new key beside the old one, give
+// consumers the new one, then drop the old.
+func (s *Server) SetKeys(keys []APIKey) error {
+	kr, err := newKeyring(keys)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	s.keys.Store(kr)
+	return nil
+}
+
+// Handler returns the API's handler, for tests and benchmarks.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Open listens on the configured address, so that a bind or certificate
+// error is returned here, and serves in a goroutine until Close.
+func (s *Server) Open() error {
+	var tlsConfig *tls.Config
+	if s.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("http: load tls certificate %q: %w", s.cfg.TLSCert, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.tls = true
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("http: listen on %q: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.access.Handler(), slog.LevelWarn),
+	}
+	s.served = make(chan error, 1)
+	go func() {
+		var err error
+		if s.tls {
+			err = s.srv.ServeTLS(ln, "", "")
+		} else {
+			err = s.srv.Serve(ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.served <- err
+	}()
+	s.access.Info("api listening", "addr", ln.Addr().String(), "tls", s.tls)
+	return nil
+}
+
+// URL is the server's base URL once open, with a loopback host when it
+// listens on all addresses.
+func (s *Server) URL() string {
+	if s.ln == nil {
+		return ""
+	}
+	scheme := "http"
+	if s.tls {
+		scheme = "https"
+	}
+	addr := s.ln.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "localhost"
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+}
+
+// Close stops accepting connections and waits for in-flight requests until
+// ctx is done, then closes the remaining connections.
+func (s *Server) Close(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+		err = fmt.Errorf("http: graceful shutdown: %w", err)
+	}
+	if serr := <-s.served; serr != nil && err == nil {
+		err = fmt.Errorf("http: serve: %w", serr)
+	}
+	return err
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /credentials/{user}", s.handleCredentials)
+	mux.HandleFunc("GET /credentials", s.handleList)
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.access.Handler(), slog.LevelError)}))
+	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+		writeBody(w, http.StatusOK, "application/yaml", OpenAPI)
+	})
+	// The same paths without a method answer 405 as JSON (the mux's own
+	// 405 is plain text); anything else is a JSON 404.
+	for _, p := range []string{"/credentials/{user}", "/credentials", "/healthz", "/readyz", "/metrics", "/openapi.yaml"} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", "GET, HEAD")
+			s.error(w, r, errMethodNotAllowed)
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.error(w, r, errNotFound) })
+	return s.middleware(mux)
+}
+
+// recorder keeps what the access log needs from a response.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	apiKey string // the authenticated key's name
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// middleware bounds the body, recovers panics, and records every request
+// in the access log and the metrics, labelled by route pattern.
+func (s *Server) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.clock.Now()
+		rec := &recorder{ResponseWriter: w}
+		// Nothing this API answers may be cached: the credentials
+		// least of all, and errors so that no proxy replays them.
+		w.Header()["Cache-Control"] = noStore
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.logger.Error("panic serving request", "system", "http", "panic", fmt.Sprint(p), "route", r.Pattern)
+				if rec.status == 0 {
+					s.error(rec, r, fmt.Errorf("panic: %v", p))
+				}
+			}
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			} else if route == "/" {
+				route = "not_found"
+			}
+			if rec.status == 0 {
+				rec.status = http.StatusOK
+			}
+			d := s.clock.Now().Sub(start)
+			s.metrics.ObserveRequest(route, rec.status, d)
+			s.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("method", r.Method),
+				slog.String("route", route),
+				slog.Int("status", rec.status),
+				slog.Duration("duration", d),
+				slog.String("remote", r.RemoteAddr),
+				slog.String("api_key", rec.apiKey))
+		}()
+		if r.ContentLength > MaxBodyBytes {
+			s.error(rec, r, errTooLarge)
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(rec, r.Body, MaxBodyBytes)
+		}
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// error writes err as a JSON error; server errors are logged with their
+// whole chain, client errors only in the access log.
+func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, msg := statusOf(err)
+	if status >= 500 && !errors.Is(err, errNotReady) {
+		s.logger.Error("request failed", "system", "http", "route", r.Pattern, "err", err)
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyrot"`)
+	}
+	writeJSON(w, status, ErrorResponse{Error: ErrorBody{Code: code, Message: msg}})
+}
+
+// authenticate finds the API key the request presents, in X-API-Key or
+// Authorization: Bearer, and applies its rate limit.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*APIKey, error) {
+	presented := r.Header.Get("X-API-Key")
+	if presented == "" {
+		if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+			presented = strings.TrimSpace(token)
+		}
+	}
+	key := s.keys.Load().lookup(presented)
+	if key == nil {
+		return nil, errUnauthorized
+	}
+	if rec, ok := w.(*recorder); ok {
+		rec.apiKey = key.Name
+	}
+	if s.limit != rate.Inf {
+		lim, ok := s.limiters.Load(key.Name)
+		if !ok {
+			lim, _ = s.limiters.LoadOrStore(key.Name, rate.NewLimiter(s.limit, s.burst))
+		}
+		if !lim.(*rate.Limiter).AllowN(s.clock.Now(), 1) {
+			retry := max(1, int(math.Ceil(1/float64(s.limit))))
+			w.Header().Set("Retry-After", strconv.Itoa(retry))
+			return key, errRateLimited
+		}
+	}
+	return key, nil
+}
+
+var noStore = []string{"no-store"}
+
+// parseFormat reads ?format=; the empty query is the common case.
+func parseFormat(r *http.Request) (string, error) {
+	if r.URL.RawQuery == "" {
+		return FormatJSON, nil
+	}
+	f := r.URL.Query().Get("format")
+	switch f {
+	case "", FormatJSON:
+		return FormatJSON, nil
+	case FormatCredentialProcess, FormatEnv:
+		return f, nil
+	}
+	// The value is not echoed: it is the caller's input, and could be anything.
+	return "", &badRequest{"unknown format: use json, credential_process or env"}
+}
+
+// validUserName reports whether name could be an IAM user name.
+func validUserName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("+=,.@_-", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// handleCredentials serves GET /credentials/{user}. The scope is checked
+// before existence, so a key without scope cannot tell which users exist.
+func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request) {
+	user := r.PathValue("user")
+	key, err := s.authenticate(w, r)
+	if err != nil {
+		if key != nil {
+			s.auditRead(r, key.Name, user, "", "", "rate_limited")
+		}
+		s.error(w, r, err)
+		return
+	}
+	format, err := parseFormat(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if !key.Allows(user) {
+		s.auditRead(r, key.Name, user, "", format, "forbidden")
+		s.error(w, r, errForbidden)
+		return
+	}
+	if !validUserName(user) {
+		s.error(w, r, &badRequest{"invalid IAM user name"})
+		return
+	}
+	if !s.cache.Ready() {
+		s.error(w, r, errNotReady)
+		return
+	}
+	e, ok := s.cache.getEntry(user)
+	if !ok {
+		s.metrics.CacheMiss()
+		s.auditRead(r, key.Name, user, "", format, "not_found")
+		s.error(w, r, errNotManaged)
+		return
+	}
+	s.metrics.CacheHit()
+	s.auditRead(r, key.Name, user, e.creds.AccessKeyID, format, "granted")
+	switch format {
+	case FormatCredentialProcess:
+		writeJSON(w, http.StatusOK, credentialProcessJSON(e.creds))
+	case FormatEnv:
+		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", envLines(e.creds))
+	default:
+		writeBody(w, http.StatusOK, "application/json", e.json)
+	}
+}
+
+// handleList serves GET /credentials: every user the key may read.
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	key, err := s.authenticate(w, r)
+	if err != nil {
+		if key != nil {
+			s.auditRead(r, key.Name, "*", "", "", "rate_limited")
+		}
+		s.error(w, r, err)
+		return
+	}
+	format, err := parseFormat(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if format != FormatJSON {
+		s.error(w, r, &badRequest{fmt.Sprintf("format %q is for one user: use /credentials/{user}?format=%s", format, format)})
+		return
+	}
+	if !key.List {
+		s.auditRead(r, key.Name, "*", "", format, "forbidden")
+		s.error(w, r, errListForbidden)
+		return
+	}
+	if !s.cache.Ready() {
+		s.error(w, r, errNotReady)
+		return
+	}
+	body := make([]byte, 0, 1024)
+	body = append(body, `{"Credentials":[`...)
+	n := 0
+	for _, e := range s.cache.entries() {
+		if !key.Allows(e.creds.UserName) {
+			continue
+		}
+		if n > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, e.json[:len(e.json)-1]...) // without its newline
+		n++
+		s.metrics.CacheHit()
+		s.auditRead(r, key.Name, e.creds.UserName, e.creds.AccessKeyID, format, "granted")
+	}
+	body = append(body, "]}\n"...)
+	writeBody(w, http.StatusOK, "application/json", body)
+}
+
+// auditRead writes the audit record of one credential read. It names the
+// API key, never the key itself, and the access key id, never its secret.
+func (s *Server) auditRead(r *http.Request, apiKey, user, keyID, format, outcome string) {
+	if keyID == "" {
+		// A denied read names a user the caller typed: if that is an API
+		// key or a secret access key pasted in the wrong place, keep it
+		// out of the log.
+		user = s.redactUser(user)
+	}
+	s.audit.LogAttrs(r.Context(), slog.LevelInfo, "credentials read",
+		slog.String("api_key", apiKey),
+		slog.String("user", user),
+		slog.String("key_id", keyID),
+		slog.String("remote", r.RemoteAddr),
+		slog.String("format", format),
+		slog.String("outcome", outcome))
+}
+
+// redactUser returns user, or a placeholder if it is not a plausible user
+// name or is a secret the server knows (an API key, a secret access key).
+func (s *Server) redactUser(user string) string {
+	switch {
+	case !validUserName(user):
+		return "[invalid]"
+	case s.keys.Load().lookup(user) != nil, s.cache.isSecret(user):
+		return "[redacted]"
+	}
+	return user
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if !s.cache.Ready() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "loading"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,104 @@
+package metrics_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+type keys []keyrot.Credentials
+
+func (k keys) Current() []keyrot.Credentials { return k }
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := metrics.New(reg); err == nil {
+		t.Error("registering twice on one registry succeeded")
+	}
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	secret := "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYa1"
+	src := keys{{UserName: "alice", AccessKeyID: "AKIAALICE", SecretAccessKey: secret, CreateDate: now.Add(-90 * time.Second)}}
+	if err := m.WatchKeyAges(src, func() time.Time { return now }); err != nil {
+		t.Fatal(err)
+	}
+	m.ObserveRequest("GET /credentials/{user}", 200, 3*time.Millisecond)
+	m.ObserveRequest("GET /credentials/{user}", 200, time.Millisecond)
+	m.ObserveRequest("GET /credentials/{user}", 403, time.Millisecond)
+	m.CacheHit()
+	m.CacheMiss()
+	m.CacheMiss()
+	m.ObserveEvent(keyrot.Event{Kind: keyrot.EventKeyCreated, User: "alice", KeyID: "AKIAALICE"})
+	if err := m.Notifier().Notify(t.Context(), keyrot.Event{Kind: keyrot.EventKeyDeleted}); err != nil {
+		t.Fatal(err)
+	}
+	m.ObserveNotification(keyrot.EventKeyCreated, nil)
+	m.ObserveNotification(keyrot.EventKeyCreated, errors.New("ses: throttled"))
+
+	want := `
+# HELP keyrot_cache_hits_total Credential reads served from the API cache.
+# TYPE keyrot_cache_hits_total counter
+keyrot_cache_hits_total 1
+# HELP keyrot_cache_misses_total Credential reads for a user the API cache holds no key for.
+# TYPE keyrot_cache_misses_total counter
+keyrot_cache_misses_total 2
+# HELP keyrot_http_requests_total HTTP requests served by the keyrot API, by route pattern and status code.
+# TYPE keyrot_http_requests_total counter
+keyrot_http_requests_total{code="200",route="GET /credentials/{user}"} 2
+keyrot_http_requests_total{code="403",route="GET /credentials/{user}"} 1
+# HELP keyrot_key_age_seconds Age of each managed user's current access key.
+# TYPE keyrot_key_age_seconds gauge
+keyrot_key_age_seconds{user="alice"} 90
+# HELP keyrot_notifications_total Notification deliveries, by event kind and result (ok or error).
+# TYPE keyrot_notifications_total counter
+keyrot_notifications_total{kind="key_created",result="error"} 1
+keyrot_notifications_total{kind="key_created",result="ok"} 1
+# HELP keyrot_rotations_total Key events (created, deactivated, deleted, rotation_failed, warning), by event kind.
+# TYPE keyrot_rotations_total counter
+keyrot_rotations_total{event="key_created"} 1
+keyrot_rotations_total{event="key_deleted"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"keyrot_cache_hits_total", "keyrot_cache_misses_total", "keyrot_http_requests_total", "keyrot_key_age_seconds",
+		"keyrot_notifications_total", "keyrot_rotations_total"); err != nil {
+		t.Error(err)
+	}
+	if got, want := testutil.CollectAndCount(reg, "keyrot_http_request_duration_seconds"), 1; got != want {
+		t.Errorf("%d duration series, want %d", got, want)
+	}
+
+	// No secret and no key id in any metric.
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if s := f.String(); strings.Contains(s, secret) || strings.Contains(s, "AKIAALICE") {
+			t.Errorf("metric %s carries a key: %s", f.GetName(), s)
+		}
+	}
+}
+
+func TestNilMetricsRecordsNothing(t *testing.T) {
+	var m *metrics.Metrics
+	m.ObserveRequest("r", 200, time.Second)
+	m.CacheHit()
+	m.CacheMiss()
+	m.ObserveEvent(keyrot.Event{Kind: keyrot.EventWarning})
+	m.ObserveNotification(keyrot.EventWarning, nil)
+	if err := m.WatchKeyAges(keys{}, nil); err != nil {
+		t.Errorf("WatchKeyAges on nil: %v", err)
+	}
+	if _, err := metrics.New(nil); err == nil {
+		t.Error("New(nil) succeeded")
+	}
+}
