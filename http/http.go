@@ -185,3 +185,24 @@ func writeBody(w http.ResponseWriter, status int, contentType string, body []byt
 }
 
 var nosniff = []string{"nosniff"}
+
+// Render formats credentials as the API would serve them in format, so the
+// client's --direct mode prints exactly what the server would have sent.
+func Render(c keyrot.Credentials, format string) ([]byte, error) {
+	var v any
+	switch format {
+	case "", FormatJSON:
+		v = credentialsJSON(c)
+	case FormatCredentialProcess:
+		v = credentialProcessJSON(c)
+	case FormatEnv:
+		return envLines(c), nil
+	default:
+		return nil, &badRequest{fmt.Sprintf("unknown format %q: want json, env or credential_process", format)}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("http: encode credentials: %w", err)
+	}
+	return append(b, '\n'), nil
+}

@@ -13,6 +13,7 @@ import (
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
 	"github.com/keyrot/keyrot"
+	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/config"
 	"github.com/keyrot/keyrot/sandbox"
@@ -35,33 +36,33 @@ func (m *Main) runDaemon(ctx context.Context, args []string) error {
 // daemon runs the scheduler (and the API) until ctx ends, then stops
 // cleanly: the step in flight finishes, the API drains, notifications flush.
 func (m *Main) daemon(ctx context.Context, cfg config.Config, awsCfg *aws.Config, serveAPI bool, ready func(addrs map[string]string)) error {
+	if cfg.Rotation.DryRun {
+		return &config.Error{Field: "rotation.dry_run", Reason: "the daemon does not run dry: use `keyrot rotate --dry-run` or `keyrot status` to see the plan"}
+	}
 	log := m.logger(cfg)
 	api, err := m.newAPI(ctx, cfg, log, serveAPI)
 	if err != nil {
 		return err
 	}
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, AWS: awsCfg, Publisher: api.publisher(), Notifier: api.notifierHook(nil)})
+	a, err := app.New(ctx, cfg, api.appOptions(app.Options{Logger: log, AWS: awsCfg}))
 	if err != nil {
 		return err
 	}
 	defer closeApp(ctx, a, log)
-	addrs, err := api.start(ctx, a)
+	addrs, err := api.start(ctx, a.Store, a.AWS)
 	if err != nil {
 		return err
 	}
-	defer api.stop(ctx, log)
+	defer api.stop(ctx)
 	if ready != nil {
 		ready(addrs)
 	}
 	if m.Ready != nil {
 		m.Ready(addrs)
 	}
-	sched := &keyrot.Scheduler{Rotator: a.Rotator, Logger: log, Resync: time.Duration(cfg.Rotation.Resync), OnPass: api.observePass}
+	sched := &keyrot.Scheduler{Rotator: a.Rotator, Logger: log, Resync: time.Duration(cfg.Rotation.Resync)}
 	log.Info("keyrot running", "users", len(cfg.Users.Names), "user_tag", cfg.Users.Tag,
 		"rotate_every", keyrot.FormatDuration(time.Duration(cfg.Rotation.RotateEvery)), "dry_run", cfg.Rotation.DryRun)
-	if cfg.Rotation.DryRun {
-		return fmt.Errorf("rotation.dry_run is set: use `keyrot rotate --dry-run` or `keyrot status` to see the plan; the daemon does not run dry")
-	}
 	return sched.Run(ctx)
 }
 
@@ -118,16 +119,28 @@ func (m *Main) runDev(ctx context.Context, args []string) error {
 	if err := seedDevUsers(ctx, awsCfg); err != nil {
 		return fmt.Errorf("dev: seed users: %w", err)
 	}
+	apiKey, _, err := keyrothttp.GenerateAPIKey()
+	if err != nil {
+		return err
+	}
+	cfg.API.FullAccessKey = apiKey
 	return m.daemon(ctx, cfg, &awsCfg, true, func(addrs map[string]string) {
+		api := addrs["api"]
 		fmt.Fprintf(m.Stdout, `keyrot dev: the whole flow on a built-in sandbox (a test double for AWS; no real keys).
   users ci-bot (with an old key keyrot did not create: adopted and rotated out) and deploy-bot
   rotate every %s, deactivate the previous key after %s, delete it %s later
   sandbox AWS endpoint: %s   (AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s)
   emails sent (SES outbox): %s/_sandbox/ses/outbox
-%s
+
+The REST API, with this run's API key:
+  export KEYROT_API_KEY=%s
+  curl -H "X-API-Key: $KEYROT_API_KEY" %s/credentials/ci-bot
+  go run ./cmd/keyrot credentials ci-bot --api %s --format credential_process
+  curl %s/metrics
+
 Watch the log below for every key event; Ctrl-C stops.
 `, keyrot.FormatDuration(*rotateEvery), keyrot.FormatDuration(*deactivateAfter), keyrot.FormatDuration(*deleteAfter),
-			sb.URL(), f.keyID, f.secret, sb.URL(), addrs["api_help"])
+			sb.URL(), f.keyID, f.secret, sb.URL(), apiKey, api, api, api)
 		addrs["sandbox"] = sb.URL()
 	})
 }

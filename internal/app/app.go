@@ -66,24 +66,17 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	if opts.AWS != nil {
 		a.AWS = *opts.AWS
 	} else {
-		var loadOpts []func(*awsconfig.LoadOptions) error
-		if cfg.Region != "" {
-			loadOpts = append(loadOpts, awsconfig.WithRegion(cfg.Region))
-		}
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
+		awsCfg, err := LoadAWS(ctx, cfg.Region)
 		if err != nil {
-			return nil, fmt.Errorf("app: load AWS config: %w", err)
+			return nil, err
 		}
 		a.AWS = awsCfg
 	}
 	if cfg.Region != "" {
 		a.AWS.Region = cfg.Region
 	}
-	if a.AWS.Region == "" {
-		return nil, &config.Error{Field: "region", Reason: "no AWS region: set region in the config, KEYROT_REGION or AWS_REGION"}
-	}
 	a.Keys = iam.New(awsiam.NewFromConfig(a.AWS), rate.NewLimiter(rate.Limit(cfg.Rotation.IAMRate), max(1, int(cfg.Rotation.IAMRate))))
-	a.Store = secretsmanager.New(awssm.NewFromConfig(a.AWS), secretsmanager.Config{Prefix: cfg.Secrets.Prefix, KMSKeyID: cfg.Secrets.KMSKeyID})
+	a.Store = NewStore(a.AWS, cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID)
 
 	a.Notifier = opts.Notifier
 	if a.Notifier == nil {
@@ -112,6 +105,28 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	}
 	a.Rotator = rot
 	return a, nil
+}
+
+// LoadAWS loads the AWS SDK's standard configuration chain (environment,
+// AWS_ENDPOINT_URL, profiles, roles), with region overriding its region.
+func LoadAWS(ctx context.Context, region string) (aws.Config, error) {
+	var loadOpts []func(*awsconfig.LoadOptions) error
+	if region != "" {
+		loadOpts = append(loadOpts, awsconfig.WithRegion(region))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return cfg, fmt.Errorf("app: load AWS config: %w", err)
+	}
+	if cfg.Region == "" {
+		return cfg, &config.Error{Field: "region", Reason: "no AWS region: set region in the config, KEYROT_REGION or AWS_REGION"}
+	}
+	return cfg, nil
+}
+
+// NewStore is the Secrets Manager store alone, for readers (serve, credentials --direct).
+func NewStore(awsCfg aws.Config, prefix, kmsKeyID string) *secretsmanager.Store {
+	return secretsmanager.New(awssm.NewFromConfig(awsCfg), secretsmanager.Config{Prefix: prefix, KMSKeyID: kmsKeyID})
 }
 
 // Close flushes what is queued (notifications) until ctx is done.

@@ -52,7 +52,7 @@ func newNotifier(ctx context.Context, cfg config.Config, awsCfg aws.Config, log 
 	default:
 		sender = &email.LogSender{Logger: log.With("system", "email")}
 	}
-	opts := []email.Option{email.WithLogger(log.With("system", "notify"))}
+	opts := []email.Option{email.WithLogger(log)}
 	if clock != nil {
 		opts = append(opts, email.WithClock(clock))
 	}
