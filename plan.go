@@ -195,7 +195,7 @@ func rotateReason(force bool, cur *StoredKey, now time.Time) string {
 
 // retireKey plans the way out for a key that is not current: deactivate it
 // DeactivateAfter after its successor became current, delete it DeleteAfter
-// after it became inactive. It returns when the key will be gone (zero if a
+// after it became inactive. It returns when the key will be gone (now, if a
 // step removing it is due now).
 func retireKey(plan *Plan, k AccessKey, s SecretState, p Policy, now, since time.Time) time.Time {
 	if k.Status == KeyActive {

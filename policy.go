@@ -2,6 +2,7 @@ package keyrot
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -124,21 +125,23 @@ func ParseDuration(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, fmt.Errorf("empty duration")
 	}
+	invalid := fmt.Errorf("invalid duration %q: want a number then s, m, h or d", s)
+	rest := s
 	var days time.Duration
-	if i := strings.IndexByte(s, 'd'); i >= 0 {
-		n, err := strconv.ParseFloat(s[:i], 64)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("invalid duration %q: want a number then s, m, h or d", s)
+	if i := strings.IndexByte(rest, 'd'); i >= 0 {
+		n, err := strconv.ParseFloat(rest[:i], 64)
+		if err != nil || !(n >= 0) || n*float64(24*time.Hour) >= float64(math.MaxInt64) {
+			return 0, invalid
 		}
 		days = time.Duration(n * float64(24*time.Hour))
-		s = s[i+1:]
-		if s == "" {
+		rest = rest[i+1:]
+		if rest == "" {
 			return days, nil
 		}
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q: want a number then s, m, h or d", s)
+	d, err := time.ParseDuration(rest)
+	if err != nil || (days > 0 && d < 0) || days+d < days {
+		return 0, invalid
 	}
 	return days + d, nil
 }

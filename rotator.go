@@ -375,7 +375,8 @@ func (r *Rotator) observe(ctx context.Context, u ResolvedUser) (Observation, err
 		return obs, fmt.Errorf("load secret of user %q: %w", u.User.Name, err)
 	}
 	// Choosing which of two foreign keys to deactivate needs their last use.
-	if obs.Secret.Current == nil && len(keys) == 2 && keys[0].Status == KeyActive && keys[1].Status == KeyActive {
+	hasCurrent := obs.Secret.Current != nil && slices.ContainsFunc(keys, func(k AccessKey) bool { return k.ID == obs.Secret.Current.KeyID })
+	if !hasCurrent && len(keys) == 2 && keys[0].Status == KeyActive && keys[1].Status == KeyActive {
 		obs.LastUsed = map[string]time.Time{}
 		for _, k := range keys {
 			if obs.LastUsed[k.ID], err = r.cfg.Keys.KeyLastUsed(ctx, k.ID); err != nil {
@@ -460,9 +461,12 @@ func (r *Rotator) create(ctx context.Context, u User, obs Observation, intent In
 	}
 	creds, err := r.cfg.Keys.CreateAccessKey(ctx, u.Name)
 	if err != nil {
-		// Nothing was created: the intent can go.
-		if cerr := r.cfg.Secrets.ClearIntent(ctx, u.Name); cerr != nil {
-			r.log.Warn("clear intent after failed create", "user", u.Name, "error", cerr)
+		// Only a refusal proves nothing was created; otherwise the key may
+		// exist, and the intent lets the orphan cleanup find it.
+		if errors.Is(err, ErrKeyLimit) || errors.Is(err, ErrUserNotFound) {
+			if cerr := r.cfg.Secrets.ClearIntent(ctx, u.Name); cerr != nil {
+				r.log.Warn("clear intent after failed create", "user", u.Name, "error", cerr)
+			}
 		}
 		return fmt.Errorf("create access key: %w", err)
 	}
@@ -488,11 +492,17 @@ func (r *Rotator) create(ctx context.Context, u User, obs Observation, intent In
 	if err != nil {
 		// The key was never stored, so nobody can be using it: delete it
 		// rather than leave an unknown key behind.
+		deleted := true
 		if derr := r.cfg.Keys.DeleteAccessKey(ctx, u.Name, creds.AccessKeyID); derr != nil && !errors.Is(derr, ErrKeyNotFound) {
 			r.log.Error("delete unstored key", "user", u.Name, "key_id", creds.AccessKeyID, "error", derr)
+			deleted = false
 		}
 		if errors.Is(err, ErrConflict) {
 			return fmt.Errorf("store key %s: another keyrot is rotating this user; deleted this run's key: %w", creds.AccessKeyID, err)
+		}
+		if !deleted {
+			// The intent is the only trace of the key: leave it to the orphan cleanup.
+			return fmt.Errorf("store key %s as pending: %w (the key could not be deleted; the next pass after orphan_grace does)", creds.AccessKeyID, err)
 		}
 		if cerr := r.cfg.Secrets.ClearIntent(ctx, u.Name); cerr != nil {
 			r.log.Warn("clear intent after failed store", "user", u.Name, "error", cerr)

@@ -23,6 +23,9 @@ type Scheduler struct {
 	OnPass func(Summary)
 }
 
+// minPassGap is the least time between two passes.
+const minPassGap = time.Second
+
 // Run reconciles until ctx is done, then returns nil once the step in
 // flight has finished. It returns an error only if it could not start.
 func (s *Scheduler) Run(ctx context.Context) error {
@@ -89,8 +92,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 		}
 		wait := wake.Sub(clock.Now())
-		if wait <= 0 {
-			continue
+		if wait < minPassGap {
+			// Something is due again at once (a step that keeps failing the
+			// same way, a listing that lags): never spin.
+			wait = minPassGap
 		}
 		select {
 		case <-ctx.Done():
