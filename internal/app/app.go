@@ -36,6 +36,9 @@ type Options struct {
 	Publisher keyrot.CredentialsPublisher
 	// StepHook is passed to the Rotator (crash tests).
 	StepHook func(ctx context.Context, point string) error
+	// NotifyClock drives email retries, rates and digests; nil is the wall
+	// clock (tests that drive the engine's clock keep email on real time).
+	NotifyClock keyrot.Clock
 	// NotifyResult is told the outcome of every email (metrics).
 	NotifyResult func(kind keyrot.EventKind, err error)
 	// Observe, if set, sees every event as it is emitted (metrics).
@@ -80,7 +83,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 
 	a.Notifier = opts.Notifier
 	if a.Notifier == nil {
-		n, err := newNotifier(ctx, cfg, a.AWS, log, opts.Clock, opts.NotifyResult)
+		n, err := newNotifier(ctx, cfg, a.AWS, log, opts.NotifyClock, opts.NotifyResult)
 		if err != nil {
 			return nil, err
 		}
