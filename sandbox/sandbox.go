@@ -55,6 +55,9 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxBodyBytes caps request bodies. Default 10 MiB.
 	MaxBodyBytes int64
+	// SESMaxSendRate limits SendEmail to this many messages a second, as an
+	// SES sandbox account does (1/s); 0 is unlimited.
+	SESMaxSendRate float64
 }
 
 // Server is a running (or ready to run) sandbox. It is an http.Handler; Start
@@ -120,6 +123,7 @@ func New(opts Options) (*Server, error) {
 	s.iam = newIAM(opts.Clock, opts.AccountID, opts.Seed, signal)
 	s.sm = newSecretsManager(opts.Clock, opts.AccountID, opts.Region, opts.Seed, signal)
 	s.ses = newSES(opts.Clock, opts.Seed, signal)
+	s.ses.setMaxSendRate(opts.SESMaxSendRate)
 	if s.store != nil {
 		s.store.register(svcIAM, s.iam)
 		s.store.register(svcSecretsManager, any(s.sm))

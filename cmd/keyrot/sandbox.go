@@ -14,7 +14,7 @@ import (
 type sandboxFlags struct {
 	listen, data, keyID, secret, region, account string
 	seed                                         int64
-	throttleRate, errorRate                      float64
+	throttleRate, errorRate, sesRate             float64
 	latency, propagation                         time.Duration
 }
 
@@ -37,6 +37,7 @@ func (m *Main) addSandboxFlags(fs *flag.FlagSet, defaultPropagation time.Duratio
 	fs.Float64Var(&f.throttleRate, "throttle-rate", 0, "fraction of AWS calls answered with throttling")
 	fs.Float64Var(&f.errorRate, "error-rate", 0, "fraction of AWS calls answered with a 5xx")
 	fs.DurationVar(&f.latency, "latency", 0, "latency added to every AWS call")
+	fs.Float64Var(&f.sesRate, "ses-rate", 1, "SES messages per second allowed, as an SES sandbox account (0: unlimited)")
 	fs.DurationVar(&f.propagation, "propagation-delay", defaultPropagation, "how long a new access key is not yet accepted by STS (as IAM behaves)")
 	return f
 }
@@ -52,7 +53,7 @@ func (f *sandboxFlags) options(log *slog.Logger) sandbox.Options {
 	return sandbox.Options{
 		AccountID: f.account, Region: f.region,
 		AdminAccessKeyID: f.keyID, AdminSecretAccessKey: f.secret,
-		DataDir: f.data, Seed: f.seed, Logger: log,
+		DataDir: f.data, Seed: f.seed, Logger: log, SESMaxSendRate: f.sesRate,
 		Faults: sandbox.Faults{Rules: rules, Latency: f.latency, PropagationDelay: f.propagation},
 	}
 }
