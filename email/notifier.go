@@ -26,6 +26,7 @@ type Notifier struct {
 	hook   func(kind keyrot.EventKind, err error)
 
 	queue chan keyrot.Event
+	flush chan chan struct{} // Flush requests, answered when all is delivered
 
 	mu      sync.Mutex
 	closed  bool
@@ -85,6 +86,7 @@ func NewNotifier(cfg Config, s Sender, opts ...Option) (*Notifier, error) {
 	}
 	n.logger = n.logger.With("system", "email")
 	n.queue = make(chan keyrot.Event, n.cfg.QueueSize)
+	n.flush = make(chan chan struct{})
 	return n, nil
 }
 
@@ -132,6 +134,35 @@ func (n *Notifier) Close(ctx context.Context) error {
 		<-n.done
 		n.abandonQueued()
 		return fmt.Errorf("email: close: undelivered messages abandoned: %w", ctx.Err())
+	}
+}
+
+// Flush delivers everything queued so far, digests included without
+// waiting for their window, and returns once each message was sent or failed
+// for good, or when ctx is done. A Lambda invocation calls it before it
+// returns, since a frozen container delivers nothing.
+func (n *Notifier) Flush(ctx context.Context) error {
+	n.mu.Lock()
+	started := n.started && !n.closed
+	n.mu.Unlock()
+	if !started {
+		return nil
+	}
+	done := make(chan struct{})
+	select {
+	case n.flush <- done:
+	case <-n.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("email: flush: %w", ctx.Err())
+	}
+	select {
+	case <-done:
+		return nil
+	case <-n.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("email: flush: messages still undelivered: %w", ctx.Err())
 	}
 }
 
@@ -283,15 +314,22 @@ func (n *Notifier) run(ctx context.Context) {
 	queue := (<-chan keyrot.Event)(n.queue)
 	var timer <-chan time.Time
 	var timerAt time.Time
+	var flushers []chan struct{}
 	for {
 		now := n.clock.Now()
-		w.flushDigests(now, queue == nil)
+		w.flushDigests(now, queue == nil || len(flushers) > 0)
 		if w.sendOne(ctx, now) {
 			if ctx.Err() != nil {
 				w.abandon()
 				return
 			}
 			continue
+		}
+		if len(flushers) > 0 && len(n.queue) == 0 && len(w.pending) == 0 && len(w.buckets) == 0 {
+			for _, f := range flushers {
+				close(f)
+			}
+			flushers = nil
 		}
 		if queue == nil && len(w.pending) == 0 && len(w.buckets) == 0 {
 			return
@@ -323,6 +361,8 @@ func (n *Notifier) run(ctx context.Context) {
 					break batch
 				}
 			}
+		case f := <-n.flush:
+			flushers = append(flushers, f)
 		case <-timer:
 			timer, timerAt = nil, time.Time{}
 		case <-ctx.Done():

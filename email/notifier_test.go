@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -361,5 +362,41 @@ func TestNotifierCloseGivesUp(t *testing.T) {
 	}
 	if r := recv(t, results); !errors.Is(r.err, email.ErrClosed) {
 		t.Errorf("hook err = %v, want ErrClosed", r.err)
+	}
+}
+
+func TestFlushDeliversQueuedAndDigested(t *testing.T) {
+	var mu sync.Mutex
+	var sent []email.Message
+	s := email.SenderFunc(func(_ context.Context, m email.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, m)
+		return nil
+	})
+	cfg := email.Config{From: "keyrot@example.com", Admin: "sec@example.com", SendRate: 1000, Digest: time.Hour}
+	n, err := email.NewNotifier(cfg, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(ctx)
+	for i := range 3 {
+		if err := n.Notify(ctx, keyrot.Event{Kind: keyrot.EventKeyCreated, User: "ci-bot", KeyID: "AKIAAAAAAAAAAAAAAAA" + string(rune('1'+i)), Time: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := n.Flush(fctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 1 || !strings.Contains(sent[0].Text, "AKIAAAAAAAAAAAAAAAA3") {
+		t.Fatalf("after Flush, sent %d messages, want the one digest of 3 events", len(sent))
 	}
 }

@@ -132,6 +132,14 @@ func NewStore(awsCfg aws.Config, prefix, kmsKeyID string) *secretsmanager.Store 
 	return secretsmanager.New(awssm.NewFromConfig(awsCfg), secretsmanager.Config{Prefix: prefix, KMSKeyID: kmsKeyID})
 }
 
+// Flush delivers the queued notifications (a Lambda invocation's end).
+func (a *App) Flush(ctx context.Context) error {
+	if a.Email == nil {
+		return nil
+	}
+	return a.Email.Flush(ctx)
+}
+
 // Close flushes what is queued (notifications) until ctx is done.
 func (a *App) Close(ctx context.Context) error {
 	var errs []error
