@@ -126,9 +126,33 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store, aws
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopRun = cancel
 	go func() { _ = a.cache.Run(runCtx, time.Duration(a.cfg.API.Refresh)) }()
+	if a.cfg.API.KeysSecret != "" {
+		go a.reloadKeys(runCtx, awsCfg)
+	}
 	addrs["api"] = srv.URL()
 	a.log.Info("api listening", "url", srv.URL(), "keys", len(keys))
 	return addrs, nil
+}
+
+// reloadKeys rereads the API keys kept in Secrets Manager every refresh, so
+// API keys are rotated by editing that secret: add the new key, move the
+// consumers, remove the old one. No restart.
+func (a *apiRuntime) reloadKeys(ctx context.Context, awsCfg aws.Config) {
+	every := time.Duration(a.cfg.API.Refresh)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		keys, err := apiKeys(ctx, a.cfg, awsCfg)
+		if err == nil {
+			err = a.server.SetKeys(keys)
+		}
+		if err != nil {
+			a.log.Error("reload API keys; keeping the current ones", "secret", a.cfg.API.KeysSecret, "error", err)
+		}
+	}
 }
 
 // stop drains the server and stops the refresher.
