@@ -618,7 +618,7 @@ func (r *Rotator) delete(ctx context.Context, u User, st Step) error {
 }
 
 func (r *Rotator) failed(ctx context.Context, u User, keyID string, err error) {
-	r.emit(ctx, u, Event{Kind: EventRotationFailed, KeyID: keyID, Err: err.Error(),
+	r.emit(ctx, u, Event{Kind: EventRotationFailed, KeyID: keyID, Err: RedactSecrets(err.Error()),
 		Summary: fmt.Sprintf("rotation of %s failed", u.Name), Next: "the next pass retries"})
 }
 
