@@ -112,7 +112,7 @@ func PlanUser(o Observation, p Policy, now time.Time, force bool) Plan {
 			return plan
 		}
 		for _, k := range o.Keys {
-			if !k.CreateDate.Before(s.Intent.At.Truncate(time.Second)) && !s.owns(k.ID) {
+			if !k.CreateDate.Before(s.Intent.At.Truncate(time.Second)) && !s.Owns(k.ID) {
 				plan.add(Step{Kind: StepDeleteOrphan, KeyID: k.ID, Reason: "created by an interrupted rotation and never stored"})
 				delete(keys, k.ID)
 			}
@@ -160,7 +160,7 @@ func PlanUser(o Observation, p Policy, now time.Time, force bool) Plan {
 			continue
 		}
 		others++
-		if !s.owns(k.ID) && p.UnmanagedKeys == ReportUnmanaged {
+		if !s.Owns(k.ID) && p.UnmanagedKeys == ReportUnmanaged {
 			plan.warn(WarnUnmanagedKey, k.ID, fmt.Sprintf("key %s was not created by keyrot and is left alone (unmanaged_keys: report)", k.ID))
 			continue
 		}
@@ -259,8 +259,9 @@ func planWithoutCurrent(plan *Plan, o Observation, p Policy, now time.Time, keys
 	plan.add(Step{Kind: StepDeactivate, KeyID: active[0].ID, Reason: "two keys keyrot did not create: deactivating the least recently used to make room"})
 }
 
-// owns reports whether keyrot's records name the key.
-func (s SecretState) owns(id string) bool {
+// Owns reports whether keyrot's records name the key: its current, pending
+// or previous key, or one it recorded as deactivated.
+func (s SecretState) Owns(id string) bool {
 	if s.Current != nil && s.Current.KeyID == id {
 		return true
 	}

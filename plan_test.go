@@ -772,21 +772,6 @@ func TestDurationRoundTrip(t *testing.T) {
 	}
 }
 
-// owns mirrors the planner's notion of a key keyrot can show it owns.
-func owns(s keyrot.SecretState, id string) bool {
-	if s.Current != nil && s.Current.KeyID == id {
-		return true
-	}
-	if s.Pending != nil && s.Pending.KeyID == id {
-		return true
-	}
-	if id == s.PreviousKeyID {
-		return true
-	}
-	_, ok := s.Inactive[id]
-	return ok
-}
-
 func randomObservation(r *rand.Rand) keyrot.Observation {
 	ids := []string{"AKIA0", "AKIA1", "AKIA2", "AKIA3"}
 	randTime := func() time.Time { return now.Add(-time.Duration(r.Intn(15*60)) * time.Second) }
@@ -907,7 +892,7 @@ func TestPlanUserProperties(t *testing.T) {
 					fail("create planned for a user with %d keys", len(o.Keys))
 				}
 			case keyrot.StepDeleteOrphan:
-				if o.Secret.Intent == nil || owns(o.Secret, s.KeyID) || k.CreateDate.Before(o.Secret.Intent.At.Truncate(time.Second)) {
+				if o.Secret.Intent == nil || o.Secret.Owns(s.KeyID) || k.CreateDate.Before(o.Secret.Intent.At.Truncate(time.Second)) {
 					fail("delete_orphan of %s, which no open intent created", s.KeyID)
 				}
 			case keyrot.StepPromote:
@@ -928,7 +913,7 @@ func TestPlanUserProperties(t *testing.T) {
 					fail("%s of the current key %s", s.Kind, s.KeyID)
 				}
 			}
-			if p.UnmanagedKeys == keyrot.ReportUnmanaged && !owns(o.Secret, s.KeyID) {
+			if p.UnmanagedKeys == keyrot.ReportUnmanaged && !o.Secret.Owns(s.KeyID) {
 				switch s.Kind {
 				case keyrot.StepDelete, keyrot.StepDeactivate, keyrot.StepRecordInactive:
 					fail("%s of unmanaged key %s under report", s.Kind, s.KeyID)

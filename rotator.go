@@ -538,7 +538,7 @@ func (r *Rotator) verifyAndPromote(ctx context.Context, u User, obs Observation,
 	e := Event{Kind: EventKeyCreated, KeyID: creds.AccessKeyID, Summary: fmt.Sprintf("new access key %s is current for %s", creds.AccessKeyID, u.Name)}
 	var outgoing []string // keys that are now on their way out
 	for _, k := range obs.Keys {
-		if k.ID != pending.KeyID && k.Status == KeyActive && (obs.Secret.owns(k.ID) || k.ID == previous || r.cfg.Policy.UnmanagedKeys == AdoptUnmanaged) {
+		if k.ID != pending.KeyID && k.Status == KeyActive && (obs.Secret.Owns(k.ID) || k.ID == previous || r.cfg.Policy.UnmanagedKeys == AdoptUnmanaged) {
 			outgoing = append(outgoing, k.ID)
 		}
 	}
