@@ -183,16 +183,24 @@ type userResult struct {
 	User xmlUser `xml:"User"`
 }
 
+// truncation ends every paginated result: the Marker of the next page, if any.
+type truncation struct {
+	IsTruncated bool   `xml:"IsTruncated"`
+	Marker      string `xml:"Marker,omitempty"`
+}
+
+func nextPage(marker string) truncation {
+	return truncation{IsTruncated: marker != "", Marker: marker}
+}
+
 type listUsersResult struct {
-	Users       members[xmlUser] `xml:"Users"`
-	IsTruncated bool             `xml:"IsTruncated"`
-	Marker      string           `xml:"Marker,omitempty"`
+	Users members[xmlUser] `xml:"Users"`
+	truncation
 }
 
 type listUserTagsResult struct {
-	Tags        members[iamTag] `xml:"Tags"`
-	IsTruncated bool            `xml:"IsTruncated"`
-	Marker      string          `xml:"Marker,omitempty"`
+	Tags members[iamTag] `xml:"Tags"`
+	truncation
 }
 
 type groupResult struct {
@@ -200,16 +208,14 @@ type groupResult struct {
 }
 
 type getGroupResult struct {
-	Group       xmlGroup         `xml:"Group"`
-	Users       members[xmlUser] `xml:"Users"`
-	IsTruncated bool             `xml:"IsTruncated"`
-	Marker      string           `xml:"Marker,omitempty"`
+	Group xmlGroup         `xml:"Group"`
+	Users members[xmlUser] `xml:"Users"`
+	truncation
 }
 
 type listGroupsForUserResult struct {
-	Groups      members[xmlGroup] `xml:"Groups"`
-	IsTruncated bool              `xml:"IsTruncated"`
-	Marker      string            `xml:"Marker,omitempty"`
+	Groups members[xmlGroup] `xml:"Groups"`
+	truncation
 }
 
 type createAccessKeyResult struct {
@@ -218,8 +224,7 @@ type createAccessKeyResult struct {
 
 type listAccessKeysResult struct {
 	AccessKeyMetadata members[xmlKeyMeta] `xml:"AccessKeyMetadata"`
-	IsTruncated       bool                `xml:"IsTruncated"`
-	Marker            string              `xml:"Marker,omitempty"`
+	truncation
 }
 
 type accessKeyLastUsedResult struct {
@@ -455,6 +460,25 @@ func paginateIndex(total int, form url.Values) (start, end int, next string, err
 	return start, end, next, nil
 }
 
+// render turns items into a list of members, never nil.
+func render[S, T any](items []S, fn func(S) T) members[T] {
+	out := members[T]{Member: make([]T, 0, len(items))}
+	for _, it := range items {
+		out.Member = append(out.Member, fn(it))
+	}
+	return out
+}
+
+// pageOf renders the page of items, a list kept in insertion order, that the
+// form's Marker and MaxItems select (see paginateIndex).
+func pageOf[S, T any](items []S, form url.Values, fn func(S) T) (members[T], truncation, *apiError) {
+	start, end, next, err := paginateIndex(len(items), form)
+	if err != nil {
+		return members[T]{}, truncation{}, err
+	}
+	return render(items[start:end], fn), nextPage(next), nil
+}
+
 func iamParseTags(form url.Values) ([]iamTag, *apiError) {
 	var tags []iamTag
 	for _, item := range queryList(form, "Tags.member", "Key", "Value") {
@@ -498,6 +522,61 @@ func noSuchGroup(name string) *apiError {
 	return errorf(http.StatusNotFound, "NoSuchEntity", "The group with name %s cannot be found.", name)
 }
 
+func noSuchKey(id string) *apiError {
+	return errorf(http.StatusNotFound, "NoSuchEntity", "The Access Key with id %s cannot be found.", id)
+}
+
+// lookupUser finds a user by name, in any case. Call with m.mu held.
+func (m *iamService) lookupUser(name string) (*iamUser, *apiError) {
+	u, ok := m.users[strings.ToLower(name)]
+	if !ok {
+		return nil, noSuchUser(name)
+	}
+	return u, nil
+}
+
+// lookupGroup finds a group by name, in any case. Call with m.mu held.
+func (m *iamService) lookupGroup(name string) (*iamGroup, *apiError) {
+	g, ok := m.groups[strings.ToLower(name)]
+	if !ok {
+		return nil, noSuchGroup(name)
+	}
+	return g, nil
+}
+
+// readUser runs fn on the user called name under the read lock.
+func (m *iamService) readUser(name string, fn func(u *iamUser) (any, *apiError)) (any, *apiError) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	u, err := m.lookupUser(name)
+	if err != nil {
+		return nil, err
+	}
+	return fn(u)
+}
+
+// updateUser runs fn on the user called name under the write lock and, if fn
+// succeeds, reports the change. The operation has no result.
+func (m *iamService) updateUser(name string, fn func(u *iamUser) *apiError) (any, *apiError) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, err := m.lookupUser(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := fn(u); err != nil {
+		return nil, err
+	}
+	m.changed()
+	return nil, nil
+}
+
+// listedUser renders the user with lower-case name key as lists show it:
+// without tags. Call with m.mu held.
+func (m *iamService) listedUser(key string) xmlUser {
+	return m.xmlUser(m.users[key], false)
+}
+
 // callerUser resolves the UserName parameter, defaulting to the caller's own
 // user. Call with m.mu held.
 func (m *iamService) callerUser(caller principal, form url.Values, op string) (*iamUser, *apiError) {
@@ -510,11 +589,7 @@ func (m *iamService) callerUser(caller principal, form url.Values, op string) (*
 	} else if !isValidName(name, 64) {
 		return nil, validationError("1 validation error detected: Value '%s' at 'userName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+ and have length between 1 and 64", name)
 	}
-	u, ok := m.users[strings.ToLower(name)]
-	if !ok {
-		return nil, noSuchUser(name)
-	}
-	return u, nil
+	return m.lookupUser(name)
 }
 
 func (m *iamService) createUser(_ principal, form url.Values) (any, *apiError) {
@@ -580,12 +655,7 @@ func (m *iamService) listUsers(_ principal, form url.Values) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
-	res := listUsersResult{IsTruncated: next != "", Marker: next}
-	res.Users.Member = make([]xmlUser, 0, len(page))
-	for _, n := range page {
-		res.Users.Member = append(res.Users.Member, m.xmlUser(m.users[n], false))
-	}
-	return res, nil
+	return listUsersResult{Users: render(page, m.listedUser), truncation: nextPage(next)}, nil
 }
 
 func (m *iamService) deleteUser(_ principal, form url.Values) (any, *apiError) {
@@ -593,25 +663,20 @@ func (m *iamService) deleteUser(_ principal, form url.Values) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	key := strings.ToLower(name)
-	u, ok := m.users[key]
-	if !ok {
-		return nil, noSuchUser(name)
-	}
-	if len(u.Keys) > 0 {
-		return nil, errorf(http.StatusConflict, "DeleteConflict", "Cannot delete entity, must delete access keys first.")
-	}
-	if len(u.Groups) > 0 {
-		return nil, errorf(http.StatusConflict, "DeleteConflict", "Cannot delete entity, must remove users from group first.")
-	}
-	delete(m.users, key)
-	if i, found := slices.BinarySearch(m.userOrder, key); found {
-		m.userOrder = slices.Delete(m.userOrder, i, i+1)
-	}
-	m.changed()
-	return nil, nil
+	return m.updateUser(name, func(u *iamUser) *apiError {
+		if len(u.Keys) > 0 {
+			return errorf(http.StatusConflict, "DeleteConflict", "Cannot delete entity, must delete access keys first.")
+		}
+		if len(u.Groups) > 0 {
+			return errorf(http.StatusConflict, "DeleteConflict", "Cannot delete entity, must remove users from group first.")
+		}
+		key := strings.ToLower(name)
+		delete(m.users, key)
+		if i, found := slices.BinarySearch(m.userOrder, key); found {
+			m.userOrder = slices.Delete(m.userOrder, i, i+1)
+		}
+		return nil
+	})
 }
 
 func (m *iamService) tagUser(_ principal, form url.Values) (any, *apiError) {
@@ -626,19 +691,14 @@ func (m *iamService) tagUser(_ principal, form url.Values) (any, *apiError) {
 	if len(tags) == 0 {
 		return nil, errorf(http.StatusBadRequest, "MissingParameter", "The request must contain the parameter Tags")
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	u, ok := m.users[strings.ToLower(name)]
-	if !ok {
-		return nil, noSuchUser(name)
-	}
-	merged, err := iamMergeTags(u.Tags, tags)
-	if err != nil {
-		return nil, err
-	}
-	u.Tags = merged
-	m.changed()
-	return nil, nil
+	return m.updateUser(name, func(u *iamUser) *apiError {
+		merged, err := iamMergeTags(u.Tags, tags)
+		if err != nil {
+			return err
+		}
+		u.Tags = merged
+		return nil
+	})
 }
 
 func (m *iamService) untagUser(_ principal, form url.Values) (any, *apiError) {
@@ -653,15 +713,10 @@ func (m *iamService) untagUser(_ principal, form url.Values) (any, *apiError) {
 	if len(keys) == 0 {
 		return nil, errorf(http.StatusBadRequest, "MissingParameter", "The request must contain the parameter TagKeys")
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	u, ok := m.users[strings.ToLower(name)]
-	if !ok {
-		return nil, noSuchUser(name)
-	}
-	u.Tags = slices.DeleteFunc(u.Tags, func(t iamTag) bool { return slices.Contains(keys, t.Key) })
-	m.changed()
-	return nil, nil
+	return m.updateUser(name, func(u *iamUser) *apiError {
+		u.Tags = slices.DeleteFunc(u.Tags, func(t iamTag) bool { return slices.Contains(keys, t.Key) })
+		return nil
+	})
 }
 
 func (m *iamService) listUserTags(_ principal, form url.Values) (any, *apiError) {
@@ -669,19 +724,13 @@ func (m *iamService) listUserTags(_ principal, form url.Values) (any, *apiError)
 	if err != nil {
 		return nil, err
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	u, ok := m.users[strings.ToLower(name)]
-	if !ok {
-		return nil, noSuchUser(name)
-	}
-	start, end, next, err := paginateIndex(len(u.Tags), form)
-	if err != nil {
-		return nil, err
-	}
-	res := listUserTagsResult{IsTruncated: next != "", Marker: next}
-	res.Tags.Member = slices.Clone(u.Tags[start:end])
-	return res, nil
+	return m.readUser(name, func(u *iamUser) (any, *apiError) {
+		tags, more, err := pageOf(u.Tags, form, func(t iamTag) iamTag { return t })
+		if err != nil {
+			return nil, err
+		}
+		return listUserTagsResult{Tags: tags, truncation: more}, nil
+	})
 }
 
 // --- groups -------------------------------------------------------------------
@@ -714,20 +763,15 @@ func (m *iamService) getGroup(_ principal, form url.Values) (any, *apiError) {
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	g, ok := m.groups[strings.ToLower(name)]
-	if !ok {
-		return nil, noSuchGroup(name)
-	}
-	start, end, next, err := paginateIndex(len(g.Members), form)
+	g, err := m.lookupGroup(name)
 	if err != nil {
 		return nil, err
 	}
-	res := getGroupResult{Group: m.xmlGroup(g), IsTruncated: next != "", Marker: next}
-	res.Users.Member = make([]xmlUser, 0, end-start)
-	for _, n := range g.Members[start:end] {
-		res.Users.Member = append(res.Users.Member, m.xmlUser(m.users[n], false))
+	users, more, err := pageOf(g.Members, form, m.listedUser)
+	if err != nil {
+		return nil, err
 	}
-	return res, nil
+	return getGroupResult{Group: m.xmlGroup(g), Users: users, truncation: more}, nil
 }
 
 func (m *iamService) deleteGroup(_ principal, form url.Values) (any, *apiError) {
@@ -737,40 +781,46 @@ func (m *iamService) deleteGroup(_ principal, form url.Values) (any, *apiError) 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	key := strings.ToLower(name)
-	g, ok := m.groups[key]
-	if !ok {
-		return nil, noSuchGroup(name)
+	g, err := m.lookupGroup(name)
+	if err != nil {
+		return nil, err
 	}
 	if len(g.Members) > 0 {
 		return nil, errorf(http.StatusConflict, "DeleteConflict", "Cannot delete entity, must remove users from group first.")
 	}
-	delete(m.groups, key)
+	delete(m.groups, strings.ToLower(name))
 	m.changed()
 	return nil, nil
 }
 
-func (m *iamService) addUserToGroup(_ principal, form url.Values) (any, *apiError) {
-	gname, err := groupName(form)
-	if err != nil {
-		return nil, err
+// membership reads the GroupName and UserName of AddUserToGroup and
+// RemoveUserFromGroup.
+func membership(form url.Values) (gname, uname string, err *apiError) {
+	if gname, err = groupName(form); err != nil {
+		return "", "", err
 	}
-	uname, err := userName(form, "UserName")
+	if uname, err = userName(form, "UserName"); err != nil {
+		return "", "", err
+	}
+	return gname, uname, nil
+}
+
+func (m *iamService) addUserToGroup(_ principal, form url.Values) (any, *apiError) {
+	gname, uname, err := membership(form)
 	if err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	g, ok := m.groups[strings.ToLower(gname)]
-	if !ok {
-		return nil, noSuchGroup(gname)
+	g, err := m.lookupGroup(gname)
+	if err != nil {
+		return nil, err
 	}
-	ukey := strings.ToLower(uname)
-	u, ok := m.users[ukey]
-	if !ok {
-		return nil, noSuchUser(uname)
+	u, err := m.lookupUser(uname)
+	if err != nil {
+		return nil, err
 	}
-	if !slices.Contains(g.Members, ukey) {
+	if ukey := strings.ToLower(uname); !slices.Contains(g.Members, ukey) {
 		g.Members = append(g.Members, ukey)
 		u.Groups = append(u.Groups, strings.ToLower(g.Name))
 		m.changed()
@@ -779,20 +829,16 @@ func (m *iamService) addUserToGroup(_ principal, form url.Values) (any, *apiErro
 }
 
 func (m *iamService) removeUserFromGroup(_ principal, form url.Values) (any, *apiError) {
-	gname, err := groupName(form)
-	if err != nil {
-		return nil, err
-	}
-	uname, err := userName(form, "UserName")
+	gname, uname, err := membership(form)
 	if err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	gkey, ukey := strings.ToLower(gname), strings.ToLower(uname)
-	g, ok := m.groups[gkey]
-	if !ok {
-		return nil, noSuchGroup(gname)
+	g, err := m.lookupGroup(gname)
+	if err != nil {
+		return nil, err
 	}
 	u, ok := m.users[ukey]
 	if !ok || !slices.Contains(g.Members, ukey) {
@@ -809,22 +855,13 @@ func (m *iamService) listGroupsForUser(_ principal, form url.Values) (any, *apiE
 	if err != nil {
 		return nil, err
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	u, ok := m.users[strings.ToLower(name)]
-	if !ok {
-		return nil, noSuchUser(name)
-	}
-	start, end, next, err := paginateIndex(len(u.Groups), form)
-	if err != nil {
-		return nil, err
-	}
-	res := listGroupsForUserResult{IsTruncated: next != "", Marker: next}
-	res.Groups.Member = make([]xmlGroup, 0, end-start)
-	for _, g := range u.Groups[start:end] {
-		res.Groups.Member = append(res.Groups.Member, m.xmlGroup(m.groups[g]))
-	}
-	return res, nil
+	return m.readUser(name, func(u *iamUser) (any, *apiError) {
+		groups, more, err := pageOf(u.Groups, form, func(key string) xmlGroup { return m.xmlGroup(m.groups[key]) })
+		if err != nil {
+			return nil, err
+		}
+		return listGroupsForUserResult{Groups: groups, truncation: more}, nil
+	})
 }
 
 // --- access keys --------------------------------------------------------------
@@ -874,19 +911,14 @@ func (m *iamService) listAccessKeys(caller principal, form url.Values) (any, *ap
 	if err != nil {
 		return nil, err
 	}
-	start, end, next, err := paginateIndex(len(u.Keys), form)
+	keys, more, err := pageOf(u.Keys, form, func(id string) xmlKeyMeta {
+		k := m.keys[id]
+		return xmlKeyMeta{UserName: u.Name, AccessKeyID: k.ID, Status: k.Status, CreateDate: awsTime(k.Created)}
+	})
 	if err != nil {
 		return nil, err
 	}
-	res := listAccessKeysResult{IsTruncated: next != "", Marker: next}
-	res.AccessKeyMetadata.Member = make([]xmlKeyMeta, 0, end-start)
-	for _, id := range u.Keys[start:end] {
-		k := m.keys[id]
-		res.AccessKeyMetadata.Member = append(res.AccessKeyMetadata.Member, xmlKeyMeta{
-			UserName: u.Name, AccessKeyID: k.ID, Status: k.Status, CreateDate: awsTime(k.Created),
-		})
-	}
-	return res, nil
+	return listAccessKeysResult{AccessKeyMetadata: keys, truncation: more}, nil
 }
 
 // userKey finds the key named by AccessKeyId, belonging to UserName (or to
@@ -910,7 +942,7 @@ func (m *iamService) userKey(caller principal, form url.Values) (*iamUser, *iamK
 		u = m.users[k.User]
 	}
 	if !ok || u == nil || k.User != strings.ToLower(u.Name) {
-		return nil, nil, errorf(http.StatusNotFound, "NoSuchEntity", "The Access Key with id %s cannot be found.", id)
+		return nil, nil, noSuchKey(id)
 	}
 	return u, k, nil
 }
@@ -956,7 +988,7 @@ func (m *iamService) getAccessKeyLastUsed(_ principal, form url.Values) (any, *a
 	defer m.mu.RUnlock()
 	k, ok := m.keys[id]
 	if !ok {
-		return nil, errorf(http.StatusNotFound, "NoSuchEntity", "The Access Key with id %s cannot be found.", id)
+		return nil, noSuchKey(id)
 	}
 	var res accessKeyLastUsedResult
 	res.UserName = m.users[k.User].Name

@@ -156,6 +156,12 @@ type smCall struct {
 	dirty  bool // the operation changed state
 }
 
+// touch records that the operation changed st.
+func (c *smCall) touch(st *smSecretState) {
+	st.LastChanged = c.now
+	c.dirty = true
+}
+
 // handle runs one Secrets Manager JSON 1.1 operation.
 func (m *secretsManager) handle(caller principal, op string, body []byte) (any, *apiError) {
 	c := &smCall{caller: caller, op: op, now: m.clock.Now()}
@@ -368,14 +374,7 @@ func (m *secretsManager) find(c *smCall, id string) *smSecret {
 	}
 	if s.expired(c.now) {
 		s.mu.Unlock()
-		m.mu.Lock()
-		s.mu.Lock()
-		if !s.gone {
-			m.removeLocked(s)
-			c.dirty = true
-		}
-		s.mu.Unlock()
-		m.mu.Unlock()
+		m.remove(c, s)
 		return nil
 	}
 	return s
@@ -384,6 +383,21 @@ func (m *secretsManager) find(c *smCall, id string) *smSecret {
 // expired reports whether a scheduled deletion has taken effect. s.mu held.
 func (s *smSecret) expired(now time.Time) bool {
 	return !s.st.Deleted.IsZero() && !now.Before(s.st.DeletionDate)
+}
+
+// remove takes secrets out of the maps, unless they are gone already. It
+// takes m.mu and each s.mu: hold neither.
+func (m *secretsManager) remove(c *smCall, secrets ...*smSecret) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range secrets {
+		s.mu.Lock()
+		if !s.gone {
+			m.removeLocked(s)
+			c.dirty = true
+		}
+		s.mu.Unlock()
+	}
 }
 
 // removeLocked takes a secret out of the maps. m.mu and s.mu held.
@@ -536,6 +550,11 @@ type smSecretRef struct {
 	VersionID string `json:"VersionId,omitempty"`
 }
 
+// ref names the secret in an operation's output.
+func (st *smSecretState) ref() smSecretRef {
+	return smSecretRef{ARN: st.ARN, Name: st.Name}
+}
+
 func (m *secretsManager) createSecret(c *smCall, body []byte) (any, *apiError) {
 	var in struct {
 		Name                        string
@@ -657,12 +676,18 @@ type smSecretIDInput struct {
 	SecretID string `json:"SecretId"`
 }
 
-func (m *secretsManager) describeSecret(c *smCall, body []byte) (any, *apiError) {
+// secretByID decodes the input of an operation that takes only a SecretId and
+// returns the secret locked, as access does.
+func (m *secretsManager) secretByID(c *smCall, body []byte, allowDeleted bool) (*smSecret, *apiError) {
 	var in smSecretIDInput
 	if err := smDecode(body, &in); err != nil {
 		return nil, err
 	}
-	s, err := m.access(c, in.SecretID, true)
+	return m.access(c, in.SecretID, allowDeleted)
+}
+
+func (m *secretsManager) describeSecret(c *smCall, body []byte) (any, *apiError) {
+	s, err := m.secretByID(c, body, true)
 	if err != nil {
 		return nil, err
 	}
@@ -847,7 +872,7 @@ func (m *secretsManager) updateSecret(c *smCall, body []byte) (any, *apiError) {
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	out := smSecretRef{ARN: s.st.ARN, Name: s.st.Name}
+	out := s.st.ref()
 	if in.SecretString != nil || in.SecretBinary != nil {
 		put, err := m.putValue(c, s, in.ClientRequestToken, in.SecretString, in.SecretBinary, []string{stageCurrent})
 		if err != nil {
@@ -861,8 +886,7 @@ func (m *secretsManager) updateSecret(c *smCall, body []byte) (any, *apiError) {
 	if in.KmsKeyID != nil {
 		s.st.KmsKeyID = *in.KmsKeyID
 	}
-	s.st.LastChanged = c.now
-	c.dirty = true
+	c.touch(&s.st)
 	return out, nil
 }
 
@@ -914,9 +938,8 @@ func (m *secretsManager) updateSecretVersionStage(c *smCall, body []byte) (any, 
 	} else {
 		delete(st.Stages, in.VersionStage)
 	}
-	st.LastChanged = c.now
-	c.dirty = true
-	return smSecretRef{ARN: st.ARN, Name: st.Name}, nil
+	c.touch(st)
+	return st.ref(), nil
 }
 
 // smPage parses a NextToken (an opaque offset) and MaxResults.
@@ -941,6 +964,19 @@ func smPage(token string, maxResults *int, limit, def int) (offset, size int, er
 
 func smNextToken(offset int) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("o:" + strconv.Itoa(offset)))
+}
+
+// smPageOf cuts the page of at most size items at offset (see smPage) out of
+// list, never nil, and the NextToken of the page after it, if any.
+func smPageOf[T any](list []T, offset, size int) (page []T, next string) {
+	if offset >= len(list) {
+		return []T{}, ""
+	}
+	end := min(offset+size, len(list))
+	if end < len(list) {
+		next = smNextToken(end)
+	}
+	return list[offset:end], next
 }
 
 type smVersionEntry struct {
@@ -996,13 +1032,7 @@ func (m *secretsManager) listSecretVersionIds(c *smCall, body []byte) (any, *api
 		Versions  []smVersionEntry
 		NextToken string `json:",omitempty"`
 	}{ARN: st.ARN, Name: st.Name, Versions: []smVersionEntry{}}
-	if offset < len(all) {
-		end := min(offset+size, len(all))
-		out.Versions = all[offset:end]
-		if end < len(all) {
-			out.NextToken = smNextToken(end)
-		}
-	}
+	out.Versions, out.NextToken = smPageOf(all, offset, size)
 	return out, nil
 }
 
@@ -1208,18 +1238,30 @@ func (m *secretsManager) selectSecrets(c *smCall, filters []smFilter, includeDel
 		s.mu.Unlock()
 	}
 	if len(expired) > 0 {
-		m.mu.Lock()
-		for _, s := range expired {
-			s.mu.Lock()
-			if !s.gone {
-				m.removeLocked(s)
-				c.dirty = true
-			}
-			s.mu.Unlock()
-		}
-		m.mu.Unlock()
+		m.remove(c, expired...)
 	}
 	return out
+}
+
+// createdDate is ListSecrets' default sort key.
+func createdDate(e *smListEntry) time.Time { return e.created }
+
+// sortSecretList orders list by key (nil: none), then by name; desc reverses
+// the whole order.
+func sortSecretList(list []smListEntry, key func(*smListEntry) time.Time, desc bool) {
+	slices.SortFunc(list, func(a, b smListEntry) int {
+		r := 0
+		if key != nil {
+			r = key(&a).Compare(key(&b))
+		}
+		if r == 0 {
+			r = strings.Compare(a.Name, b.Name)
+		}
+		if desc {
+			r = -r
+		}
+		return r
+	})
 }
 
 func (m *secretsManager) listSecrets(c *smCall, body []byte) (any, *apiError) {
@@ -1244,7 +1286,7 @@ func (m *secretsManager) listSecrets(c *smCall, body []byte) (any, *apiError) {
 	if in.SortOrder != "" && in.SortOrder != "asc" && in.SortOrder != "desc" {
 		return nil, smValidation("sortOrder", "Member must satisfy enum value set: [asc, desc]")
 	}
-	key := func(e *smListEntry) time.Time { return e.created }
+	key := createdDate
 	switch in.SortBy {
 	case "", "created-date":
 	case "last-changed-date":
@@ -1257,30 +1299,12 @@ func (m *secretsManager) listSecrets(c *smCall, body []byte) (any, *apiError) {
 		return nil, smValidation("sortBy", "Member must satisfy enum value set: [created-date, last-accessed-date, last-changed-date, name]")
 	}
 	list := m.selectSecrets(c, in.Filters, in.IncludePlannedDeletion)
-	slices.SortFunc(list, func(a, b smListEntry) int {
-		r := 0
-		if key != nil {
-			r = key(&a).Compare(key(&b))
-		}
-		if r == 0 {
-			r = strings.Compare(a.Name, b.Name)
-		}
-		if in.SortOrder == "desc" {
-			r = -r
-		}
-		return r
-	})
+	sortSecretList(list, key, in.SortOrder == "desc")
 	out := struct {
 		SecretList []smListEntry
 		NextToken  string `json:",omitempty"`
 	}{SecretList: []smListEntry{}}
-	if offset < len(list) {
-		end := min(offset+size, len(list))
-		out.SecretList = list[offset:end]
-		if end < len(list) {
-			out.NextToken = smNextToken(end)
-		}
-	}
+	out.SecretList, out.NextToken = smPageOf(list, offset, size)
 	return out, nil
 }
 
@@ -1324,21 +1348,12 @@ func (m *secretsManager) batchGetSecretValue(c *smCall, body []byte) (any, *apiE
 			return nil, err
 		}
 		list := m.selectSecrets(c, in.Filters, false)
-		slices.SortFunc(list, func(a, b smListEntry) int {
-			if r := a.created.Compare(b.created); r != 0 {
-				return r
-			}
-			return strings.Compare(a.Name, b.Name)
-		})
+		sortSecretList(list, createdDate, false)
+		var page []smListEntry
+		page, out.NextToken = smPageOf(list, offset, size)
 		ids = nil
-		if offset < len(list) {
-			end := min(offset+size, len(list))
-			for _, e := range list[offset:end] {
-				ids = append(ids, e.ARN)
-			}
-			if end < len(list) {
-				out.NextToken = smNextToken(end)
-			}
+		for _, e := range page {
+			ids = append(ids, e.ARN)
 		}
 	}
 	for _, id := range ids {
@@ -1381,8 +1396,7 @@ func (m *secretsManager) tagResource(c *smCall, body []byte) (any, *apiError) {
 		return nil, errorf(400, "InvalidParameterException", "A secret can have at most %d tags.", smMaxTags)
 	}
 	s.st.Tags = tags
-	s.st.LastChanged = c.now
-	c.dirty = true
+	c.touch(&s.st)
 	return struct{}{}, nil
 }
 
@@ -1408,8 +1422,7 @@ func (m *secretsManager) untagResource(c *smCall, body []byte) (any, *apiError) 
 	}
 	defer s.mu.Unlock()
 	s.st.Tags = slices.DeleteFunc(slices.Clone(s.st.Tags), func(t smTag) bool { return slices.Contains(in.TagKeys, t.Key) })
-	s.st.LastChanged = c.now
-	c.dirty = true
+	c.touch(&s.st)
 	return struct{}{}, nil
 }
 
@@ -1438,17 +1451,12 @@ func (m *secretsManager) putResourcePolicy(c *smCall, body []byte) (any, *apiErr
 	}
 	defer s.mu.Unlock()
 	s.st.Policy, s.policy = in.ResourcePolicy, p
-	s.st.LastChanged = c.now
-	c.dirty = true
-	return smSecretRef{ARN: s.st.ARN, Name: s.st.Name}, nil
+	c.touch(&s.st)
+	return s.st.ref(), nil
 }
 
 func (m *secretsManager) getResourcePolicy(c *smCall, body []byte) (any, *apiError) {
-	var in smSecretIDInput
-	if err := smDecode(body, &in); err != nil {
-		return nil, err
-	}
-	s, err := m.access(c, in.SecretID, true)
+	s, err := m.secretByID(c, body, true)
 	if err != nil {
 		return nil, err
 	}
@@ -1461,19 +1469,20 @@ func (m *secretsManager) getResourcePolicy(c *smCall, body []byte) (any, *apiErr
 }
 
 func (m *secretsManager) deleteResourcePolicy(c *smCall, body []byte) (any, *apiError) {
-	var in smSecretIDInput
-	if err := smDecode(body, &in); err != nil {
-		return nil, err
-	}
-	s, err := m.access(c, in.SecretID, false)
+	s, err := m.secretByID(c, body, false)
 	if err != nil {
 		return nil, err
 	}
 	defer s.mu.Unlock()
 	s.st.Policy, s.policy = "", nil
-	s.st.LastChanged = c.now
-	c.dirty = true
-	return smSecretRef{ARN: s.st.ARN, Name: s.st.Name}, nil
+	c.touch(&s.st)
+	return s.st.ref(), nil
+}
+
+type smDeleteOutput struct {
+	ARN          string
+	Name         string
+	DeletionDate *epochSeconds
 }
 
 func (m *secretsManager) deleteSecret(c *smCall, body []byte) (any, *apiError) {
@@ -1508,47 +1517,27 @@ func (m *secretsManager) deleteSecret(c *smCall, body []byte) (any, *apiError) {
 		}
 		s.st.Deleted = c.now
 		s.st.DeletionDate = c.now.AddDate(0, 0, days)
-		s.st.LastChanged = c.now
-		c.dirty = true
-		return struct {
-			ARN          string
-			Name         string
-			DeletionDate *epochSeconds
-		}{s.st.ARN, s.st.Name, smTime(s.st.DeletionDate)}, nil
+		c.touch(&s.st)
+		return smDeleteOutput{s.st.ARN, s.st.Name, smTime(s.st.DeletionDate)}, nil
 	}
 	arn, name := s.st.ARN, s.st.Name
 	s.mu.Unlock()
-	m.mu.Lock()
-	s.mu.Lock()
-	if !s.gone {
-		m.removeLocked(s)
-	}
-	s.mu.Unlock()
-	m.mu.Unlock()
+	m.remove(c, s)
 	c.dirty = true
-	return struct {
-		ARN          string
-		Name         string
-		DeletionDate *epochSeconds
-	}{arn, name, smTime(c.now)}, nil
+	return smDeleteOutput{arn, name, smTime(c.now)}, nil
 }
 
 func (m *secretsManager) restoreSecret(c *smCall, body []byte) (any, *apiError) {
-	var in smSecretIDInput
-	if err := smDecode(body, &in); err != nil {
-		return nil, err
-	}
-	s, err := m.access(c, in.SecretID, true)
+	s, err := m.secretByID(c, body, true)
 	if err != nil {
 		return nil, err
 	}
 	defer s.mu.Unlock()
 	if !s.st.Deleted.IsZero() {
 		s.st.Deleted, s.st.DeletionDate = time.Time{}, time.Time{}
-		s.st.LastChanged = c.now
-		c.dirty = true
+		c.touch(&s.st)
 	}
-	return smSecretRef{ARN: s.st.ARN, Name: s.st.Name}, nil
+	return s.st.ref(), nil
 }
 
 // smSnapshot is the persisted form of the service.
