@@ -222,6 +222,19 @@ func (m *Notifier) Events() []keyrot.Event {
 	return slices.Clone(m.events)
 }
 
+// Count returns how many events of kind were received.
+func (m *Notifier) Count(kind keyrot.EventKind) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, e := range m.events {
+		if e.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
 // Reset forgets the events received so far.
 func (m *Notifier) Reset() {
 	m.mu.Lock()

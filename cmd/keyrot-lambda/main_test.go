@@ -16,47 +16,13 @@ import (
 	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/mock"
 	"github.com/keyrot/keyrot/sandbox"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
 	"github.com/keyrot/keyrot/secretsmanager"
 )
 
 var t0 = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
-
-// drivenClock is the sandbox's test clock as a keyrot.Clock: a wait moves
-// time forward at once, so IAM's propagation delay costs nothing.
-type drivenClock struct{ *sandboxtest.Clock }
-
-func (c drivenClock) After(d time.Duration) <-chan time.Time {
-	c.Advance(d)
-	ch := make(chan time.Time, 1)
-	ch <- c.Now()
-	return ch
-}
-
-// recorder collects the events the engine emits.
-type recorder struct {
-	mu     sync.Mutex
-	events []keyrot.Event
-}
-
-func (r *recorder) observe(e keyrot.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *recorder) count(kind keyrot.EventKind) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, e := range r.events {
-		if e.Kind == kind {
-			n++
-		}
-	}
-	return n
-}
 
 // lockedBuffer is the function's stdout.
 type lockedBuffer struct {
@@ -105,26 +71,28 @@ func env(extra map[string]string) func(string) (string, bool) {
 type fixture struct {
 	t      *testing.T
 	sb     *sandbox.Server
-	clock  drivenClock
+	clock  *mock.Clock
 	aws    aws.Config
 	iam    *awsiam.Client
 	sm     *awssm.Client
 	out    *lockedBuffer
-	events *recorder
+	events *mock.Notifier
 	h      *handler
 }
 
 func newFixture(t *testing.T, extraEnv map[string]string) *fixture {
 	t.Helper()
-	clock := drivenClock{sandboxtest.NewClock(t0)}
+	// Waits move the driven clock at once, so IAM's propagation delay costs nothing.
+	clock := mock.NewClock(t0)
+	clock.SetAutoAdvance(true)
 	sb := sandboxtest.Start(t, sandbox.Options{Clock: clock, Seed: 11, Faults: sandbox.Faults{PropagationDelay: 9 * time.Second}})
 	cfg := sandboxtest.Config(t, sb)
-	f := &fixture{t: t, sb: sb, clock: clock, aws: cfg, iam: awsiam.NewFromConfig(cfg), sm: awssm.NewFromConfig(cfg), out: &lockedBuffer{}, events: &recorder{}}
+	f := &fixture{t: t, sb: sb, clock: clock, aws: cfg, iam: awsiam.NewFromConfig(cfg), sm: awssm.NewFromConfig(cfg), out: &lockedBuffer{}, events: &mock.Notifier{}}
 	ctx := context.Background()
 	if _, err := f.iam.CreateUser(ctx, &awsiam.CreateUserInput{UserName: aws.String("ci-bot")}); err != nil {
 		t.Fatalf("create user: %v", err)
 	}
-	h, err := newHandler(ctx, options{LookupEnv: env(extraEnv), Stdout: f.out, AWS: &cfg, Clock: clock, Observe: f.events.observe})
+	h, err := newHandler(ctx, options{LookupEnv: env(extraEnv), Stdout: f.out, AWS: &cfg, Clock: clock, Observe: func(e keyrot.Event) { _ = f.events.Notify(context.Background(), e) }})
 	if err != nil {
 		t.Fatalf("newHandler: %v", err)
 	}
@@ -238,7 +206,7 @@ func TestHandlerFullCycle(t *testing.T) {
 		t.Errorf("no rotation after rotate_every: current key still %s", first)
 	}
 	for kind, want := range map[keyrot.EventKind]int{keyrot.EventKeyCreated: 3, keyrot.EventKeyDeactivated: 1, keyrot.EventKeyDeleted: 1, keyrot.EventRotationFailed: 0} {
-		if got := f.events.count(kind); got != want {
+		if got := f.events.Count(kind); got != want {
 			t.Errorf("%s events = %d, want %d", kind, got, want)
 		}
 	}
@@ -246,7 +214,7 @@ func TestHandlerFullCycle(t *testing.T) {
 	// Every event was emailed through SES before its invocation returned,
 	// without a secret access key.
 	mails := f.sb.Outbox()
-	if got, want := len(mails), f.events.count(keyrot.EventKeyCreated)+f.events.count(keyrot.EventKeyDeactivated)+f.events.count(keyrot.EventKeyDeleted); got < want {
+	if got, want := len(mails), f.events.Count(keyrot.EventKeyCreated)+f.events.Count(keyrot.EventKeyDeactivated)+f.events.Count(keyrot.EventKeyDeleted); got < want {
 		t.Errorf("SES sent %d emails for %d key events", got, want)
 	}
 	for _, m := range mails {

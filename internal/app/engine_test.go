@@ -19,67 +19,40 @@ import (
 	"github.com/keyrot/keyrot/iam"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/config"
+	"github.com/keyrot/keyrot/mock"
 	"github.com/keyrot/keyrot/sandbox"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
 	"github.com/keyrot/keyrot/secretsmanager"
 )
 
-// drivenClock is the sandbox's test clock made into a keyrot.Clock: waiting
-// moves time forward at once, so backoff and propagation delays cost nothing.
-type drivenClock struct{ *sandboxtest.Clock }
-
-func (c drivenClock) After(d time.Duration) <-chan time.Time {
-	c.Advance(d)
-	ch := make(chan time.Time, 1)
-	ch <- c.Now()
-	return ch
-}
-
 var t0 = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
 
-// recorder collects events.
-type recorder struct {
-	mu     sync.Mutex
-	events []keyrot.Event
-}
-
-func (r *recorder) Notify(_ context.Context, e keyrot.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-	return nil
-}
-
-func (r *recorder) count(kind keyrot.EventKind) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, e := range r.events {
-		if e.Kind == kind {
-			n++
-		}
-	}
-	return n
+// newClock is a driven clock on which waiting moves time forward at once, so
+// backoff and propagation delays cost nothing. The sandbox shares it.
+func newClock() *mock.Clock {
+	c := mock.NewClock(t0)
+	c.SetAutoAdvance(true)
+	return c
 }
 
 // harness is a sandbox on a driven clock, with helpers to build engines on it.
 type harness struct {
 	t      *testing.T
 	sb     *sandbox.Server
-	clock  drivenClock
+	clock  *mock.Clock
 	aws    aws.Config
 	iam    *awsiam.Client
-	events *recorder
+	events *mock.Notifier
 	// foreign are the keys created outside keyrot (adopted, not orphans).
 	foreign map[string]bool
 }
 
 func newHarness(t *testing.T, faults sandbox.Faults) *harness {
 	t.Helper()
-	clock := drivenClock{sandboxtest.NewClock(t0)}
+	clock := newClock()
 	sb := sandboxtest.Start(t, sandbox.Options{Clock: clock, Seed: 7, Faults: faults})
 	cfg := sandboxtest.Config(t, sb)
-	return &harness{t: t, sb: sb, clock: clock, aws: cfg, iam: awsiam.NewFromConfig(cfg), events: &recorder{}, foreign: map[string]bool{}}
+	return &harness{t: t, sb: sb, clock: clock, aws: cfg, iam: awsiam.NewFromConfig(cfg), events: &mock.Notifier{}, foreign: map[string]bool{}}
 }
 
 func (h *harness) config(users ...string) config.Config {
@@ -227,7 +200,7 @@ func TestFullCycleSeedTimings(t *testing.T) {
 		t.Fatal("no rotation after rotate_every")
 	}
 	for kind, want := range map[keyrot.EventKind]int{keyrot.EventKeyCreated: 3, keyrot.EventKeyDeactivated: 2, keyrot.EventKeyDeleted: 2, keyrot.EventRotationFailed: 0} {
-		if got := h.events.count(kind); got != want {
+		if got := h.events.Count(kind); got != want {
 			t.Errorf("%s events = %d, want %d", kind, got, want)
 		}
 	}
@@ -245,7 +218,7 @@ func TestTwoDaysOfSeedCadence(t *testing.T) {
 	a := h.engine(h.config("ci-bot"), nil)
 	passes := h.runUntil(a, t0.Add(48*time.Hour))
 	h.checkInvariants(a, "ci-bot")
-	created := h.events.count(keyrot.EventKeyCreated)
+	created := h.events.Count(keyrot.EventKeyCreated)
 	if created < 48*12-2 {
 		t.Fatalf("only %d rotations in 48h at a 5m cadence", created)
 	}
@@ -277,7 +250,7 @@ func TestRestartMidCycle(t *testing.T) {
 	b := h.engine(cfg, nil)
 	h.runUntil(b, t0.Add(30*time.Minute))
 	h.checkInvariants(b, "deploy-bot")
-	if got := h.events.count(keyrot.EventKeyDeleted); got < 4 {
+	if got := h.events.Count(keyrot.EventKeyDeleted); got < 4 {
 		t.Fatalf("deleted events = %d after 30m, want >= 4", got)
 	}
 }
