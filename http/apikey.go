@@ -191,7 +191,9 @@ func (kr *keyring) lookup(presented string) *APIKey {
 	if presented == "" || len(presented) > maxAPIKeyLen {
 		return nil
 	}
-	sum := sha256.Sum256([]byte(presented))
+	// Hash from a stack copy: []byte(presented) would allocate.
+	var buf [maxAPIKeyLen]byte
+	sum := sha256.Sum256(buf[:copy(buf[:], presented)])
 	e, ok := kr.byHash[sum]
 	if !ok || subtle.ConstantTimeCompare(sum[:], e.hash[:]) != 1 {
 		return nil

@@ -12,7 +12,7 @@ import (
 )
 
 // BenchmarkCredentialsHit measures the handler for a cache hit, with
-// authentication, rate limiting, audit and access logs (JSON, to a
+// authentication, rate limiting, the audit record (slog JSON, to a
 // discarding writer) and metrics on: go test -run '^$' -bench CredentialsHit ./http/
 func BenchmarkCredentialsHit(b *testing.B) {
 	key, hash, _ := keyrothttp.GenerateAPIKey()

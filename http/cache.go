@@ -45,12 +45,16 @@ type snapshot struct {
 	secrets map[string]struct{} // the secret access keys, to keep them out of audit records
 }
 
-// entry is one user's credentials with the JSON body served for them,
-// encoded once when the credentials arrive rather than on every read.
+// entry is one user's credentials with the bodies served for them in each
+// format, rendered once when the credentials arrive rather than on every
+// read (nothing in them, Expiration and NextRotation included, changes
+// between reads).
 type entry struct {
-	creds keyrot.Credentials
-	json  []byte
-	epoch uint64 // the Publish that set it, 0 for a Load
+	creds             keyrot.Credentials
+	json              []byte // FormatJSON
+	credentialProcess []byte // FormatCredentialProcess
+	env               []byte // FormatEnv
+	epoch             uint64 // the Publish that set it, 0 for a Load
 }
 
 // CacheOption configures a Cache.
@@ -204,8 +208,10 @@ func (c *Cache) Run(ctx context.Context, every time.Duration) error {
 
 func (c *Cache) newEntry(creds keyrot.Credentials, epoch uint64) *entry {
 	creds = c.policy.Annotate(creds)
-	body, _ := json.Marshal(credentialsJSON(creds)) // strings and times: cannot fail
-	return &entry{creds: creds, json: append(body, '\n'), epoch: epoch}
+	// Strings and times: encoding cannot fail.
+	body, _ := json.Marshal(credentialsJSON(creds))
+	cp, _ := json.Marshal(credentialProcessJSON(creds))
+	return &entry{creds: creds, json: append(body, '\n'), credentialProcess: append(cp, '\n'), env: envLines(creds), epoch: epoch}
 }
 
 func newSnapshot(m map[string]*entry) *snapshot {

@@ -178,13 +178,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
 	h := w.Header()
-	h["Content-Type"] = []string{contentType}
+	ct, ok := contentTypes[contentType]
+	if !ok {
+		ct = []string{contentType}
+	}
+	h["Content-Type"] = ct
 	h["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
 
-var nosniff = []string{"nosniff"}
+// Header values shared by every response rather than allocated for each
+// (net/http only reads them; Header.Add would copy, not append in place).
+var (
+	nosniff      = []string{"nosniff"}
+	contentTypes = map[string][]string{
+		"application/json":          {"application/json"},
+		"application/yaml":          {"application/yaml"},
+		"text/plain; charset=utf-8": {"text/plain; charset=utf-8"},
+	}
+)
 
 // Render formats credentials as the API would serve them in format, so the
 // client's --direct mode prints exactly what the server would have sent.

@@ -75,6 +75,7 @@ type Server struct {
 	burst    int
 
 	metrics  *metrics.Metrics
+	routeM   map[string]*metrics.Route // by route label, resolved once
 	gatherer prometheus.Gatherer
 	logger   *slog.Logger
 	access   *slog.Logger
@@ -91,8 +92,14 @@ type Server struct {
 // ServerOption configures a Server.
 type ServerOption func(*Server)
 
-// WithLogger sets the logger; access records go to it with system=http and
-// audit records with system=audit.
+// WithLogger sets the logger. A single-user credential read (GET
+// /credentials/{user}, whatever its outcome) writes one record to it,
+// "credentials read" with system=audit, naming the API key, user, key id,
+// remote address, format and outcome, and the request's method, route,
+// status and duration. GET /credentials writes such an audit record per
+// user it returns; it and every other request also write an access record,
+// "request" with system=http. Records are handed to the logger's handler
+// as the request finishes, not buffered here.
 func WithLogger(l *slog.Logger) ServerOption { return func(s *Server) { s.logger = l } }
 
 // WithClock sets the clock used for request durations and rate limits.
@@ -158,7 +165,17 @@ func NewServer(cfg ServerConfig, cache *Cache, opts ...ServerOption) (*Server, e
 		return nil, fmt.Errorf("http: %w", err)
 	}
 	s.handler = s.routes()
+	s.routeM = make(map[string]*metrics.Route, len(routePatterns)+2)
+	for _, route := range append([]string{"unmatched", "not_found"}, routePatterns...) {
+		s.routeM[route] = s.metrics.Route(route)
+	}
 	return s, nil
+}
+
+// routePatterns are the routes the mux serves, as metrics and logs label them.
+var routePatterns = []string{
+	"GET /credentials/{user}", "GET /credentials", "GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.yaml",
+	"/credentials/{user}", "/credentials", "/healthz", "/readyz", "/metrics", "/openapi.yaml",
 }
 
 func setDefaults(c *ServerConfig) {
@@ -301,12 +318,24 @@ func (s *Server) routes() http.Handler {
 	return s.middleware(mux)
 }
 
-// recorder keeps what the access log needs from a response.
+// recorder keeps what the access log needs from a response, and the audit
+// record of a single-user credential read, which the middleware writes
+// together with the request's fields as one record.
 type recorder struct {
 	http.ResponseWriter
 	status int
 	apiKey string // the authenticated key's name
+	audit  auditFields
 }
+
+// auditFields are what an audit record says about one credential read; an
+// empty outcome means there is none.
+type auditFields struct {
+	apiKey, user, keyID, format, outcome string
+}
+
+// recorders recycles recorders: one per request otherwise.
+var recorders = sync.Pool{New: func() any { return new(recorder) }}
 
 func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 {
@@ -325,11 +354,14 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // middleware bounds the body, recovers panics, and records every request
-// in the access log and the metrics, labelled by route pattern.
+// in the metrics, labelled by route pattern, and in the log: a single-user
+// credential read as one audit record (system=audit) that also carries the
+// request's fields, any other request as an access record (system=http).
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.clock.Now()
-		rec := &recorder{ResponseWriter: w}
+		rec := recorders.Get().(*recorder)
+		*rec = recorder{ResponseWriter: w}
 		// Nothing this API answers may be cached: the credentials
 		// least of all, and errors so that no proxy replays them.
 		w.Header()["Cache-Control"] = noStore
@@ -343,34 +375,74 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 					s.error(rec, r, fmt.Errorf("panic: %v", p))
 				}
 			}
-			route := r.Pattern
-			if route == "" {
-				route = "unmatched"
-			} else if route == "/" {
-				route = "not_found"
-			}
-			if rec.status == 0 {
-				rec.status = http.StatusOK
-			}
-			d := s.clock.Now().Sub(start)
-			s.metrics.ObserveRequest(route, rec.status, d)
-			s.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("method", r.Method),
-				slog.String("route", route),
-				slog.Int("status", rec.status),
-				slog.Duration("duration", d),
-				slog.String("remote", r.RemoteAddr),
-				slog.String("api_key", rec.apiKey))
+			s.logRequest(rec, r, start)
+			*rec = recorder{}
+			recorders.Put(rec)
 		}()
 		if r.ContentLength > MaxBodyBytes {
 			s.error(rec, r, errTooLarge)
 			return
 		}
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(rec, r.Body, MaxBodyBytes)
+			r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		}
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// logRequest observes a finished request in the metrics and writes its
+// record: the audit record of a credential read, with the request's fields
+// added, or else the access record.
+func (s *Server) logRequest(rec *recorder, r *http.Request, start time.Time) {
+	route := r.Pattern
+	if route == "" {
+		route = "unmatched"
+	} else if route == "/" {
+		route = "not_found"
+	}
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	now := s.clock.Now()
+	d := now.Sub(start)
+	if m, ok := s.routeM[route]; ok {
+		m.Observe(rec.status, d)
+	} else {
+		s.metrics.ObserveRequest(route, rec.status, d)
+	}
+	request := [...]slog.Attr{
+		slog.String("method", r.Method),
+		slog.String("route", route),
+		slog.Int("status", rec.status),
+		slog.Duration("duration", d),
+		slog.String("remote", r.RemoteAddr),
+	}
+	if a := &rec.audit; a.outcome != "" {
+		record(r.Context(), s.audit.Handler(), now, "credentials read",
+			slog.String("api_key", a.apiKey),
+			slog.String("user", a.user),
+			slog.String("key_id", a.keyID),
+			request[4], // remote
+			slog.String("format", a.format),
+			slog.String("outcome", a.outcome),
+			request[0], request[1], request[2], request[3])
+		return
+	}
+	record(r.Context(), s.access.Handler(), now, "request",
+		request[0], request[1], request[2], request[3], request[4],
+		slog.String("api_key", rec.apiKey))
+}
+
+// record writes an info record through h straight away: unlike
+// slog.Logger.LogAttrs it takes the time it is given and does not walk the
+// stack for a source location no handler here asks for.
+func record(ctx context.Context, h slog.Handler, t time.Time, msg string, attrs ...slog.Attr) {
+	if !h.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	rec := slog.NewRecord(t, slog.LevelInfo, msg, 0)
+	rec.AddAttrs(attrs...)
+	_ = h.Handle(ctx, rec)
 }
 
 // error writes err as a JSON error; server errors are logged with their
@@ -389,7 +461,12 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 // authenticate finds the API key the request presents, in X-API-Key or
 // Authorization: Bearer, and applies its rate limit.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*APIKey, error) {
-	presented := r.Header.Get("X-API-Key")
+	var presented string
+	// The header's canonical form, looked up without canonicalising
+	// "X-API-Key" on every request.
+	if v := r.Header["X-Api-Key"]; len(v) > 0 {
+		presented = v[0]
+	}
 	if presented == "" {
 		if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 			presented = strings.TrimSpace(token)
@@ -454,7 +531,7 @@ func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request) {
 	key, err := s.authenticate(w, r)
 	if err != nil {
 		if key != nil {
-			s.auditRead(r, key.Name, user, "", "", "rate_limited")
+			s.auditRead(w, r, key.Name, user, "", "", "rate_limited")
 		}
 		s.error(w, r, err)
 		return
@@ -465,7 +542,7 @@ func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !key.Allows(user) {
-		s.auditRead(r, key.Name, user, "", format, "forbidden")
+		s.auditRead(w, r, key.Name, user, "", format, "forbidden")
 		s.error(w, r, errForbidden)
 		return
 	}
@@ -480,17 +557,17 @@ func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request) {
 	e, ok := s.cache.getEntry(user)
 	if !ok {
 		s.metrics.CacheMiss()
-		s.auditRead(r, key.Name, user, "", format, "not_found")
+		s.auditRead(w, r, key.Name, user, "", format, "not_found")
 		s.error(w, r, errNotManaged)
 		return
 	}
 	s.metrics.CacheHit()
-	s.auditRead(r, key.Name, user, e.creds.AccessKeyID, format, "granted")
+	s.auditRead(w, r, key.Name, user, e.creds.AccessKeyID, format, "granted")
 	switch format {
 	case FormatCredentialProcess:
-		writeJSON(w, http.StatusOK, credentialProcessJSON(e.creds))
+		writeBody(w, http.StatusOK, "application/json", e.credentialProcess)
 	case FormatEnv:
-		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", envLines(e.creds))
+		writeBody(w, http.StatusOK, "text/plain; charset=utf-8", e.env)
 	default:
 		writeBody(w, http.StatusOK, "application/json", e.json)
 	}
@@ -501,7 +578,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	key, err := s.authenticate(w, r)
 	if err != nil {
 		if key != nil {
-			s.auditRead(r, key.Name, "*", "", "", "rate_limited")
+			s.auditRead(w, r, key.Name, "*", "", "", "rate_limited")
 		}
 		s.error(w, r, err)
 		return
@@ -516,7 +593,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !key.List {
-		s.auditRead(r, key.Name, "*", "", format, "forbidden")
+		s.auditRead(w, r, key.Name, "*", "", format, "forbidden")
 		s.error(w, r, errListForbidden)
 		return
 	}
@@ -537,28 +614,39 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		body = append(body, e.json[:len(e.json)-1]...) // without its newline
 		n++
 		s.metrics.CacheHit()
-		s.auditRead(r, key.Name, e.creds.UserName, e.creds.AccessKeyID, format, "granted")
+		// One audit record per user, each on its own; the list's
+		// access record follows.
+		s.auditRead(nil, r, key.Name, e.creds.UserName, e.creds.AccessKeyID, format, "granted")
 	}
 	body = append(body, "]}\n"...)
 	writeBody(w, http.StatusOK, "application/json", body)
 }
 
-// auditRead writes the audit record of one credential read. It names the
+// auditRead makes the audit record of one credential read. It names the
 // API key, never the key itself, and the access key id, never its secret.
-func (s *Server) auditRead(r *http.Request, apiKey, user, keyID, format, outcome string) {
+// With w the request's recorder, the record is left on it for the
+// middleware to write, with the request's status, route and duration, once
+// the request is served (one record per request); otherwise it is written
+// now.
+func (s *Server) auditRead(w http.ResponseWriter, r *http.Request, apiKey, user, keyID, format, outcome string) {
 	if keyID == "" {
 		// A denied read names a user the caller typed: if that is an API
 		// key or a secret access key pasted in the wrong place, keep it
 		// out of the log.
 		user = s.redactUser(user)
 	}
-	s.audit.LogAttrs(r.Context(), slog.LevelInfo, "credentials read",
-		slog.String("api_key", apiKey),
-		slog.String("user", user),
-		slog.String("key_id", keyID),
+	a := auditFields{apiKey: apiKey, user: user, keyID: keyID, format: format, outcome: outcome}
+	if rec, ok := w.(*recorder); ok && rec.audit.outcome == "" {
+		rec.audit = a
+		return
+	}
+	record(r.Context(), s.audit.Handler(), s.clock.Now(), "credentials read",
+		slog.String("api_key", a.apiKey),
+		slog.String("user", a.user),
+		slog.String("key_id", a.keyID),
 		slog.String("remote", r.RemoteAddr),
-		slog.String("format", format),
-		slog.String("outcome", outcome))
+		slog.String("format", a.format),
+		slog.String("outcome", a.outcome))
 }
 
 // redactUser returns user, or a placeholder if it is not a plausible user

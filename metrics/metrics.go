@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyrot/keyrot"
@@ -29,20 +30,29 @@ type Metrics struct {
 	rotations     *prometheus.CounterVec
 	notifications *prometheus.CounterVec
 
-	// routes caches the per-route children so the request path does not
-	// hash label values on every observation.
-	routes sync.Map // routeCode -> *routeObservers
+	// routes holds each route's resolved children, so the request path
+	// does not hash label values on every observation.
+	routes sync.Map // route -> *Route
 }
 
-type routeCode struct {
-	route string
-	code  int
-}
-
-type routeObservers struct {
-	count    prometheus.Counter
+// Route is one route pattern's request metrics with the children of its
+// collectors resolved once: the request counter per status code and the
+// duration histogram. Get it from Metrics.Route once per route and call
+// Observe on every request; a nil *Route records nothing.
+type Route struct {
+	m        *Metrics
+	route    string
 	duration prometheus.Observer
+	// codes[c-minCode] is the counter for status code c, created on
+	// first use; other codes go through the CounterVec.
+	codes [maxCode - minCode]atomic.Pointer[prometheus.Counter]
 }
+
+// The status codes a Route resolves without a lookup.
+const (
+	minCode = 100
+	maxCode = 600
+)
 
 // New creates keyrot's collectors and registers them on reg. It fails if
 // reg already holds collectors with the same names.
@@ -89,20 +99,42 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 // ObserveRequest counts one HTTP request for a route pattern (never a raw
 // path, so the label set stays bounded) with its status code and duration.
 func (m *Metrics) ObserveRequest(route string, code int, d time.Duration) {
+	m.Route(route).Observe(code, d)
+}
+
+// Route returns the request metrics of a route pattern (never a raw path),
+// resolved once and shared by every caller; nil for a nil *Metrics.
+func (m *Metrics) Route(route string) *Route {
 	if m == nil {
+		return nil
+	}
+	if r, ok := m.routes.Load(route); ok {
+		return r.(*Route)
+	}
+	r, _ := m.routes.LoadOrStore(route, &Route{m: m, route: route, duration: m.duration.WithLabelValues(route)})
+	return r.(*Route)
+}
+
+// Observe counts one request with its status code and duration.
+func (r *Route) Observe(code int, d time.Duration) {
+	if r == nil {
 		return
 	}
-	k := routeCode{route, code}
-	o, ok := m.routes.Load(k)
-	if !ok {
-		o, _ = m.routes.LoadOrStore(k, &routeObservers{
-			count:    m.requests.WithLabelValues(route, strconv.Itoa(code)),
-			duration: m.duration.WithLabelValues(route),
-		})
+	r.counter(code).Inc()
+	r.duration.Observe(d.Seconds())
+}
+
+func (r *Route) counter(code int) prometheus.Counter {
+	if code < minCode || code >= maxCode {
+		return r.m.requests.WithLabelValues(r.route, strconv.Itoa(code))
 	}
-	ro := o.(*routeObservers)
-	ro.count.Inc()
-	ro.duration.Observe(d.Seconds())
+	p := &r.codes[code-minCode]
+	if c := p.Load(); c != nil {
+		return *c
+	}
+	c := r.m.requests.WithLabelValues(r.route, strconv.Itoa(code))
+	p.CompareAndSwap(nil, &c) // a racing caller stored the same child
+	return *p.Load()
 }
 
 // CacheHit counts a credential read served from the cache.
