@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -80,6 +81,7 @@ type Server struct {
 	logger   *slog.Logger
 	access   *slog.Logger
 	audit    *slog.Logger
+	records  io.Writer // hand-encoded request records (WithRecordWriter), or nil
 	clock    keyrot.Clock
 
 	handler http.Handler
@@ -418,7 +420,7 @@ func (s *Server) logRequest(rec *recorder, r *http.Request, start time.Time) {
 		slog.String("remote", r.RemoteAddr),
 	}
 	if a := &rec.audit; a.outcome != "" {
-		record(r.Context(), s.audit.Handler(), now, "credentials read",
+		s.record(r.Context(), s.audit.Handler(), "audit", now, "credentials read",
 			slog.String("api_key", a.apiKey),
 			slog.String("user", a.user),
 			slog.String("key_id", a.keyID),
@@ -428,21 +430,9 @@ func (s *Server) logRequest(rec *recorder, r *http.Request, start time.Time) {
 			request[0], request[1], request[2], request[3])
 		return
 	}
-	record(r.Context(), s.access.Handler(), now, "request",
+	s.record(r.Context(), s.access.Handler(), "http", now, "request",
 		request[0], request[1], request[2], request[3], request[4],
 		slog.String("api_key", rec.apiKey))
-}
-
-// record writes an info record through h straight away: unlike
-// slog.Logger.LogAttrs it takes the time it is given and does not walk the
-// stack for a source location no handler here asks for.
-func record(ctx context.Context, h slog.Handler, t time.Time, msg string, attrs ...slog.Attr) {
-	if !h.Enabled(ctx, slog.LevelInfo) {
-		return
-	}
-	rec := slog.NewRecord(t, slog.LevelInfo, msg, 0)
-	rec.AddAttrs(attrs...)
-	_ = h.Handle(ctx, rec)
 }
 
 // error writes err as a JSON error; server errors are logged with their
@@ -640,7 +630,7 @@ func (s *Server) auditRead(w http.ResponseWriter, r *http.Request, apiKey, user,
 		rec.audit = a
 		return
 	}
-	record(r.Context(), s.audit.Handler(), s.clock.Now(), "credentials read",
+	s.record(r.Context(), s.audit.Handler(), "audit", s.clock.Now(), "credentials read",
 		slog.String("api_key", a.apiKey),
 		slog.String("user", a.user),
 		slog.String("key_id", a.keyID),

@@ -35,7 +35,14 @@ type apiRuntime struct {
 	server   *keyrothttp.Server
 	store    *secretsmanager.Store
 	stopRun  context.CancelFunc
+	// auditOut buffers the server's audit and access records, JSON lines
+	// whatever log.format says (flushed every 100 ms and on stop), so a read
+	// makes no write system call of its own.
+	auditOut *app.BufferedWriter
 }
+
+// auditFlushEvery bounds how late an audit record reaches the log.
+const auditFlushEvery = 100 * time.Millisecond
 
 func (m *Main) newAPI(_ context.Context, cfg config.Config, log *slog.Logger, serve bool) (*apiRuntime, error) {
 	reg := prometheus.NewRegistry()
@@ -45,6 +52,7 @@ func (m *Main) newAPI(_ context.Context, cfg config.Config, log *slog.Logger, se
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	a := &apiRuntime{cfg: cfg, log: log, serve: serve, registry: reg, metrics: mt}
+	a.auditOut = app.NewBufferedWriter(m.Stderr, auditFlushEvery)
 	a.cache = keyrothttp.NewCache(a, cfg.Policy(), keyrothttp.WithCacheLogger(log.With("system", "cache")))
 	return a, nil
 }
@@ -115,7 +123,7 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store, aws
 	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{
 		Listen: a.cfg.API.Listen, TLSCert: a.cfg.API.TLSCert, TLSKey: a.cfg.API.TLSKey, Keys: keys,
 		RateLimit: a.cfg.API.RateLimit, Burst: a.cfg.API.Burst, Registry: a.registry, Gatherer: a.registry,
-	}, a.cache, keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics))
+	}, a.cache, keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics), keyrothttp.WithRecordWriter(a.auditOut))
 	if err != nil {
 		return nil, &config.Error{Field: "api", Reason: err.Error()}
 	}
@@ -160,13 +168,15 @@ func (a *apiRuntime) stop(ctx context.Context) {
 	if a.stopRun != nil {
 		a.stopRun()
 	}
-	if a.server == nil {
-		return
+	if a.server != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := a.server.Close(cctx); err != nil {
+			a.log.Error("api shutdown", "error", err)
+		}
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := a.server.Close(cctx); err != nil {
-		a.log.Error("api shutdown", "error", err)
+	if err := a.auditOut.Close(); err != nil {
+		a.log.Error("flush audit log", "error", err)
 	}
 }
 
@@ -189,6 +199,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer api.stop(ctx)
 	addrs, err := api.start(ctx, app.NewStore(awsCfg, cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID), awsCfg)
 	if err != nil {
 		return err
@@ -197,8 +208,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		m.Ready(addrs)
 	}
 	<-ctx.Done()
-	api.stop(ctx)
-	log.Info("api stopped")
+	log.Info("api stopping")
 	return nil
 }
 

@@ -44,6 +44,7 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, awsCfg *aws.Config
 	if err != nil {
 		return err
 	}
+	defer api.stop(ctx)
 	a, err := app.New(ctx, cfg, api.appOptions(app.Options{Logger: log, AWS: awsCfg}))
 	if err != nil {
 		return err
@@ -53,7 +54,6 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, awsCfg *aws.Config
 	if err != nil {
 		return err
 	}
-	defer api.stop(ctx)
 	if ready != nil {
 		ready(addrs)
 	}
