@@ -92,7 +92,8 @@ func (m *Main) runDev(ctx context.Context, args []string) error {
 	cfg.Rotation.VerifyTimeout = config.Duration(30 * time.Second)
 	cfg.Rotation.Resync = config.Duration(10 * time.Second)
 	cfg.Notify = config.Notify{Via: "ses", Sender: "keyrot@example.com", Admin: "security@example.com", APIURL: "http://" + *apiListen,
-		QuietPeriod: config.Duration(time.Hour), SendRate: 1, SMTP: config.SMTP{TLS: "none"}}
+		// Under the sandbox SES account's rate of 1 a second.
+		QuietPeriod: config.Duration(time.Hour), SendRate: 0.9, SMTP: config.SMTP{TLS: "none"}}
 	cfg.API.Listen = *apiListen
 	cfg.Log.Format = "text"
 	if err := cfg.Validate(); err != nil {
