@@ -91,4 +91,3 @@ func TestDevShowsTheWholeFlow(t *testing.T) {
 		t.Fatal("a secret reached the log")
 	}
 }
-
