@@ -37,7 +37,7 @@ func newClock() *mock.Clock {
 
 // harness is a sandbox on a driven clock, with helpers to build engines on it.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	sb     *sandbox.Server
 	clock  *mock.Clock
 	aws    aws.Config
@@ -47,7 +47,7 @@ type harness struct {
 	foreign map[string]bool
 }
 
-func newHarness(t *testing.T, faults sandbox.Faults) *harness {
+func newHarness(t testing.TB, faults sandbox.Faults) *harness {
 	t.Helper()
 	clock := newClock()
 	sb := sandboxtest.Start(t, sandbox.Options{Clock: clock, Seed: 7, Faults: faults})
