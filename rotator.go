@@ -40,6 +40,9 @@ type RotatorConfig struct {
 	Users     UserSelector
 	// OwnerTag names the IAM user tag holding the owner's email address.
 	OwnerTag string
+	// WarnEvery is how often an unchanged standing warning (an unmanaged
+	// key, a user stuck at two keys) is sent again (default 24h).
+	WarnEvery time.Duration
 	// Concurrency bounds how many users are reconciled at once (default 8).
 	Concurrency int
 	Clock       Clock
@@ -81,6 +84,9 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 	}
 	if cfg.OwnerTag == "" {
 		cfg.OwnerTag = "keyrot:owner"
+	}
+	if cfg.WarnEvery <= 0 {
+		cfg.WarnEvery = 24 * time.Hour
 	}
 	return &Rotator{cfg: cfg, log: cfg.Logger.With("system", "rotator"), warned: map[string]time.Time{}}, nil
 }
@@ -301,6 +307,11 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 		return res
 	}
 	seen := map[string]bool{}
+	var last Observation
+	var standing map[WarningKind]bool // warnings of the last plan
+	if !opts.DryRun {
+		defer func() { r.clearEndedWarnings(ctx, last, standing) }()
+	}
 	for round := 0; round < maxPlanRounds; round++ {
 		if ctx.Err() != nil {
 			break
@@ -311,15 +322,18 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 			r.failed(ctx, u.User, "", err)
 			return res
 		}
-		plan := PlanUser(obs, r.cfg.Policy, r.cfg.Clock.Now(), opts.Force && round == 0)
+		now := r.cfg.Clock.Now()
+		plan := PlanUser(obs, r.cfg.Policy, now, opts.Force && round == 0)
+		last, standing = obs, map[WarningKind]bool{}
 		res.describe(obs)
 		res.NextAt, res.Next = plan.NextAt, plan.Next
 		for _, w := range plan.Warnings {
+			standing[w.Warning] = true
 			if key := string(w.Warning) + "/" + w.KeyID; !seen[key] {
 				seen[key] = true
 				res.Warnings = append(res.Warnings, w)
 				if !opts.DryRun {
-					r.emit(ctx, u.User, w)
+					r.warn(ctx, u.User, obs.Secret, w, now)
 				}
 			}
 		}
@@ -344,6 +358,36 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 		}
 	}
 	return res
+}
+
+// warn sends a standing warning unless the secret records that the same
+// warning went out within WarnEvery, and records that it did.
+func (r *Rotator) warn(ctx context.Context, u User, s SecretState, w Event, now time.Time) {
+	if rec, ok := s.Warned[w.Warning]; ok && rec.KeyID == w.KeyID && now.Sub(rec.At) < r.cfg.WarnEvery {
+		w.User = u.Name
+		r.logWarning(w, now) // already told; the log still says it, hourly
+		return
+	}
+	r.emit(ctx, u, w)
+	if !s.Exists {
+		return // nowhere to keep the record; the notifier's own dedup applies
+	}
+	if err := r.cfg.Secrets.MarkWarned(ctx, u.Name, w.Warning, w.KeyID, now); err != nil {
+		r.log.Warn("record warning sent", "user", u.Name, "warning", w.Warning, "error", err)
+	}
+}
+
+// clearEndedWarnings drops the records of warnings that no longer hold, so
+// they are sent at once if they come back.
+func (r *Rotator) clearEndedWarnings(ctx context.Context, o Observation, standing map[WarningKind]bool) {
+	for kind := range o.Secret.Warned {
+		if standing[kind] {
+			continue
+		}
+		if err := r.cfg.Secrets.ClearWarned(context.WithoutCancel(ctx), o.User.Name, kind); err != nil {
+			r.log.Warn("clear ended warning", "user", o.User.Name, "warning", kind, "error", err)
+		}
+	}
 }
 
 func (res *UserResult) describe(o Observation) {
@@ -622,6 +666,25 @@ func (r *Rotator) failed(ctx context.Context, u User, keyID string, err error) {
 		Summary: fmt.Sprintf("rotation of %s failed", u.Name), Next: "the next pass retries"})
 }
 
+// logWarning logs a warning, at most hourly for an unchanged one.
+func (r *Rotator) logWarning(e Event, now time.Time) {
+	key := e.User + "/" + string(e.Warning) + "/" + e.KeyID
+	r.mu.Lock()
+	last, seen := r.warned[key]
+	due := !seen || now.Sub(last) >= warnLogEvery
+	if due {
+		r.warned[key] = now
+	}
+	r.mu.Unlock()
+	if due {
+		attrs := []any{"event", e.Kind, "user", e.User, "warning", e.Warning}
+		if e.KeyID != "" {
+			attrs = append(attrs, "key_id", e.KeyID)
+		}
+		r.log.Warn(e.Summary, attrs...)
+	}
+}
+
 // warnLogEvery is how often an unchanged warning is logged again.
 const warnLogEvery = time.Hour
 
@@ -642,16 +705,7 @@ func (r *Rotator) emit(ctx context.Context, u User, e Event) {
 	case EventRotationFailed:
 		r.log.Error(e.Summary, append(attrs, "error", e.Err)...)
 	case EventWarning:
-		key := e.User + "/" + string(e.Warning) + "/" + e.KeyID
-		r.mu.Lock()
-		last, seen := r.warned[key]
-		if !seen || e.Time.Sub(last) >= warnLogEvery {
-			r.warned[key] = e.Time
-		}
-		r.mu.Unlock()
-		if !seen || e.Time.Sub(last) >= warnLogEvery {
-			r.log.Warn(e.Summary, append(attrs, "warning", e.Warning)...)
-		}
+		r.logWarning(e, e.Time)
 	default:
 		r.log.Info(e.Summary, attrs...)
 	}

@@ -102,6 +102,8 @@ func newWorld(t *testing.T) *world {
 		PromoteFn:      w.promote,
 		ClearIntentFn:  w.clearIntent,
 		MarkInactiveFn: w.markInactive,
+		MarkWarnedFn:   w.markWarned,
+		ClearWarnedFn:  w.clearWarned,
 		ForgetFn:       w.forget,
 		CurrentFn:      w.current,
 	}
@@ -352,6 +354,7 @@ func (w *world) verifyKey(_ context.Context, c keyrot.Credentials) error {
 
 func cloneState(s keyrot.SecretState) keyrot.SecretState {
 	s.Inactive = maps.Clone(s.Inactive)
+	s.Warned = maps.Clone(s.Warned)
 	if s.Current != nil {
 		k := *s.Current
 		s.Current = &k
@@ -450,6 +453,33 @@ func (w *world) markInactive(_ context.Context, user, id string, at time.Time) e
 		u.state.Inactive = map[string]time.Time{}
 	}
 	u.state.Inactive[id] = at
+	return nil
+}
+
+func (w *world) markWarned(_ context.Context, user string, kind keyrot.WarningKind, id string, at time.Time) error {
+	w.record(user, "MarkWarned", string(kind))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	u, err := w.user(user)
+	if err != nil {
+		return err
+	}
+	if u.state.Warned == nil {
+		u.state.Warned = map[keyrot.WarningKind]keyrot.WarnRecord{}
+	}
+	u.state.Warned[kind] = keyrot.WarnRecord{KeyID: id, At: at}
+	return nil
+}
+
+func (w *world) clearWarned(_ context.Context, user string, kind keyrot.WarningKind) error {
+	w.record(user, "ClearWarned", string(kind))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	u, err := w.user(user)
+	if err != nil {
+		return err
+	}
+	delete(u.state.Warned, kind)
 	return nil
 }
 

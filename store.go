@@ -80,6 +80,17 @@ type SecretState struct {
 	Pending *StoredKey
 	// Inactive records when keyrot deactivated (or first saw inactive) a key.
 	Inactive map[string]time.Time
+	// Warned records the standing warnings already sent, so that a restart
+	// or a fresh process (a new Lambda environment) does not send them again
+	// before the quiet period is over.
+	Warned map[WarningKind]WarnRecord
+}
+
+// WarnRecord is when a warning about a condition was last sent, and which
+// key it named.
+type WarnRecord struct {
+	KeyID string
+	At    time.Time
 }
 
 // SecretStore keeps each user's current key in a ring of Secrets Manager
@@ -104,6 +115,11 @@ type SecretStore interface {
 	// MarkInactive records when keyID was deactivated; written before the
 	// deactivation so the deletion timing survives a crash.
 	MarkInactive(ctx context.Context, user, keyID string, at time.Time) error
+	// MarkWarned records that a warning was sent.
+	MarkWarned(ctx context.Context, user string, kind WarningKind, keyID string, at time.Time) error
+	// ClearWarned drops the record of a warning whose condition has ended,
+	// so that it is sent at once if it comes back.
+	ClearWarned(ctx context.Context, user string, kind WarningKind) error
 	// Forget drops the records about a key that has been deleted.
 	Forget(ctx context.Context, user, keyID string) error
 	// Current returns the user's current credentials, or ErrSecretNotFound.

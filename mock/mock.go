@@ -122,6 +122,8 @@ type SecretStore struct {
 	PromoteFn      func(ctx context.Context, user string, pending keyrot.StoredKey, previousKeyID string, since time.Time) error
 	ClearIntentFn  func(ctx context.Context, user string) error
 	MarkInactiveFn func(ctx context.Context, user, keyID string, at time.Time) error
+	MarkWarnedFn   func(ctx context.Context, user string, kind keyrot.WarningKind, keyID string, at time.Time) error
+	ClearWarnedFn  func(ctx context.Context, user string, kind keyrot.WarningKind) error
 	ForgetFn       func(ctx context.Context, user, keyID string) error
 	CurrentFn      func(ctx context.Context, user string) (keyrot.Credentials, error)
 }
@@ -166,6 +168,22 @@ func (m *SecretStore) ClearIntent(ctx context.Context, user string) error {
 		panic(unset("SecretStore.ClearIntent"))
 	}
 	return m.ClearIntentFn(ctx, user)
+}
+
+// MarkWarned calls MarkWarnedFn.
+func (m *SecretStore) MarkWarned(ctx context.Context, user string, kind keyrot.WarningKind, keyID string, at time.Time) error {
+	if m.MarkWarnedFn == nil {
+		panic(unset("SecretStore.MarkWarned"))
+	}
+	return m.MarkWarnedFn(ctx, user, kind, keyID, at)
+}
+
+// ClearWarned calls ClearWarnedFn.
+func (m *SecretStore) ClearWarned(ctx context.Context, user string, kind keyrot.WarningKind) error {
+	if m.ClearWarnedFn == nil {
+		panic(unset("SecretStore.ClearWarned"))
+	}
+	return m.ClearWarnedFn(ctx, user, kind)
 }
 
 // MarkInactive calls MarkInactiveFn.

@@ -14,6 +14,7 @@
 //	keyrot:previous-key                              the key it replaced
 //	keyrot:intent = "<generation> <member> <time>"   written before CreateAccessKey
 //	keyrot:inactive:<key id> = <time>                written before UpdateAccessKey
+//	keyrot:warned:<warning> = "<key id> <time>"      a standing warning already sent
 //
 // IAM user names cannot contain "/", so member names never collide with
 // another user's secret. Readers follow keyrot:current-secret on member 0.
@@ -64,6 +65,7 @@ const (
 	tagPreviousKey   = "keyrot:previous-key"
 	tagIntent        = "keyrot:intent"
 	tagInactive      = "keyrot:inactive:" // + key id
+	tagWarned        = "keyrot:warned:"   // + warning kind = "<key id or -> <time>"
 )
 
 const (
@@ -138,10 +140,17 @@ func (s *Store) Load(ctx context.Context, user string) (keyrot.SecretState, erro
 	st.PreviousKeyID = tags[tagPreviousKey]
 	st.CurrentSince, _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
 	st.Inactive = map[string]time.Time{}
+	st.Warned = map[keyrot.WarningKind]keyrot.WarnRecord{}
 	for k, v := range tags {
 		if id, ok := strings.CutPrefix(k, tagInactive); ok {
 			if at, err := time.Parse(time.RFC3339, v); err == nil {
 				st.Inactive[id] = at
+			}
+		}
+		if kind, ok := strings.CutPrefix(k, tagWarned); ok {
+			keyID, when, _ := strings.Cut(v, " ")
+			if at, err := time.Parse(time.RFC3339, when); err == nil {
+				st.Warned[keyrot.WarningKind(kind)] = keyrot.WarnRecord{KeyID: strings.TrimPrefix(keyID, "-"), At: at}
 			}
 		}
 	}
@@ -371,6 +380,19 @@ func (s *Store) ClearIntent(ctx context.Context, user string) error {
 // MarkInactive records when keyID was deactivated.
 func (s *Store) MarkInactive(ctx context.Context, user, keyID string, at time.Time) error {
 	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagInactive + keyID: at.UTC().Format(time.RFC3339)})
+}
+
+// MarkWarned records that a standing warning was sent.
+func (s *Store) MarkWarned(ctx context.Context, user string, kind keyrot.WarningKind, keyID string, at time.Time) error {
+	if keyID == "" {
+		keyID = "-"
+	}
+	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagWarned + string(kind): keyID + " " + at.UTC().Format(time.RFC3339)})
+}
+
+// ClearWarned drops the record of a warning whose condition has ended.
+func (s *Store) ClearWarned(ctx context.Context, user string, kind keyrot.WarningKind) error {
+	return s.untag(ctx, s.SecretName(user, 0), tagWarned+string(kind))
 }
 
 // Forget drops the deactivation record of a deleted key.

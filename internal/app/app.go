@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -100,7 +101,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 	rot, err := keyrot.NewRotator(keyrot.RotatorConfig{
 		Keys: a.Keys, Verifier: iam.NewVerifier(a.AWS), Secrets: a.Store,
 		Notifier: a.Notifier, Publisher: opts.Publisher,
-		Policy: cfg.Policy(), Users: cfg.Selector(), OwnerTag: cfg.Users.OwnerTag,
+		Policy: cfg.Policy(), Users: cfg.Selector(), OwnerTag: cfg.Users.OwnerTag, WarnEvery: time.Duration(cfg.Notify.QuietPeriod),
 		Concurrency: cfg.Rotation.Concurrency, Clock: opts.Clock, Logger: log, StepHook: opts.StepHook,
 	})
 	if err != nil {

@@ -485,3 +485,52 @@ func TestUserReadsOwnSecretWithItsKey(t *testing.T) {
 		t.Fatalf("reading another user's secret: %v", err)
 	}
 }
+
+// TestStandingWarningSentOnceAcrossRestarts: an unmanaged key under report
+// is warned about once per quiet period, even when each pass is a new
+// process (a Lambda cold start), and again at once if it ends and returns.
+func TestStandingWarningSentOnceAcrossRestarts(t *testing.T) {
+	h := newHarness(t, sandbox.Faults{})
+	h.createUser("ci-bot", 0)
+	cfg := h.config("ci-bot")
+	cfg.Rotation.UnmanagedKeys = "report"
+	h.pass(h.engine(cfg, nil), keyrot.RunOptions{}) // keyrot's key is current
+	out, err := h.iam.CreateAccessKey(context.Background(), &awsiam.CreateAccessKeyInput{UserName: aws.String("ci-bot")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := aws.ToString(out.AccessKey.AccessKeyId)
+	unmanaged := func() int {
+		n := 0
+		for _, e := range h.events.Events() {
+			if e.Warning == keyrot.WarnUnmanagedKey {
+				n++
+			}
+		}
+		return n
+	}
+	for range 3 { // three cold starts within the quiet period
+		h.pass(h.engine(cfg, nil), keyrot.RunOptions{})
+		h.clock.Advance(time.Minute)
+	}
+	if got := unmanaged(); got != 1 {
+		t.Fatalf("warnings after 3 fresh engines = %d, want 1", got)
+	}
+	h.clock.Advance(24 * time.Hour)
+	h.pass(h.engine(cfg, nil), keyrot.RunOptions{})
+	if got := unmanaged(); got != 2 {
+		t.Fatalf("warnings after the quiet period = %d, want 2", got)
+	}
+	// The condition ends (someone deletes the key), then comes back.
+	if _, err := h.iam.DeleteAccessKey(context.Background(), &awsiam.DeleteAccessKeyInput{UserName: aws.String("ci-bot"), AccessKeyId: aws.String(foreign)}); err != nil {
+		t.Fatal(err)
+	}
+	h.runUntil(h.engine(cfg, nil), h.clock.Now().Add(4*time.Minute)) // a rotation, its predecessor retired
+	if _, err := h.iam.CreateAccessKey(context.Background(), &awsiam.CreateAccessKeyInput{UserName: aws.String("ci-bot")}); err != nil {
+		t.Fatal(err)
+	}
+	h.pass(h.engine(cfg, nil), keyrot.RunOptions{})
+	if got := unmanaged(); got != 3 {
+		t.Fatalf("warnings after the condition came back = %d, want 3", got)
+	}
+}
