@@ -140,7 +140,7 @@ type Summary struct {
 // stops new steps from starting; a step in flight runs to its end. The error
 // is non-nil only if the users could not be listed.
 func (r *Rotator) ReconcileAll(ctx context.Context, opts RunOptions) (Summary, error) {
-	users, err := r.ResolveUsers(ctx)
+	users, err := r.resolveUsers(ctx, opts.Users)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -204,13 +204,22 @@ type ResolvedUser struct {
 // configured, every user under the path prefix carrying it, with exemptions
 // marked. Named users missing from IAM are returned with Missing set.
 func (r *Rotator) ResolveUsers(ctx context.Context) ([]ResolvedUser, error) {
+	return r.resolveUsers(ctx, nil)
+}
+
+// resolveUsers resolves the managed users, or only those named in only
+// (without listing every IAM user: a pass for the users due now costs IAM
+// calls for those users alone).
+func (r *Rotator) resolveUsers(ctx context.Context, only []string) ([]ResolvedUser, error) {
 	sel := r.cfg.Users
 	candidates := slices.Clone(sel.Names)
 	named := map[string]bool{}
 	for _, n := range sel.Names {
 		named[n] = true
 	}
-	if sel.Tag != "" {
+	if len(only) > 0 {
+		candidates = slices.Clone(only)
+	} else if sel.Tag != "" {
 		all, err := r.cfg.Keys.ListUsers(ctx, sel.PathPrefix)
 		if err != nil {
 			return nil, fmt.Errorf("keyrot: list users: %w", err)
@@ -248,7 +257,7 @@ func (r *Rotator) ResolveUsers(ctx context.Context) ([]ResolvedUser, error) {
 			if !named[name] && !tagMatches(u.Tags, sel.Tag) {
 				return nil
 			}
-			if named[name] && sel.PathPrefix != "" && !strings.HasPrefix(u.Path, sel.PathPrefix) {
+			if sel.PathPrefix != "" && !strings.HasPrefix(u.Path, sel.PathPrefix) {
 				return nil
 			}
 			res := ResolvedUser{User: u}

@@ -1391,3 +1391,28 @@ func TestMockClock(t *testing.T) {
 		}
 	})
 }
+
+// TestPassForDueUsersListsNobodyElse: the scheduler's pass for the users
+// due now must not list and fetch every IAM user the tag might select.
+func TestPassForDueUsersListsNobodyElse(t *testing.T) {
+	w := newWorld(t)
+	w.addUser("carol", map[string]string{"keyrot:rotate": "yes"})
+	w.addUser("erin", map[string]string{"keyrot:rotate": "yes"})
+	w.addUser("frank", map[string]string{"team": "data"})
+	r := w.rotator(func(c *keyrot.RotatorConfig) {
+		c.Users = keyrot.UserSelector{Tag: "keyrot:rotate=yes"}
+	})
+	if _, err := r.ReconcileAll(context.Background(), keyrot.RunOptions{Users: []string{"carol"}}); err != nil {
+		t.Fatalf("ReconcileAll(carol): %v", err)
+	}
+	if calls := w.callsOf("", "ListUsers"); len(calls) != 0 {
+		t.Errorf("a pass for one user listed the users: %v", calls)
+	}
+	if calls := w.callsOf("erin"); len(calls) != 0 {
+		t.Errorf("a pass for carol touched erin: %v", calls)
+	}
+	// A user the tag does not select is refused, not rotated.
+	if _, err := r.ReconcileAll(context.Background(), keyrot.RunOptions{Users: []string{"frank"}}); err == nil || !strings.Contains(err.Error(), "not managed") {
+		t.Fatalf("ReconcileAll(frank) = %v, want not managed", err)
+	}
+}
