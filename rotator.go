@@ -60,6 +60,7 @@ type Rotator struct {
 	log    *slog.Logger
 	mu     sync.Mutex
 	warned map[string]time.Time // warnings logged recently, so each pass does not repeat them
+	busy   sync.Map             // users being reconciled: never two passes on one user at once
 }
 
 // NewRotator checks cfg and fills in defaults.
@@ -110,6 +111,9 @@ type UserResult struct {
 	Exempt       bool
 	ExemptReason string
 	Missing      bool
+	// Busy reports that another pass in this process was already working
+	// on the user, so this one left it alone.
+	Busy bool
 	// Current is the current key as IAM lists it (nil if none), current since CurrentSince.
 	Current      *AccessKey
 	CurrentSince time.Time
@@ -315,6 +319,11 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 	if u.Exempt {
 		return res
 	}
+	if _, held := r.busy.LoadOrStore(u.User.Name, struct{}{}); held {
+		res.Busy = true
+		return res
+	}
+	defer r.busy.Delete(u.User.Name)
 	seen := map[string]bool{}
 	var last Observation
 	var standing map[WarningKind]bool // warnings of the last plan

@@ -1416,3 +1416,60 @@ func TestPassForDueUsersListsNobodyElse(t *testing.T) {
 		t.Fatalf("ReconcileAll(frank) = %v, want not managed", err)
 	}
 }
+
+// TestSchedulerDueUserNotHeldBackBySlowResync: while a full pass is stuck
+// (a large fleet paced by the IAM rate limit), a user whose step falls due is
+// still served on time.
+func TestSchedulerDueUserNotHeldBackBySlowResync(t *testing.T) {
+	w := newWorld(t)
+	w.clock.SetAutoAdvance(false)
+	w.addUser("alice", map[string]string{"keyrot:rotate": "yes"})
+	w.withCurrent("alice", ago(time.Minute), "", "") // rotation due at now+4m
+	gate := make(chan struct{})
+	listUsers := w.keys.ListUsersFn
+	calls := 0
+	w.keys.ListUsersFn = func(ctx context.Context, prefix string) ([]keyrot.User, error) {
+		if calls++; calls > 1 { // the second full pass hangs until released
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return listUsers(ctx, prefix)
+	}
+	r := w.rotator(func(c *keyrot.RotatorConfig) { c.Users = keyrot.UserSelector{Tag: "keyrot:rotate=yes"} })
+	passes := make(chan keyrot.Summary, 16)
+	s := &keyrot.Scheduler{Rotator: r, Clock: w.clock, Resync: 2 * time.Minute, OnPass: func(sum keyrot.Summary) { passes <- sum }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	guard, stop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stop()
+	select {
+	case <-passes: // the first full pass
+	case <-guard.Done():
+		t.Fatal("no first pass")
+	}
+	if err := w.clock.BlockUntil(guard, 1); err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Advance(2 * time.Minute) // the second full pass starts and hangs
+	if err := w.clock.BlockUntil(guard, 1); err != nil {
+		t.Fatal(err)
+	}
+	w.clock.Advance(2 * time.Minute) // alice is due
+	select {
+	case sum := <-passes:
+		if len(sum.Results) != 1 || sum.Results[0].User != "alice" || sum.Created != 1 {
+			t.Fatalf("pass while the resync hangs = %+v, want alice rotated", sum.Results)
+		}
+	case <-guard.Done():
+		t.Fatal("alice's step waited for the hanging resync")
+	}
+	close(gate)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+}

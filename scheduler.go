@@ -23,6 +23,12 @@ type Scheduler struct {
 	OnPass func(Summary)
 }
 
+// fullPass is the outcome of a pass over every user.
+type fullPass struct {
+	sum Summary
+	err error
+}
+
 // minPassGap is the least time between two passes.
 const minPassGap = time.Second
 
@@ -48,59 +54,84 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 
 	due := map[string]time.Time{} // user -> when it next needs a pass
-	var lastFull time.Time
+	record := func(sum Summary) {
+		for _, res := range sum.Results {
+			switch {
+			case res.Busy:
+				// Another pass holds the user; it reports the user's next time.
+			case res.Err != nil:
+				due[res.User] = clock.Now().Add(retry)
+			case !res.NextAt.IsZero():
+				due[res.User] = res.NextAt
+			default:
+				delete(due, res.User)
+			}
+		}
+		if s.OnPass != nil {
+			s.OnPass(sum)
+		}
+		log.Debug("pass done", "users", sum.Users, "created", sum.Created, "deactivated", sum.Deactivated, "deleted", sum.Deleted, "failed", sum.Failed)
+	}
+	// The full pass (every Resync) runs beside the passes for the users due
+	// now, so a large fleet's resync, paced by the IAM rate limit, does not
+	// hold back a step due to the second. The Rotator never works on one
+	// user in two passes at once.
+	var (
+		lastFull    time.Time
+		fullDone    = make(chan fullPass, 1)
+		fullRunning bool
+	)
 	for ctx.Err() == nil {
 		now := clock.Now()
-		var opts RunOptions
-		full := lastFull.IsZero() || !now.Before(lastFull.Add(resync))
-		if full {
-			lastFull = now
-			due = map[string]time.Time{}
-		} else {
-			for user, at := range due {
-				if !now.Before(at) {
-					opts.Users = append(opts.Users, user)
-				}
+		if !fullRunning && (lastFull.IsZero() || !now.Before(lastFull.Add(resync))) {
+			lastFull, fullRunning = now, true
+			go func() {
+				sum, err := s.Rotator.ReconcileAll(ctx, RunOptions{})
+				fullDone <- fullPass{sum, err}
+			}()
+		}
+		var users []string
+		for user, at := range due {
+			if !now.Before(at) {
+				users = append(users, user)
 			}
 		}
-		if full || len(opts.Users) > 0 {
-			sum, err := s.Rotator.ReconcileAll(ctx, opts)
+		if len(users) > 0 {
+			sum, err := s.Rotator.ReconcileAll(ctx, RunOptions{Users: users})
 			if err != nil {
-				log.Error("reconcile pass", "error", err)
-				due = map[string]time.Time{}
-				lastFull = now.Add(retry - resync) // a full pass again after retry
-			}
-			for _, res := range sum.Results {
-				switch {
-				case res.Err != nil:
-					due[res.User] = clock.Now().Add(retry)
-				case !res.NextAt.IsZero():
-					due[res.User] = res.NextAt
-				default:
-					delete(due, res.User)
+				log.Error("reconcile due users", "users", len(users), "error", err)
+				for _, u := range users {
+					due[u] = clock.Now().Add(retry)
 				}
 			}
-			if s.OnPass != nil {
-				s.OnPass(sum)
-			}
-			log.Debug("pass done", "users", sum.Users, "created", sum.Created, "deactivated", sum.Deactivated, "deleted", sum.Deleted, "failed", sum.Failed)
+			record(sum)
 		}
-		wake := lastFull.Add(resync)
-		for _, at := range due {
-			if at.Before(wake) {
-				wake = at
+		var timer <-chan time.Time
+		if !fullRunning || len(due) > 0 {
+			wake := lastFull.Add(resync)
+			for _, at := range due {
+				if at.Before(wake) {
+					wake = at
+				}
 			}
-		}
-		wait := wake.Sub(clock.Now())
-		if wait < minPassGap {
-			// Something is due again at once (a step that keeps failing the
-			// same way, a listing that lags): never spin.
-			wait = minPassGap
+			// Something due again at once (a step that keeps failing the
+			// same way, a listing that lags) must not spin.
+			timer = clock.After(max(wake.Sub(clock.Now()), minPassGap))
 		}
 		select {
 		case <-ctx.Done():
-		case <-clock.After(wait):
+		case <-timer:
+		case full := <-fullDone:
+			fullRunning = false
+			if full.err != nil {
+				log.Error("reconcile pass", "error", full.err)
+				lastFull = clock.Now().Add(retry - resync) // again after retry
+			}
+			record(full.sum)
 		}
+	}
+	if fullRunning {
+		<-fullDone // the step in flight finishes
 	}
 	log.Info("scheduler stopped")
 	return nil
