@@ -71,7 +71,7 @@ func (p *recordingProvider) loaded() []string {
 // the SDK refetch before its key is deactivated.
 func TestCredentialProcessAcrossRotations(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs for about 6 s of wall time: the SDK's credential cache expires on the wall clock")
+		t.Skip("runs for about 9 s of wall time: the SDK's credential cache expires on the wall clock")
 	}
 	ctx := context.Background()
 	sb := sandboxtest.Start(t, sandbox.Options{})
@@ -79,7 +79,8 @@ func TestCredentialProcessAcrossRotations(t *testing.T) {
 	if _, err := admin.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String("app")}); err != nil {
 		t.Fatal(err)
 	}
-	policy := keyrot.Policy{RotateEvery: 2 * time.Second, DeactivateAfter: time.Second, DeleteAfter: 500 * time.Millisecond}
+	// A second between the SDK's refresh (Expiration) and the deactivation, for a loaded CI machine.
+	policy := keyrot.Policy{RotateEvery: 3 * time.Second, DeactivateAfter: 2 * time.Second, DeleteAfter: 500 * time.Millisecond}
 	cache := keyrothttp.NewCache(nil, policy)
 	apiKey, hash, _ := keyrothttp.GenerateAPIKey()
 	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{Keys: []keyrothttp.APIKey{{Name: "app", Hash: hash, Users: []string{"app"}}}}, cache)
