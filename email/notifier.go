@@ -337,7 +337,7 @@ func (n *Notifier) run(ctx context.Context) {
 		if wake := w.wake(); wake.IsZero() {
 			timer, timerAt = nil, time.Time{}
 		} else if timer == nil || !wake.Equal(timerAt) {
-			timer, timerAt = n.clock.After(wake.Sub(now)), wake
+			timer, timerAt = n.clock.After(wake.Sub(n.clock.Now())), wake
 		}
 		select {
 		case e, ok := <-queue:

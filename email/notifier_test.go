@@ -375,7 +375,7 @@ func TestFlushDeliversQueuedAndDigested(t *testing.T) {
 		return nil
 	})
 	cfg := email.Config{From: "keyrot@example.com", Admin: "sec@example.com", SendRate: 1000, Digest: time.Hour}
-	n, err := email.NewNotifier(cfg, s)
+	n, err := email.NewNotifier(cfg, s, email.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
