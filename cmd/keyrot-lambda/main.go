@@ -78,13 +78,15 @@ type options struct {
 	Clock   keyrot.Clock
 	Observe func(keyrot.Event)
 	// Margin is how long before the function's deadline the pass stops
-	// starting new steps (default 10 s).
+	// starting new steps (default: the verify timeout plus 20 s, the
+	// longest a step can take).
 	Margin time.Duration
 }
 
-// defaultMargin leaves the step in flight time to finish, and the
-// notifications time to go out, before Lambda stops the function.
-const defaultMargin = 10 * time.Second
+// stepSlack is what a step needs beyond verifying a new key: its handful of
+// IAM and Secrets Manager calls, and the notifications' flush.
+const stepSlack = 20 * time.Second
+
 
 // metricsNamespace is the CloudWatch namespace of keyrot's metrics.
 const metricsNamespace = "keyrot"
@@ -129,7 +131,10 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 		now:          time.Now,
 	}
 	if h.margin <= 0 {
-		h.margin = defaultMargin
+		// A step once started runs to its end (up to the verify timeout,
+		// riding out IAM's propagation delay): stop starting them early
+		// enough that the last one ends before Lambda stops the function.
+		h.margin = time.Duration(cfg.Rotation.VerifyTimeout) + stepSlack
 	}
 	log.Info("ready", "init_ms", time.Since(processStart).Milliseconds(),
 		"users", cfg.Users.Names, "user_tag", cfg.Users.Tag, "path_prefix", cfg.Users.PathPrefix,
