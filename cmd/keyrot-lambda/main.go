@@ -87,7 +87,6 @@ type options struct {
 // IAM and Secrets Manager calls, and the notifications' flush.
 const stepSlack = 20 * time.Second
 
-
 // metricsNamespace is the CloudWatch namespace of keyrot's metrics.
 const metricsNamespace = "keyrot"
 
