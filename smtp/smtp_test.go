@@ -2,16 +2,11 @@ package smtp_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log"
-	"math/big"
 	"mime"
 	"mime/multipart"
 	"net"
@@ -25,6 +20,7 @@ import (
 
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/email"
+	"github.com/keyrot/keyrot/internal/testtls"
 	"github.com/keyrot/keyrot/smtp"
 )
 
@@ -85,39 +81,10 @@ func (s *session) Data(r io.Reader) error {
 func (s *session) Reset()        { s.r = received{user: s.r.user} }
 func (s *session) Logout() error { return nil }
 
-// selfSigned returns a certificate for 127.0.0.1 and a pool trusting it.
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "keyrot test smtp"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
-}
-
 // startServer runs a go-smtp server on loopback requiring TLS for AUTH.
 func startServer(t *testing.T, implicitTLS bool) (addr string, pool *x509.CertPool, got chan received) {
 	t.Helper()
-	cert, pool := selfSigned(t)
+	cert, pool := testtls.SelfSigned(t)
 	b := &backend{got: make(chan received, 10)}
 	s := gosmtp.NewServer(b)
 	s.Domain = "localhost"
