@@ -1,7 +1,6 @@
 package keyrot_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/mock"
 	"github.com/keyrot/keyrot/sandbox"
 )
@@ -33,7 +33,7 @@ type world struct {
 	secrets   *mock.SecretStore
 	notifier  *mock.Notifier
 	publisher *mock.Publisher
-	logs      *lockedBuffer
+	logs      *testkit.Buffer
 
 	mu       sync.Mutex
 	users    map[string]*fakeUser
@@ -52,23 +52,6 @@ type fakeUser struct {
 	current  keyrot.Credentials
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newWorld returns an empty world whose clock stands at now and advances by
 // itself whenever the code under test waits on it.
 func newWorld(t *testing.T) *world {
@@ -78,7 +61,7 @@ func newWorld(t *testing.T) *world {
 		clock:     mock.NewClock(now),
 		notifier:  &mock.Notifier{},
 		publisher: &mock.Publisher{},
-		logs:      &lockedBuffer{},
+		logs:      &testkit.Buffer{},
 		users:     map[string]*fakeUser{},
 		groups:    map[string][]string{},
 		lastUsed:  map[string]time.Time{},

@@ -1,7 +1,6 @@
 package http_test
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/keyrot/keyrot"
 	keyrothttp "github.com/keyrot/keyrot/http"
+	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -60,24 +60,6 @@ func (c *clock) After(d time.Duration) <-chan time.Time {
 	return ch
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // apiKeys are the test keys: their plaintext, and the config holding only hashes.
 type apiKeys struct {
 	admin, ci, reader, nolist string
@@ -89,7 +71,7 @@ type env struct {
 	url   string
 	cache *keyrothttp.Cache
 	keys  apiKeys
-	logs  *syncBuffer
+	logs  *testkit.Buffer
 	clock *clock
 	reg   *prometheus.Registry
 }
@@ -105,7 +87,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 // loaded yet) instead of one warmed with the fixtures.
 func newEnvSource(t testing.TB, src keyrothttp.Source, opts ...envOption) *env {
 	t.Helper()
-	e := &env{logs: &syncBuffer{}, clock: &clock{now: t0.Add(2 * time.Minute)}, reg: prometheus.NewRegistry()}
+	e := &env{logs: &testkit.Buffer{}, clock: &clock{now: t0.Add(2 * time.Minute)}, reg: prometheus.NewRegistry()}
 	var hashes [4]string
 	for i, p := range []*string{&e.keys.admin, &e.keys.ci, &e.keys.reader, &e.keys.nolist} {
 		k, h, err := keyrothttp.GenerateAPIKey()

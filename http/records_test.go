@@ -6,31 +6,18 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyrot/keyrot"
 	keyrothttp "github.com/keyrot/keyrot/http"
+	"github.com/keyrot/keyrot/internal/testkit"
 )
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) lines(t *testing.T) []map[string]any {
+func jsonLines(t *testing.T, s *testkit.Buffer) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, line := range bytes.Split(bytes.TrimSpace(s.b.Bytes()), []byte("\n")) {
+	for _, line := range bytes.Split(bytes.TrimSpace(s.Bytes()), []byte("\n")) {
 		var m map[string]any
 		if err := json.Unmarshal(line, &m); err != nil {
 			t.Fatalf("not a JSON line: %q: %v", line, err)
@@ -56,7 +43,7 @@ func TestRecordWriterMatchesSlog(t *testing.T) {
 		}
 		return srv.Handler()
 	}
-	var viaSlog, viaWriter syncBuf
+	var viaSlog, viaWriter testkit.Buffer
 	a := newServer(keyrothttp.WithLogger(slog.New(slog.NewJSONHandler(&viaSlog, nil))))
 	b := newServer(keyrothttp.WithLogger(slog.New(slog.NewJSONHandler(&bytes.Buffer{}, nil))), keyrothttp.WithRecordWriter(&viaWriter))
 	requests := []struct{ path, key string }{
@@ -79,7 +66,7 @@ func TestRecordWriterMatchesSlog(t *testing.T) {
 			h.ServeHTTP(httptest.NewRecorder(), req)
 		}
 	}
-	want, got := viaSlog.lines(t), viaWriter.lines(t)
+	want, got := jsonLines(t, &viaSlog), jsonLines(t, &viaWriter)
 	if len(got) != len(want) {
 		t.Fatalf("%d records, want %d", len(got), len(want))
 	}

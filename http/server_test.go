@@ -18,7 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
 	"github.com/keyrot/keyrot"
 	keyrothttp "github.com/keyrot/keyrot/http"
-	"github.com/keyrot/keyrot/internal/testtls"
+	"github.com/keyrot/keyrot/internal/testkit"
 )
 
 func TestStatuses(t *testing.T) {
@@ -463,7 +463,7 @@ func TestOpenBindError(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	certFile, keyFile, pool := testtls.Files(t)
+	certFile, keyFile, pool := testkit.Files(t)
 	key, hash, _ := keyrothttp.GenerateAPIKey()
 	cache := keyrothttp.NewCache(nil, keyrot.DefaultPolicy())
 	cache.Publish(fixtures()[0])

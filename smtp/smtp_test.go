@@ -20,7 +20,7 @@ import (
 
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/email"
-	"github.com/keyrot/keyrot/internal/testtls"
+	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/smtp"
 )
 
@@ -84,7 +84,7 @@ func (s *session) Logout() error { return nil }
 // startServer runs a go-smtp server on loopback requiring TLS for AUTH.
 func startServer(t *testing.T, implicitTLS bool) (addr string, pool *x509.CertPool, got chan received) {
 	t.Helper()
-	cert, pool := testtls.SelfSigned(t)
+	cert, pool := testkit.SelfSigned(t)
 	b := &backend{got: make(chan received, 10)}
 	s := gosmtp.NewServer(b)
 	s.Domain = "localhost"

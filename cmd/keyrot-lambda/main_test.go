@@ -2,11 +2,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/mock"
 	"github.com/keyrot/keyrot/sandbox"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
@@ -23,24 +22,6 @@ import (
 )
 
 var t0 = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
-
-// lockedBuffer is the function's stdout.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // env is the function's configuration as the template sets it, with the
 // seed's timings.
@@ -75,7 +56,7 @@ type fixture struct {
 	aws    aws.Config
 	iam    *awsiam.Client
 	sm     *awssm.Client
-	out    *lockedBuffer
+	out    *testkit.Buffer
 	events *mock.Notifier
 	h      *handler
 }
@@ -87,7 +68,7 @@ func newFixture(t *testing.T, extraEnv map[string]string) *fixture {
 	clock.SetAutoAdvance(true)
 	sb := sandboxtest.Start(t, sandbox.Options{Clock: clock, Seed: 11, Faults: sandbox.Faults{PropagationDelay: 9 * time.Second}})
 	cfg := sandboxtest.Config(t, sb)
-	f := &fixture{t: t, sb: sb, clock: clock, aws: cfg, iam: awsiam.NewFromConfig(cfg), sm: awssm.NewFromConfig(cfg), out: &lockedBuffer{}, events: &mock.Notifier{}}
+	f := &fixture{t: t, sb: sb, clock: clock, aws: cfg, iam: awsiam.NewFromConfig(cfg), sm: awssm.NewFromConfig(cfg), out: &testkit.Buffer{}, events: &mock.Notifier{}}
 	ctx := context.Background()
 	if _, err := f.iam.CreateUser(ctx, &awsiam.CreateUserInput{UserName: aws.String("ci-bot")}); err != nil {
 		t.Fatalf("create user: %v", err)
@@ -317,7 +298,7 @@ func TestHandlerErrors(t *testing.T) {
 		}
 	})
 	t.Run("bad config", func(t *testing.T) {
-		_, err := newHandler(context.Background(), options{LookupEnv: env(map[string]string{"KEYROT_ROTATE_EVERY": "2m"}), Stdout: &lockedBuffer{}})
+		_, err := newHandler(context.Background(), options{LookupEnv: env(map[string]string{"KEYROT_ROTATE_EVERY": "2m"}), Stdout: &testkit.Buffer{}})
 		if err == nil || !strings.Contains(err.Error(), "rotate_every") {
 			t.Fatalf("err = %v, want a config error naming rotate_every", err)
 		}

@@ -23,6 +23,7 @@ import (
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/sandbox"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
 	"github.com/keyrot/keyrot/secretsmanager"
@@ -105,7 +106,7 @@ func TestBootstrapUnderRIE(t *testing.T) {
 			initReport <- ms
 		}
 	})
-	out := &lockedBuffer{}
+	out := &testkit.Buffer{}
 	outDone := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(out, stdout)

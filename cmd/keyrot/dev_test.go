@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyrot/keyrot/internal/testkit"
 )
 
 // TestDevShowsTheWholeFlow runs `keyrot dev` as a newcomer would (with
@@ -17,7 +19,7 @@ func TestDevShowsTheWholeFlow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a few seconds of wall time")
 	}
-	out, errs := &syncBuffer{}, &syncBuffer{}
+	out, errs := &testkit.Buffer{}, &testkit.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan map[string]string, 1)
 	done := make(chan int, 1)

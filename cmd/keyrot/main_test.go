@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,27 +14,10 @@ import (
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/sandbox"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
 )
-
-// syncBuffer is a bytes.Buffer safe for a daemon's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // testMain runs keyrot against a sandbox through the AWS SDK's standard
 // environment chain (AWS_ENDPOINT_URL), as a user would.
@@ -45,8 +26,8 @@ type testMain struct {
 	sb     *sandbox.Server
 	aws    aws.Config
 	dir    string
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testkit.Buffer
+	stderr *testkit.Buffer
 }
 
 func newTestMain(t *testing.T) *testMain {
@@ -59,7 +40,7 @@ func newTestMain(t *testing.T) *testMain {
 	} {
 		t.Setenv(k, v)
 	}
-	return &testMain{t: t, sb: sb, aws: sandboxtest.Config(t, sb), dir: dir, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	return &testMain{t: t, sb: sb, aws: sandboxtest.Config(t, sb), dir: dir, stdout: &testkit.Buffer{}, stderr: &testkit.Buffer{}}
 }
 
 func (tm *testMain) writeConfig(body string) string {
@@ -129,9 +110,7 @@ func TestRotateStatusValidate(t *testing.T) {
 		t.Fatalf("secret: %v", err)
 	}
 
-	tm.stdout.mu.Lock()
-	tm.stdout.b.Reset()
-	tm.stdout.mu.Unlock()
+	tm.stdout.Reset()
 	if code := tm.run(ctx, "status", "--config", cfg, "-o", "json"); code != exitOK {
 		t.Fatalf("status exit %d: %s", code, tm.stderr)
 	}
@@ -175,9 +154,7 @@ func TestExitCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tm.stdout.mu.Lock()
-			tm.stdout.b.Reset()
-			tm.stdout.mu.Unlock()
+			tm.stdout.Reset()
 			if got := tm.run(ctx, tt.args...); got != tt.code {
 				t.Fatalf("exit %d, want %d: %s %s", got, tt.code, tm.stdout, tm.stderr)
 			}

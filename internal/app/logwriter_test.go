@@ -1,33 +1,16 @@
 package app_test
 
 import (
-	"bytes"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyrot/keyrot/internal/app"
+	"github.com/keyrot/keyrot/internal/testkit"
 )
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestBufferedWriterFlushesOnCloseAndOnTime(t *testing.T) {
-	var out lockedBuf
+	var out testkit.Buffer
 	w := app.NewBufferedWriter(&out, time.Hour)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -50,7 +33,7 @@ func TestBufferedWriterFlushesOnCloseAndOnTime(t *testing.T) {
 		t.Fatalf("after Close: %d bytes, want %d", got, want)
 	}
 
-	var timed lockedBuf
+	var timed testkit.Buffer
 	w = app.NewBufferedWriter(&timed, 10*time.Millisecond)
 	defer w.Close()
 	_, _ = w.Write([]byte("x\n"))

@@ -1,6 +1,6 @@
-// Package testtls makes throwaway TLS certificates for tests of keyrot's
-// servers and clients on loopback.
-package testtls
+// Package testkit holds small helpers shared by keyrot's tests: throwaway TLS
+// certificates for servers on loopback, and a buffer safe for concurrent writers.
+package testkit
 
 import (
 	"crypto/ecdsa"
@@ -24,7 +24,7 @@ func SelfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatalf("testtls: key: %v", err)
+		t.Fatalf("testkit: key: %v", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1),
@@ -37,11 +37,11 @@ func SelfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatalf("testtls: certificate: %v", err)
+		t.Fatalf("testkit: certificate: %v", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatalf("testtls: parse: %v", err)
+		t.Fatalf("testkit: parse: %v", err)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
@@ -55,15 +55,15 @@ func Files(t testing.TB) (certFile, keyFile string, pool *x509.CertPool) {
 	cert, pool := SelfSigned(t)
 	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
 	if err != nil {
-		t.Fatalf("testtls: marshal key: %v", err)
+		t.Fatalf("testkit: marshal key: %v", err)
 	}
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
-		t.Fatalf("testtls: %v", err)
+		t.Fatalf("testkit: %v", err)
 	}
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatalf("testtls: %v", err)
+		t.Fatalf("testkit: %v", err)
 	}
 	return certFile, keyFile, pool
 }
