@@ -187,17 +187,23 @@ func newer(a, b keyrot.Credentials) bool {
 	return a.CurrentSince.After(b.CurrentSince) || a.SecretAccessKey != b.SecretAccessKey
 }
 
-// Run loads the cache now and then every interval until ctx is done,
-// logging failed loads (the cache keeps serving what it has). It returns
-// ctx's error.
+// Run loads the cache now (unless a Load already succeeded) and then every
+// interval until ctx is done, logging failed loads (the cache keeps serving
+// what it has). It returns ctx's error.
 func (c *Cache) Run(ctx context.Context, every time.Duration) error {
 	if every <= 0 {
 		return fmt.Errorf("cache: refresh interval must be positive, not %s", every)
 	}
+	// Loaded just before Run (as the server does at start): the first
+	// refresh is one interval away.
+	load := !c.Ready()
 	for {
-		if err := c.Load(ctx); err != nil && ctx.Err() == nil {
-			c.logger.Error("refresh failed; serving cached credentials", "err", err)
+		if load {
+			if err := c.Load(ctx); err != nil && ctx.Err() == nil {
+				c.logger.Error("refresh failed; serving cached credentials", "err", err)
+			}
 		}
+		load = true
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
