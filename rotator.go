@@ -478,10 +478,10 @@ func (r *Rotator) do(parent context.Context, u User, obs Observation, st Step) e
 	case StepCreate:
 		err = r.create(ctx, u, obs, st.Intent)
 	case StepPromote:
-		var creds Credentials
-		creds, err = r.pendingCredentials(ctx, u.Name, st.Pending)
-		if err == nil {
-			err = r.verifyAndPromote(ctx, u, obs, *st.Pending, creds)
+		if st.Pending.Creds.SecretAccessKey == "" {
+			err = fmt.Errorf("pending key %s has no stored secret", st.Pending.KeyID)
+		} else {
+			err = r.verifyAndPromote(ctx, u, obs, *st.Pending, st.Pending.Creds)
 		}
 	case StepDeactivate:
 		err = r.deactivate(ctx, u, obs, st.KeyID)
@@ -500,13 +500,6 @@ func (r *Rotator) do(parent context.Context, u User, obs Observation, st Step) e
 		return fmt.Errorf("%s for user %q: %w", st.Kind, u.Name, err)
 	}
 	return r.hook(ctx, "after-"+string(st.Kind))
-}
-
-func (r *Rotator) pendingCredentials(ctx context.Context, user string, p *StoredKey) (Credentials, error) {
-	if p.Creds.SecretAccessKey != "" {
-		return p.Creds, nil
-	}
-	return Credentials{}, fmt.Errorf("pending key %s has no stored secret", p.KeyID)
 }
 
 // storeAttempts bounds how often a new key's store is retried while the

@@ -17,8 +17,8 @@ import (
 	"github.com/keyrot/keyrot/smtp"
 )
 
-// EmailConfig is the email package's view of the config.
-func EmailConfig(cfg config.Config, region string) email.Config {
+// emailConfig is the email package's view of the config.
+func emailConfig(cfg config.Config, region string) email.Config {
 	ec := email.Config{
 		From: cfg.Notify.Sender, Admin: cfg.Notify.Admin, APIBaseURL: cfg.Notify.APIURL,
 		SecretPrefix: cfg.Secrets.Prefix, Region: region, Contact: cfg.Notify.Contact,
@@ -59,7 +59,7 @@ func newNotifier(ctx context.Context, cfg config.Config, awsCfg aws.Config, log 
 	if onResult != nil {
 		opts = append(opts, email.WithResultHook(onResult))
 	}
-	ec := EmailConfig(cfg, awsCfg.Region)
+	ec := emailConfig(cfg, awsCfg.Region)
 	if cfg.Notify.Via == "log" {
 		// Nothing is delivered: placeholders keep the rendering whole.
 		ec.From = cmp.Or(ec.From, "keyrot@localhost")
