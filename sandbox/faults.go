@@ -30,7 +30,9 @@ type FaultRule struct {
 	Operation string `json:"operation,omitempty"`
 	// Service optionally restricts the rule to "iam", "sts", "secretsmanager" or "ses".
 	Service string `json:"service,omitempty"`
-	// Kind is "throttle" or "5xx".
+	// Kind is "throttle", "5xx", or "lost_response": the call takes effect,
+	// then the client is told it failed (a 5xx), as when a response is lost
+	// on its way back.
 	Kind string `json:"kind"`
 	// Rate is the probability that a matching call fails, drawn from the
 	// seeded random number generator.
@@ -42,8 +44,9 @@ type FaultRule struct {
 
 // Fault kinds.
 const (
-	FaultThrottle = "throttle"
-	Fault5xx      = "5xx"
+	FaultThrottle     = "throttle"
+	Fault5xx          = "5xx"
+	FaultLostResponse = "lost_response"
 )
 
 type faultsJSON struct {
@@ -96,8 +99,8 @@ func (f Faults) validate() error {
 		return fmt.Errorf("faults: latency and propagation_delay must not be negative")
 	}
 	for i, r := range f.Rules {
-		if r.Kind != FaultThrottle && r.Kind != Fault5xx {
-			return fmt.Errorf("faults: rule %d: kind %q: want %q or %q", i, r.Kind, FaultThrottle, Fault5xx)
+		if r.Kind != FaultThrottle && r.Kind != Fault5xx && r.Kind != FaultLostResponse {
+			return fmt.Errorf("faults: rule %d: kind %q: want %q, %q or %q", i, r.Kind, FaultThrottle, Fault5xx, FaultLostResponse)
 		}
 		if r.Rate < 0 || r.Rate > 1 {
 			return fmt.Errorf("faults: rule %d: rate %v: want 0..1", i, r.Rate)
@@ -166,8 +169,10 @@ func (fi *faultInjector) delay(ctx context.Context) error {
 	}
 }
 
-// check returns the error to inject into this call, or nil.
-func (fi *faultInjector) check(service, op string) *apiError {
+// check returns the error to inject into this call, or nil. lost reports
+// that the call is to be carried out first and its response replaced by
+// the error.
+func (fi *faultInjector) check(service, op string) (injected *apiError, lost bool) {
 	fi.mu.Lock()
 	defer fi.mu.Unlock()
 	for i := range fi.faults.Rules {
@@ -185,16 +190,17 @@ func (fi *faultInjector) check(service, op string) *apiError {
 			if r.Count == 0 { // spent
 				fi.faults.Rules = slices.Delete(fi.faults.Rules, i, i+1)
 			}
-			return faultError(service, kind)
+			return faultError(service, kind), kind == FaultLostResponse
 		case r.Rate > 0 && fi.rng.Float64() < r.Rate:
-			return faultError(service, r.Kind)
+			return faultError(service, r.Kind), r.Kind == FaultLostResponse
 		}
 	}
-	return nil
+	return nil, false
 }
 
 // faultError is the error AWS itself returns when it throttles or fails, in
 // each service's words; the SDK retryers classify all of them as retryable.
+// A lost response looks like a 5xx to the client.
 func faultError(service, kind string) *apiError {
 	if kind == FaultThrottle {
 		switch service {

@@ -296,8 +296,11 @@ func (s *Server) serveAWS(w http.ResponseWriter, r *http.Request, c *call) {
 	if err := s.faults.delay(r.Context()); err != nil {
 		return // the client went away
 	}
-	if apiErr := s.faults.check(c.service, c.op); apiErr != nil {
-		s.logger.Debug("fault injected", "service", c.service, "op", c.op, "code", apiErr.Code)
+	if apiErr, lost := s.faults.check(c.service, c.op); apiErr != nil {
+		s.logger.Debug("fault injected", "service", c.service, "op", c.op, "code", apiErr.Code, "lost_response", lost)
+		if lost {
+			s.dispatch(discardResponse{header: http.Header{}}, r, c, form)
+		}
 		s.writeError(w, c, apiErr)
 		return
 	}
@@ -373,6 +376,13 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, form 
 		writeJSON(w, c, "application/json", status, resp)
 	}
 }
+
+// discardResponse takes the response of a call whose answer is lost.
+type discardResponse struct{ header http.Header }
+
+func (d discardResponse) Header() http.Header         { return d.header }
+func (d discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (d discardResponse) WriteHeader(int)             {}
 
 func knownService(svc string) bool {
 	switch svc {

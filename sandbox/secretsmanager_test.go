@@ -958,3 +958,47 @@ func BenchmarkSandboxGetSecretValue(b *testing.B) {
 		}
 	})
 }
+
+// A lost response: the call takes effect, then the client is told it
+// failed. The SDK's retry with the same ClientRequestToken and value is
+// then answered as the idempotent repeat it is.
+func TestLostResponse(t *testing.T) {
+	e := newSMEnv(t)
+	e.create(t, "lost", `{"v":1}`)
+	e.srv.SetFaults(sandbox.Faults{Rules: []sandbox.FaultRule{{Operation: "PutSecretValue", Kind: sandbox.FaultLostResponse, Count: 1}}})
+	put := func(noRetry bool) (*secretsmanager.PutSecretValueOutput, error) {
+		return e.sm.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{
+			SecretId: aws.String("lost"), ClientRequestToken: aws.String(smToken("v2")),
+			SecretString: aws.String(`{"v":2}`), VersionStages: []string{"AWSPENDING"},
+		}, func(o *secretsmanager.Options) {
+			if noRetry {
+				o.RetryMaxAttempts = 1
+			}
+		})
+	}
+	_, err := put(true)
+	smWantCode(t, err, "InternalServiceError")
+	got, err := e.sm.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String("lost"), VersionStage: aws.String("AWSPENDING")})
+	smMust(t, err, "read the version whose response was lost")
+	if v := aws.ToString(got.SecretString); v != `{"v":2}` || aws.ToString(got.VersionId) != smToken("v2") {
+		t.Errorf("pending = %s %s, want the value written by the call whose response was lost", aws.ToString(got.VersionId), v)
+	}
+	if _, err := put(false); err != nil {
+		t.Errorf("repeat with the same token and value: %v", err)
+	}
+	if n := len(e.srv.Faults().Rules); n != 0 {
+		t.Errorf("spent rule still listed: %+v", e.srv.Faults().Rules)
+	}
+
+	// Set through the admin endpoint, as the issue's example has it.
+	resp, err := http.Post(e.srv.URL()+"/_sandbox/faults", "application/json",
+		strings.NewReader(`{"rules":[{"operation":"PutSecretValue","kind":"lost_response","count":1}]}`))
+	smMust(t, err, "POST faults")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST faults status = %d", resp.StatusCode)
+	}
+	if f := e.srv.Faults(); len(f.Rules) != 1 || f.Rules[0].Kind != sandbox.FaultLostResponse {
+		t.Errorf("faults = %+v", f)
+	}
+}
