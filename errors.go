@@ -19,3 +19,20 @@ var (
 	// ErrKeyRejected: AWS rejected a key (not yet propagated, inactive, or wrong).
 	ErrKeyRejected = errors.New("access key rejected by AWS")
 )
+
+// IsThrottle reports whether err is AWS throttling (after the SDK's own
+// retries gave up): a reason to try again later, never a failure to report
+// by itself. It reads the error code the way smithy.APIError gives it,
+// without importing the SDK into the domain.
+func IsThrottle(err error) bool {
+	var coded interface{ ErrorCode() string }
+	if !errors.As(err, &coded) {
+		return false
+	}
+	switch coded.ErrorCode() {
+	case "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+		"RequestThrottledException", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown":
+		return true
+	}
+	return false
+}

@@ -14,6 +14,8 @@ const (
 	EventKeyDeactivated EventKind = "key_deactivated"
 	EventKeyDeleted     EventKind = "key_deleted"
 	EventRotationFailed EventKind = "rotation_failed"
+	// EventRotationRecovered ends a reported failure incident.
+	EventRotationRecovered EventKind = "rotation_recovered"
 	EventWarning        EventKind = "warning"
 )
 
@@ -34,8 +36,9 @@ const (
 	WarnSecretStale WarningKind = "secret_stale"
 	// WarnCurrentInactive: the current key was deactivated outside keyrot.
 	WarnCurrentInactive WarningKind = "current_inactive"
-	// WarnOrphanKey: keyrot found a key it created but never stored (a crash
-	// between create and store) and deleted it.
+	// WarnOrphanKey: keyrot created a key it could not store; nobody can
+	// use it, so it was deactivated at once and is deleted on the normal
+	// timings.
 	WarnOrphanKey WarningKind = "orphan_key"
 )
 

@@ -32,14 +32,17 @@ const (
 	StepDeactivate StepKind = "deactivate"
 	// StepRecordInactive records when a key found Inactive was first seen so.
 	StepRecordInactive StepKind = "record_inactive"
-	// StepDelete deletes an Inactive key whose time has come.
+	// StepRecordSeen records when keyrot first saw a key it did not create.
+	StepRecordSeen StepKind = "record_seen"
+	// StepDelete deletes a key that has been Inactive for DeleteAfter.
 	StepDelete StepKind = "delete"
-	// StepDeleteOrphan deletes a key keyrot created but never stored.
-	StepDeleteOrphan StepKind = "delete_orphan"
 	// StepClearIntent drops an interrupted rotation's intent.
 	StepClearIntent StepKind = "clear_intent"
 	// StepForget drops records about a key IAM no longer has.
 	StepForget StepKind = "forget"
+	// StepReport tells of a key event recorded with its change but not
+	// yet reported (a crash came in between).
+	StepReport StepKind = "report"
 )
 
 // Step is one action due now.
@@ -48,7 +51,10 @@ type Step struct {
 	KeyID   string
 	Intent  Intent     // StepCreate
 	Pending *StoredKey // StepPromote
-	Reason  string
+	// Report is the event the step tells of: for StepReport, and for a
+	// StepForget of a key keyrot had deactivated (its deletion).
+	Report EventKind
+	Reason string
 }
 
 // Plan is what to do for one user now, and when to look again.
@@ -77,10 +83,11 @@ func (p *Plan) add(s Step) { p.Steps = append(p.Steps, s) }
 
 // PlanUser is the pure heart of keyrot: from an observation, the policy and
 // the time it decides which steps are due now and when the next one is. It
-// never deletes a key keyrot cannot show it owns (its current, its previous,
-// one it recorded as deactivated, one it created and never stored) unless
-// the policy adopts unmanaged keys, and even then only after deactivating it
-// and waiting DeleteAfter. force asks for a rotation now.
+// deletes only a key that has been Inactive for DeleteAfter and that keyrot
+// can show it owns (its previous key, an orphan it recorded, a key it
+// adopted and deactivated), and deactivates a key that is not its own only
+// under the adopt policy, on the normal timings. force asks for a rotation
+// now.
 func PlanUser(o Observation, p Policy, now time.Time, force bool) Plan {
 	plan := Plan{User: o.User.Name}
 	if o.UserMissing {
@@ -92,8 +99,9 @@ func PlanUser(o Observation, p Policy, now time.Time, force bool) Plan {
 	for _, k := range o.Keys {
 		keys[k.ID] = k
 	}
+	planReports(&plan, s, keys)
 
-	// An interrupted rotation comes first: finish it or clean it up.
+	// An interrupted rotation comes first: finish it or give it up.
 	if s.Intent != nil {
 		if s.Pending != nil && s.Pending.Generation == s.Intent.Generation {
 			if _, ok := keys[s.Pending.KeyID]; ok {
@@ -104,27 +112,33 @@ func PlanUser(o Observation, p Policy, now time.Time, force bool) Plan {
 			plan.add(Step{Kind: StepClearIntent, Reason: "pending key deleted outside keyrot"})
 			return plan
 		}
-		// Nothing stored: any key created since the intent is keyrot's own,
-		// lost between CreateAccessKey and the store. Give the writer (maybe
-		// another keyrot still storing it) OrphanGrace before cleaning up.
+		// Nothing stored. Give the writer (maybe another keyrot still
+		// storing its key) OrphanGrace, then give the rotation up. A key it
+		// may have created cannot be told from a key a person created in
+		// the meantime, so from then on it is treated as any key keyrot did
+		// not create: reported, or adopted with deactivation first. The
+		// next rotation takes a new generation, never this one's token.
 		if deadline := s.Intent.At.Add(p.OrphanGrace); now.Before(deadline) {
-			plan.schedule(deadline, "clean up an unfinished rotation")
+			plan.schedule(deadline, "give up an unfinished rotation")
 			return plan
 		}
-		for _, k := range o.Keys {
-			if !k.CreateDate.Before(s.Intent.At.Truncate(time.Second)) && !s.Owns(k.ID) {
-				plan.add(Step{Kind: StepDeleteOrphan, KeyID: k.ID, Reason: "created by an interrupted rotation and never stored"})
-				delete(keys, k.ID)
-			}
-		}
-		plan.add(Step{Kind: StepClearIntent, Reason: "unfinished rotation cleaned up"})
+		plan.add(Step{Kind: StepClearIntent, Reason: "an interrupted rotation stored no key; giving it up"})
 		return plan
 	}
 
-	// Records of keys IAM no longer has.
+	// Records of keys IAM no longer has. A key keyrot deactivated and that
+	// is now gone was deleted: by keyrot (a crash may have come between the
+	// deletion and its report) or by a person; either way it is told.
 	for _, id := range sortedKeys(s.Inactive) {
 		if _, ok := keys[id]; !ok {
-			plan.add(Step{Kind: StepForget, KeyID: id, Reason: "key no longer in IAM"})
+			plan.add(Step{Kind: StepForget, KeyID: id, Report: EventKeyDeleted, Reason: "key no longer in IAM"})
+		}
+	}
+	for _, id := range sortedKeys(s.Seen) {
+		if _, inactive := s.Inactive[id]; !inactive {
+			if _, ok := keys[id]; !ok {
+				plan.add(Step{Kind: StepForget, KeyID: id, Reason: "key no longer in IAM"})
+			}
 		}
 	}
 
@@ -160,11 +174,27 @@ func PlanUser(o Observation, p Policy, now time.Time, force bool) Plan {
 			continue
 		}
 		others++
-		if !s.Owns(k.ID) && p.UnmanagedKeys == ReportUnmanaged {
-			plan.warn(WarnUnmanagedKey, k.ID, fmt.Sprintf("key %s was not created by keyrot and is left alone (unmanaged_keys: report)", k.ID))
-			continue
+		kSince := since
+		if !s.Owns(k.ID) {
+			if p.UnmanagedKeys == ReportUnmanaged {
+				plan.warn(WarnUnmanagedKey, k.ID, fmt.Sprintf("key %s was not created by keyrot and is left alone (unmanaged_keys: report)", k.ID))
+				continue
+			}
+			// A key that appeared after the current key (IAM's dates on
+			// both sides) is retired counting from when keyrot first saw
+			// it, so a person who just made it is told before it stops.
+			if k.Status == KeyActive && k.CreateDate.After(cur.CreateDate) {
+				seen, ok := s.Seen[k.ID]
+				if !ok {
+					seen = now
+					plan.add(Step{Kind: StepRecordSeen, KeyID: k.ID, Reason: "a key keyrot did not create appeared"})
+				}
+				kSince = later(since, seen)
+				plan.warn(WarnUnmanagedKey, k.ID, fmt.Sprintf("key %s was not created by keyrot; it is adopted: deactivated at %s and deleted %s later, unless you delete it first",
+					k.ID, kSince.Add(p.DeactivateAfter).UTC().Format(time.RFC3339), FormatDuration(p.DeleteAfter)))
+			}
 		}
-		at := retireKey(&plan, k, s, p, now, since)
+		at := retireKey(&plan, k, s, p, now, kSince)
 		if !at.IsZero() && (waitingFor.IsZero() || at.After(waitingFor)) {
 			waitingFor = at
 		}
@@ -184,6 +214,33 @@ func PlanUser(o Observation, p Policy, now time.Time, force bool) Plan {
 		plan.warn(WarnKeyLimit, "", fmt.Sprintf("user %q has two keys and one was not created by keyrot; delete it to let rotation continue", o.User.Name))
 	}
 	return plan
+}
+
+// planReports tells of the events recorded with their change and not yet
+// reported, once the change shows in IAM: a key made current, a key
+// deactivated. (A deletion shows as a record of a key IAM no longer has.)
+func planReports(plan *Plan, s SecretState, keys map[string]AccessKey) {
+	for _, id := range sortedKeys(s.Unreported) {
+		kind := s.Unreported[id]
+		k, inIAM := keys[id]
+		switch kind {
+		case EventKeyCreated:
+			if s.Current != nil && s.Current.KeyID == id {
+				plan.add(Step{Kind: StepReport, KeyID: id, Report: kind, Reason: "key made current; not reported yet"})
+			}
+		case EventKeyDeactivated:
+			if inIAM && k.Status == KeyInactive {
+				plan.add(Step{Kind: StepReport, KeyID: id, Report: kind, Reason: "key deactivated; not reported yet"})
+			}
+		}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func rotateReason(force bool, cur *StoredKey, now time.Time) string {
@@ -234,8 +291,9 @@ func planWithoutCurrent(plan *Plan, o Observation, p Policy, now time.Time, keys
 		return
 	}
 	// adopt: make room without deleting anything abruptly. An inactive key
-	// goes first, after DeleteAfter; with two active keys the least
-	// recently used one is deactivated now and deleted later.
+	// goes first, after DeleteAfter. With two active keys and no keyrot key
+	// to switch to, the least recently used one is deactivated only once it
+	// has been idle for DeactivateAfter; until then a person is told.
 	var inactive, active []AccessKey
 	for _, k := range o.Keys {
 		if k.Status == KeyInactive {
@@ -250,13 +308,21 @@ func planWithoutCurrent(plan *Plan, o Observation, p Policy, now time.Time, keys
 		}
 		return
 	}
+	lastActive := func(k AccessKey) time.Time { return later(k.CreateDate, o.LastUsed[k.ID]) }
 	slices.SortStableFunc(active, func(a, b AccessKey) int {
-		if c := o.LastUsed[a.ID].Compare(o.LastUsed[b.ID]); c != 0 {
+		if c := lastActive(a).Compare(lastActive(b)); c != 0 {
 			return c
 		}
 		return a.CreateDate.Compare(b.CreateDate)
 	})
-	plan.add(Step{Kind: StepDeactivate, KeyID: active[0].ID, Reason: "two keys keyrot did not create: deactivating the least recently used to make room"})
+	lru := active[0]
+	if idleAt := lastActive(lru).Add(p.DeactivateAfter); now.Before(idleAt) {
+		plan.warn(WarnKeyLimit, lru.ID, fmt.Sprintf("user %q has two keys keyrot did not create, both used (or created) within the last %s; keyrot deactivates the less recently used one, %s, once it has been idle that long; delete one yourself to rotate sooner",
+			o.User.Name, FormatDuration(p.DeactivateAfter), lru.ID))
+		plan.schedule(idleAt, "deactivate key "+lru.ID+" once idle")
+		return
+	}
+	plan.add(Step{Kind: StepDeactivate, KeyID: lru.ID, Reason: "two keys keyrot did not create: deactivating the idle, least recently used one to make room"})
 }
 
 // Owns reports whether keyrot's records name the key: its current, pending
@@ -283,7 +349,7 @@ func (s SecretState) generation() int {
 	if s.Intent != nil && s.Intent.Generation > g {
 		g = s.Intent.Generation
 	}
-	return g
+	return max(g, s.LastIntent)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

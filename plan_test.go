@@ -303,19 +303,25 @@ func TestPlanUser(t *testing.T) {
 			wantNextAt: now.Add(time.Second),
 		},
 		{
-			name:      "intent without pending exactly at orphan_grace: delete the unstored key, clear the intent",
+			// The new key may be the lost one, or a person's: nothing proves
+			// which, so it is never deleted as an orphan.
+			name:      "intent without pending exactly at orphan_grace: give the rotation up, delete nothing",
 			obs:       obs(withIntent(current(ago(6*time.Minute), ""), ago(3*time.Minute), nil), active(curID, ago(6*time.Minute)), active(newID, ago(3*time.Minute))),
-			wantSteps: []string{"delete_orphan " + newID, "clear_intent"},
+			wantSteps: []string{"clear_intent"},
 		},
 		{
-			name:      "intent without pending past orphan_grace: delete the unstored key, clear the intent",
+			name:      "intent without pending past orphan_grace: give the rotation up, delete nothing",
 			obs:       obs(withIntent(current(ago(6*time.Minute), ""), ago(4*time.Minute), nil), active(curID, ago(6*time.Minute)), active(newID, ago(4*time.Minute))),
-			wantSteps: []string{"delete_orphan " + newID, "clear_intent"},
+			wantSteps: []string{"clear_intent"},
 		},
 		{
-			name:      "intent at sub-second precision: a key IAM dates to the same second is the orphan",
-			obs:       obs(withIntent(current(ago(6*time.Minute), ""), ago(4*time.Minute-500*time.Millisecond), nil), active(curID, ago(6*time.Minute)), active(newID, ago(4*time.Minute))),
-			wantSteps: []string{"delete_orphan " + newID, "clear_intent"},
+			name: "a rotation given up at generation 4: the next one takes generation 5, never 4's token",
+			obs: func() keyrot.Observation {
+				s := current(ago(6*time.Minute), "")
+				s.LastIntent = 4
+				return obs(s, active(curID, ago(6*time.Minute)))
+			}(),
+			wantSteps: []string{"create gen=5 member=1"},
 		},
 		{
 			name:      "intent without pending and no new key: clear the intent",
@@ -334,11 +340,91 @@ func TestPlanUser(t *testing.T) {
 			wantSteps: []string{"clear_intent"},
 		},
 		{
-			name: "intent without pending under report still cleans up its own unstored key",
+			name: "intent without pending under report: give the rotation up, delete nothing",
 			obs: obs(withIntent(current(ago(6*time.Minute), ""), ago(4*time.Minute), nil),
 				active(curID, ago(6*time.Minute)), active(newID, ago(4*time.Minute))),
 			policy:    report,
-			wantSteps: []string{"delete_orphan " + newID, "clear_intent"},
+			wantSteps: []string{"clear_intent"},
+		},
+		{
+			name: "an unstored key keyrot recorded as its own: deleted after delete_after like a previous key",
+			obs: obs(withInactive(current(ago(4*time.Minute), ""), newID, ago(time.Minute)),
+				active(curID, ago(4*time.Minute)), inactive(newID, ago(time.Minute))),
+			policy:     report,
+			wantSteps:  []string{"delete " + newID},
+			wantNextAt: now.Add(time.Minute),
+		},
+
+		// A key keyrot did not create that appears beside its current key.
+		{
+			name:         "adopt: a foreign key newer than the current key: record when first seen, tell, wait deactivate_after from then",
+			obs:          obs(current(ago(4*time.Minute), ""), active(curID, ago(4*time.Minute)), active(foreignID, ago(time.Minute))),
+			wantSteps:    []string{"record_seen " + foreignID},
+			wantWarnings: []string{"unmanaged_key " + foreignID},
+			wantNextAt:   now.Add(time.Minute), // the rotation due then waits for the key to go
+		},
+		{
+			name: "adopt: a newer foreign key first seen one second short of deactivate_after: wait",
+			obs: func() keyrot.Observation {
+				s := current(ago(4*time.Minute), "")
+				s.Seen = map[string]time.Time{foreignID: ago(2*time.Minute - time.Second)}
+				return obs(s, active(curID, ago(4*time.Minute)), active(foreignID, ago(3*time.Minute)))
+			}(),
+			wantWarnings: []string{"unmanaged_key " + foreignID},
+			wantNextAt:   now.Add(time.Second),
+		},
+		{
+			name: "adopt: a newer foreign key first seen deactivate_after ago: deactivate",
+			obs: func() keyrot.Observation {
+				s := current(ago(4*time.Minute), "")
+				s.Seen = map[string]time.Time{foreignID: ago(2 * time.Minute)}
+				return obs(s, active(curID, ago(4*time.Minute)), active(foreignID, ago(3*time.Minute)))
+			}(),
+			wantSteps:    []string{"deactivate " + foreignID},
+			wantWarnings: []string{"unmanaged_key " + foreignID},
+			wantNextAt:   now.Add(time.Minute),
+		},
+		{
+			name: "a seen record of a key IAM no longer has: forget it",
+			obs: func() keyrot.Observation {
+				s := current(ago(time.Minute), "")
+				s.Seen = map[string]time.Time{goneID: ago(time.Minute)}
+				return obs(s, active(curID, ago(time.Minute)))
+			}(),
+			wantSteps:  []string{"forget " + goneID},
+			wantNextAt: now.Add(4 * time.Minute),
+		},
+
+		// Events recorded with their change and not yet told.
+		{
+			name: "an untold key_created of the current key: tell it",
+			obs: func() keyrot.Observation {
+				s := current(ago(time.Minute), "")
+				s.Unreported = map[string]keyrot.EventKind{curID: keyrot.EventKeyCreated}
+				return obs(s, active(curID, ago(time.Minute)))
+			}(),
+			wantSteps:  []string{"report " + curID},
+			wantNextAt: now.Add(4 * time.Minute),
+		},
+		{
+			name: "an untold deactivation IAM shows done: tell it",
+			obs: func() keyrot.Observation {
+				s := withInactive(current(ago(3*time.Minute), prevID), prevID, ago(30*time.Second))
+				s.Unreported = map[string]keyrot.EventKind{prevID: keyrot.EventKeyDeactivated}
+				return obs(s, inactive(prevID, ago(8*time.Minute)), active(curID, ago(3*time.Minute)))
+			}(),
+			wantSteps:  []string{"report " + prevID},
+			wantNextAt: now.Add(30 * time.Second),
+		},
+		{
+			name: "an untold deactivation IAM does not show yet: deactivate again, tell then",
+			obs: func() keyrot.Observation {
+				s := withInactive(current(ago(3*time.Minute), prevID), prevID, ago(30*time.Second))
+				s.Unreported = map[string]keyrot.EventKind{prevID: keyrot.EventKeyDeactivated}
+				return obs(s, active(prevID, ago(8*time.Minute)), active(curID, ago(3*time.Minute)))
+			}(),
+			wantSteps:  []string{"deactivate " + prevID},
+			wantNextAt: now.Add(2 * time.Minute),
 		},
 
 		// A foreign key beside a keyrot key, under adopt: the previous key's timings.
@@ -424,6 +510,26 @@ func TestPlanUser(t *testing.T) {
 			name:      "adopt: two active foreign keys never used: deactivate the older",
 			obs:       obs(keyrot.SecretState{}, active(foreignID, ago(200*24*time.Hour)), active(foreign2ID, ago(100*24*time.Hour))),
 			wantSteps: []string{"deactivate " + foreignID},
+		},
+		{
+			name: "adopt: two active foreign keys, the less recently used one used within deactivate_after: tell, wait until idle",
+			obs: func() keyrot.Observation {
+				o := obs(keyrot.SecretState{}, active(foreignID, ago(200*24*time.Hour)), active(foreign2ID, ago(100*24*time.Hour)))
+				o.LastUsed = map[string]time.Time{foreignID: ago(30 * time.Second), foreign2ID: ago(time.Minute)}
+				return o
+			}(),
+			wantWarnings: []string{"key_limit " + foreign2ID},
+			wantNextAt:   now.Add(time.Minute),
+		},
+		{
+			name: "adopt: two active foreign keys, the unused one created a minute ago: tell, wait",
+			obs: func() keyrot.Observation {
+				o := obs(keyrot.SecretState{}, active(foreignID, ago(200*24*time.Hour)), active(foreign2ID, ago(time.Minute)))
+				o.LastUsed = map[string]time.Time{foreignID: ago(10 * time.Second)}
+				return o
+			}(),
+			wantWarnings: []string{"key_limit " + foreign2ID},
+			wantNextAt:   now.Add(time.Minute),
 		},
 		{
 			name:         "report: two active foreign keys: key_limit, no steps",
@@ -813,8 +919,31 @@ func randomObservation(r *rand.Rand) keyrot.Observation {
 			s.Inactive[id] = randTime()
 		}
 	}
+	if r.Intn(3) == 0 {
+		s.LastIntent = s.Generation + r.Intn(3)
+	}
+	for _, id := range ids {
+		if r.Intn(6) == 0 {
+			if s.Seen == nil {
+				s.Seen = map[string]time.Time{}
+			}
+			s.Seen[id] = randTime()
+		}
+		if r.Intn(6) == 0 {
+			if s.Unreported == nil {
+				s.Unreported = map[string]keyrot.EventKind{}
+			}
+			s.Unreported[id] = []keyrot.EventKind{keyrot.EventKeyCreated, keyrot.EventKeyDeactivated}[r.Intn(2)]
+		}
+		if r.Intn(3) == 0 {
+			if o.LastUsed == nil {
+				o.LastUsed = map[string]time.Time{}
+			}
+			o.LastUsed[id] = randTime()
+		}
+	}
 	if r.Intn(4) == 0 {
-		s.Intent = &keyrot.Intent{Generation: s.Generation + 1, At: randTime().Add(time.Duration(r.Intn(1000)) * time.Millisecond)}
+		s.Intent = &keyrot.Intent{Generation: max(s.Generation, s.LastIntent) + 1, At: randTime().Add(time.Duration(r.Intn(1000)) * time.Millisecond)}
 		if r.Intn(2) == 0 {
 			gen := s.Intent.Generation
 			if r.Intn(5) == 0 {
@@ -831,6 +960,8 @@ func cloneObservation(o keyrot.Observation) keyrot.Observation {
 	c.Keys = slices.Clone(o.Keys)
 	c.LastUsed = maps.Clone(o.LastUsed)
 	c.Secret.Inactive = maps.Clone(o.Secret.Inactive)
+	c.Secret.Seen = maps.Clone(o.Secret.Seen)
+	c.Secret.Unreported = maps.Clone(o.Secret.Unreported)
 	if o.Secret.Current != nil {
 		k := *o.Secret.Current
 		c.Secret.Current = &k
@@ -887,13 +1018,23 @@ func TestPlanUserProperties(t *testing.T) {
 				if k.Status == keyrot.KeyActive {
 					fail("delete of active key %s", s.KeyID)
 				}
+				if at, ok := o.Secret.Inactive[s.KeyID]; !ok || now.Sub(at) < p.DeleteAfter {
+					fail("delete of key %s, not recorded Inactive for delete_after", s.KeyID)
+				}
 			case keyrot.StepCreate:
 				if len(o.Keys) >= 2 {
 					fail("create planned for a user with %d keys", len(o.Keys))
 				}
-			case keyrot.StepDeleteOrphan:
-				if o.Secret.Intent == nil || o.Secret.Owns(s.KeyID) || k.CreateDate.Before(o.Secret.Intent.At.Truncate(time.Second)) {
-					fail("delete_orphan of %s, which no open intent created", s.KeyID)
+				if s.Intent.Generation <= o.Secret.LastIntent || s.Intent.Generation <= o.Secret.Generation {
+					fail("create reuses generation %d (last begun %d)", s.Intent.Generation, o.Secret.LastIntent)
+				}
+			case keyrot.StepDeactivate:
+				last := k.CreateDate
+				if u := o.LastUsed[s.KeyID]; u.After(last) {
+					last = u
+				}
+				if !currentInIAM && !o.Secret.Owns(s.KeyID) && now.Sub(last) < p.DeactivateAfter {
+					fail("deactivate of key %s, used at %s, with no keyrot key to switch to", s.KeyID, last)
 				}
 			case keyrot.StepPromote:
 				if s.Pending == nil || !inIAM {
@@ -905,7 +1046,7 @@ func TestPlanUserProperties(t *testing.T) {
 				}
 			}
 			switch s.Kind {
-			case keyrot.StepDelete, keyrot.StepDeactivate, keyrot.StepRecordInactive, keyrot.StepDeleteOrphan:
+			case keyrot.StepDelete, keyrot.StepDeactivate, keyrot.StepRecordInactive, keyrot.StepRecordSeen:
 				if !inIAM {
 					fail("%s of %s, which IAM does not have", s.Kind, s.KeyID)
 				}

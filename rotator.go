@@ -45,6 +45,13 @@ type RotatorConfig struct {
 	WarnEvery time.Duration
 	// Concurrency bounds how many users are reconciled at once (default 8).
 	Concurrency int
+	// FailureThreshold and FailureWindow say when a user's failing passes
+	// become an incident worth an email: after FailureThreshold failed
+	// passes in a row (default 3), or failing for FailureWindow (default
+	// 10m), whichever comes first. A failure the next pass repairs is a
+	// retry, only logged; throttling never opens an incident by itself.
+	FailureThreshold int
+	FailureWindow    time.Duration
 	Clock       Clock
 	Logger      *slog.Logger
 	// StepHook, if set, is called at every step boundary with the name of
@@ -56,11 +63,24 @@ type RotatorConfig struct {
 // Rotator carries out plans: it observes a user, asks PlanUser what is due,
 // and does it, one step at a time. It is safe for concurrent use.
 type Rotator struct {
-	cfg    RotatorConfig
-	log    *slog.Logger
-	mu     sync.Mutex
-	warned map[string]time.Time // warnings logged recently, so each pass does not repeat them
-	busy   sync.Map             // users being reconciled: never two passes on one user at once
+	cfg       RotatorConfig
+	log       *slog.Logger
+	mu        sync.Mutex
+	warned    map[string]time.Time // warnings logged recently, so each pass does not repeat them
+	incidents map[string]*incident // users whose passes are failing
+	// told holds events reported whose unreported mark could not be
+	// cleared yet ("user/kind/key"), so the pass that clears it does not
+	// tell them twice.
+	told map[string]bool
+	busy sync.Map // users being reconciled: never two passes on one user at once
+}
+
+// incident is a run of failed passes for one user.
+type incident struct {
+	since    time.Time
+	failures int
+	reported bool // the FAILED email went out
+	ended    bool // recovery told; its record on the secret is still to clear
 }
 
 // NewRotator checks cfg and fills in defaults.
@@ -89,7 +109,14 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 	if cfg.WarnEvery <= 0 {
 		cfg.WarnEvery = 24 * time.Hour
 	}
-	return &Rotator{cfg: cfg, log: cfg.Logger.With("system", "rotator"), warned: map[string]time.Time{}}, nil
+	if cfg.FailureThreshold <= 0 {
+		cfg.FailureThreshold = 3
+	}
+	if cfg.FailureWindow <= 0 {
+		cfg.FailureWindow = 10 * time.Minute
+	}
+	return &Rotator{cfg: cfg, log: cfg.Logger.With("system", "rotator"), warned: map[string]time.Time{},
+		incidents: map[string]*incident{}, told: map[string]bool{}}, nil
 }
 
 // Policy returns the rotation policy in force.
@@ -185,7 +212,7 @@ func summarize(results []UserResult) Summary {
 				s.Created++
 			case StepDeactivate:
 				s.Deactivated++
-			case StepDelete, StepDeleteOrphan:
+			case StepDelete:
 				s.Deleted++
 			}
 		}
@@ -337,7 +364,9 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 		obs, err := r.observe(ctx, u)
 		if err != nil {
 			res.Err = err
-			r.failed(ctx, u.User, "", err)
+			if !opts.DryRun {
+				r.failed(ctx, u.User, last.Secret, "", err)
+			}
 			return res
 		}
 		now := r.cfg.Clock.Now()
@@ -369,11 +398,14 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 			}
 			if err := r.do(ctx, u.User, obs, st); err != nil {
 				res.Err = err
-				r.failed(ctx, u.User, st.KeyID, err)
+				r.failed(ctx, u.User, obs.Secret, st.KeyID, err)
 				return res
 			}
 			res.Done = append(res.Done, st)
 		}
+	}
+	if !opts.DryRun && ctx.Err() == nil && !u.Missing {
+		r.recovered(ctx, u.User, last.Secret)
 	}
 	return res
 }
@@ -387,8 +419,14 @@ func (r *Rotator) warn(ctx context.Context, u User, s SecretState, w Event, now 
 		return
 	}
 	r.emit(ctx, u, w)
+	if w.Warning == WarnUserDeleted {
+		return // no user to keep a secret for; the notifier's own dedup applies
+	}
 	if !s.Exists {
-		return // nowhere to keep the record; the notifier's own dedup applies
+		if err := r.cfg.Secrets.Init(ctx, u); err != nil {
+			r.log.Warn("create secret to record warning sent", "user", u.Name, "warning", w.Warning, "error", err)
+			return
+		}
 	}
 	if err := r.cfg.Secrets.MarkWarned(ctx, u.Name, w.Warning, w.KeyID, now); err != nil {
 		r.log.Warn("record warning sent", "user", u.Name, "warning", w.Warning, "error", err)
@@ -473,6 +511,11 @@ func (r *Rotator) do(parent context.Context, u User, obs Observation, st Step) e
 	}
 	log.Debug("step", "reason", st.Reason)
 	now := r.cfg.Clock.Now()
+	if !obs.Secret.Exists && keepsRecord(st.Kind) {
+		if err := r.cfg.Secrets.Init(ctx, u); err != nil {
+			return fmt.Errorf("%s for user %q: create the secret that keeps its records: %w", st.Kind, u.Name, err)
+		}
+	}
 	var err error
 	switch st.Kind {
 	case StepCreate:
@@ -487,12 +530,16 @@ func (r *Rotator) do(parent context.Context, u User, obs Observation, st Step) e
 		err = r.deactivate(ctx, u, obs, st.KeyID)
 	case StepRecordInactive:
 		err = r.cfg.Secrets.MarkInactive(ctx, u.Name, st.KeyID, now)
-	case StepDelete, StepDeleteOrphan:
-		err = r.delete(ctx, u, st)
+	case StepRecordSeen:
+		err = r.cfg.Secrets.MarkSeen(ctx, u.Name, st.KeyID, now)
+	case StepDelete:
+		err = r.delete(ctx, u, st.KeyID)
 	case StepClearIntent:
 		err = r.cfg.Secrets.ClearIntent(ctx, u.Name)
 	case StepForget:
-		err = r.cfg.Secrets.Forget(ctx, u.Name, st.KeyID)
+		err = r.forget(ctx, u, st)
+	case StepReport:
+		err = r.report(ctx, u, r.recordedEvent(obs, st))
 	default:
 		err = fmt.Errorf("unknown step %q", st.Kind)
 	}
@@ -500,6 +547,16 @@ func (r *Rotator) do(parent context.Context, u User, obs Observation, st Step) e
 		return fmt.Errorf("%s for user %q: %w", st.Kind, u.Name, err)
 	}
 	return r.hook(ctx, "after-"+string(st.Kind))
+}
+
+// keepsRecord reports whether a step writes to the user's secret, which a
+// user keyrot has not rotated yet may not have.
+func keepsRecord(k StepKind) bool {
+	switch k {
+	case StepDeactivate, StepRecordInactive, StepRecordSeen:
+		return true
+	}
+	return false
 }
 
 // storeAttempts bounds how often a new key's store is retried while the
@@ -545,29 +602,46 @@ func (r *Rotator) create(ctx context.Context, u User, obs Observation, intent In
 		backoff = min(2*backoff, 8*time.Second)
 	}
 	if err != nil {
-		// The key was never stored, so nobody can be using it: delete it
-		// rather than leave an unknown key behind.
-		deleted := true
-		if derr := r.cfg.Keys.DeleteAccessKey(ctx, u.Name, creds.AccessKeyID); derr != nil && !errors.Is(derr, ErrKeyNotFound) {
-			r.log.Error("delete unstored key", "user", u.Name, "key_id", creds.AccessKeyID, "error", derr)
-			deleted = false
-		}
-		if errors.Is(err, ErrConflict) {
-			return fmt.Errorf("store key %s: another keyrot is rotating this user; deleted this run's key: %w", creds.AccessKeyID, err)
-		}
-		if !deleted {
-			// The intent is the only trace of the key: leave it to the orphan cleanup.
-			return fmt.Errorf("store key %s as pending: %w (the key could not be deleted; the next pass after orphan_grace does)", creds.AccessKeyID, err)
-		}
-		if cerr := r.cfg.Secrets.ClearIntent(ctx, u.Name); cerr != nil {
-			r.log.Warn("clear intent after failed store", "user", u.Name, "error", cerr)
-		}
-		return fmt.Errorf("store key %s as pending: %w", creds.AccessKeyID, err)
+		return r.abandonUnstored(ctx, u, creds.AccessKeyID, err)
 	}
 	if err := r.hook(ctx, "after-store-pending"); err != nil {
 		return err
 	}
 	return r.verifyAndPromote(ctx, u, obs, stored, creds)
+}
+
+// abandonUnstored deals with a key keyrot created and could not store:
+// nobody can be using it, so it is deactivated at once and recorded as
+// keyrot's own, to be deleted after DeleteAfter like any key on its way
+// out. Its deletion waits like every other. If neither can be done, the
+// intent stays and the key will be treated as one keyrot did not create.
+func (r *Rotator) abandonUnstored(ctx context.Context, u User, keyID string, storeErr error) error {
+	now := r.cfg.Clock.Now()
+	var problems []error
+	if err := r.cfg.Keys.SetKeyStatus(ctx, u.Name, keyID, KeyInactive); err != nil && !errors.Is(err, ErrKeyNotFound) {
+		problems = append(problems, fmt.Errorf("deactivate it: %w", err))
+	}
+	conflict := errors.Is(storeErr, ErrConflict)
+	if err := r.cfg.Secrets.MarkInactive(ctx, u.Name, keyID, now); err != nil {
+		problems = append(problems, fmt.Errorf("record it: %w", err))
+	} else if !conflict { // on a conflict the intent is the other writer's
+		if err := r.cfg.Secrets.ClearIntent(ctx, u.Name); err != nil {
+			r.log.Warn("clear intent after failed store", "user", u.Name, "error", err)
+		}
+	}
+	if len(problems) == 0 {
+		r.emit(ctx, u, Event{Kind: EventWarning, Warning: WarnOrphanKey, KeyID: keyID,
+			Summary: fmt.Sprintf("key %s of %s was created but could not be stored, so nothing can use it; it is deactivated and will be deleted", keyID, u.Name),
+			Next:    fmt.Sprintf("key %s will be deleted", keyID), NextAt: now.Add(r.cfg.Policy.DeleteAfter)})
+	}
+	what := "store key " + keyID + " as pending"
+	if conflict {
+		what = "store key " + keyID + ": another keyrot is rotating this user"
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s: %w (and the unstored key could not be set aside: %w)", what, storeErr, errors.Join(problems...))
+	}
+	return fmt.Errorf("%s: %w (the unstored key is deactivated)", what, storeErr)
 }
 
 func (r *Rotator) verifyAndPromote(ctx context.Context, u User, obs Observation, pending StoredKey, creds Credentials) error {
@@ -590,19 +664,67 @@ func (r *Rotator) verifyAndPromote(ctx context.Context, u User, obs Observation,
 	if r.cfg.Publisher != nil {
 		r.cfg.Publisher.Publish(creds)
 	}
-	e := Event{Kind: EventKeyCreated, KeyID: creds.AccessKeyID, Summary: fmt.Sprintf("new access key %s is current for %s", creds.AccessKeyID, u.Name)}
+	obs.Secret.Current, obs.Secret.CurrentSince, obs.Secret.PreviousKeyID = &pending, since, previous
+	return r.report(ctx, u, r.createdEvent(obs, creds.AccessKeyID))
+}
+
+// createdEvent is the key_created event of keyID, current since
+// o.Secret.CurrentSince.
+func (r *Rotator) createdEvent(o Observation, keyID string) Event {
+	since := o.Secret.CurrentSince
+	e := Event{Kind: EventKeyCreated, KeyID: keyID, Summary: fmt.Sprintf("new access key %s is current for %s", keyID, o.User.Name)}
 	var outgoing []string // keys that are now on their way out
-	for _, k := range obs.Keys {
-		if k.ID != pending.KeyID && k.Status == KeyActive && (obs.Secret.Owns(k.ID) || k.ID == previous || r.cfg.Policy.UnmanagedKeys == AdoptUnmanaged) {
+	for _, k := range o.Keys {
+		if k.ID != keyID && k.Status == KeyActive && (o.Secret.Owns(k.ID) || r.cfg.Policy.UnmanagedKeys == AdoptUnmanaged) {
 			outgoing = append(outgoing, k.ID)
 		}
 	}
 	if len(outgoing) > 0 {
 		e.Next, e.NextAt = fmt.Sprintf("previous key %s will be deactivated", strings.Join(outgoing, ", ")), since.Add(r.cfg.Policy.DeactivateAfter)
-	} else {
-		e.Next, e.NextAt = "next rotation", creds.NextRotation
+	} else if o.Secret.Current != nil {
+		e.Next, e.NextAt = "next rotation", o.Secret.Current.CreateDate.Add(r.cfg.Policy.RotateEvery)
 	}
-	r.emit(ctx, u, e)
+	return e
+}
+
+// recordedEvent rebuilds an event recorded with its change and found
+// unreported by a later pass.
+func (r *Rotator) recordedEvent(o Observation, st Step) Event {
+	switch st.Report {
+	case EventKeyCreated:
+		return r.createdEvent(o, st.KeyID)
+	case EventKeyDeactivated:
+		at := o.Secret.Inactive[st.KeyID]
+		return r.deactivatedEvent(o.User.Name, st.KeyID, at, time.Time{})
+	default:
+		return Event{Kind: st.Report, KeyID: st.KeyID, Summary: fmt.Sprintf("%s: access key %s of %s", st.Report, st.KeyID, o.User.Name)}
+	}
+}
+
+func (r *Rotator) deactivatedEvent(user, keyID string, at, lastUsed time.Time) Event {
+	return Event{Kind: EventKeyDeactivated, KeyID: keyID, LastUsed: lastUsed,
+		Summary: fmt.Sprintf("access key %s of %s is now inactive", keyID, user),
+		Next:    fmt.Sprintf("key %s will be deleted", keyID), NextAt: at.Add(r.cfg.Policy.DeleteAfter)}
+}
+
+// report tells of a key event that was recorded as unreported with its
+// change, then clears the record. An event told whose record could not be
+// cleared is not told again by this process.
+func (r *Rotator) report(ctx context.Context, u User, e Event) error {
+	id := u.Name + "/" + string(e.Kind) + "/" + e.KeyID
+	r.mu.Lock()
+	told := r.told[id]
+	r.told[id] = true
+	r.mu.Unlock()
+	if !told {
+		r.emit(ctx, u, e)
+	}
+	if err := r.cfg.Secrets.Reported(ctx, u.Name, e.KeyID); err != nil {
+		return fmt.Errorf("record %s of key %s as reported: %w", e.Kind, e.KeyID, err)
+	}
+	r.mu.Lock()
+	delete(r.told, id)
+	r.mu.Unlock()
 	return nil
 }
 
@@ -637,7 +759,7 @@ func (r *Rotator) deactivate(ctx context.Context, u User, obs Observation, keyID
 		r.emit(ctx, u, Event{Kind: EventWarning, Warning: WarnKeyInUse, KeyID: keyID, LastUsed: lastUsed,
 			Summary: fmt.Sprintf("key %s was used at %s, after its successor became current; whatever used it will fail once it is deactivated", keyID, lastUsed.UTC().Format(time.RFC3339))})
 	}
-	if err := r.cfg.Secrets.MarkInactive(ctx, u.Name, keyID, now); err != nil {
+	if err := r.cfg.Secrets.MarkDeactivating(ctx, u.Name, keyID, now); err != nil {
 		return fmt.Errorf("record deactivation of key %s: %w", keyID, err)
 	}
 	if err := r.hook(ctx, "after-mark-inactive"); err != nil {
@@ -649,32 +771,131 @@ func (r *Rotator) deactivate(ctx context.Context, u User, obs Observation, keyID
 		}
 		return fmt.Errorf("deactivate key %s: %w", keyID, err)
 	}
-	r.emit(ctx, u, Event{Kind: EventKeyDeactivated, KeyID: keyID, LastUsed: lastUsed,
-		Summary: fmt.Sprintf("access key %s of %s is now inactive", keyID, u.Name),
-		Next:    fmt.Sprintf("key %s will be deleted", keyID), NextAt: now.Add(r.cfg.Policy.DeleteAfter)})
-	return nil
+	if err := r.hook(ctx, "after-set-inactive"); err != nil {
+		return err
+	}
+	return r.report(ctx, u, r.deactivatedEvent(u.Name, keyID, now, lastUsed))
 }
 
-func (r *Rotator) delete(ctx context.Context, u User, st Step) error {
-	err := r.cfg.Keys.DeleteAccessKey(ctx, u.Name, st.KeyID)
+func (r *Rotator) delete(ctx context.Context, u User, keyID string) error {
+	err := r.cfg.Keys.DeleteAccessKey(ctx, u.Name, keyID)
 	if err != nil && !errors.Is(err, ErrKeyNotFound) {
-		return fmt.Errorf("delete key %s: %w", st.KeyID, err)
+		return fmt.Errorf("delete key %s: %w", keyID, err)
 	}
-	if st.Kind == StepDeleteOrphan {
-		r.emit(ctx, u, Event{Kind: EventWarning, Warning: WarnOrphanKey, KeyID: st.KeyID,
-			Summary: fmt.Sprintf("deleted key %s of %s: an interrupted rotation created it and never stored it, so nothing could use it", st.KeyID, u.Name)})
-		return nil
+	if err := r.hook(ctx, "after-delete-key"); err != nil {
+		return err
+	}
+	return r.forget(ctx, u, Step{Kind: StepForget, KeyID: keyID, Report: EventKeyDeleted})
+}
+
+// forget drops the records of a key IAM no longer has, first telling of
+// its deletion if the step says so; the records are what shows that the
+// deletion is still to be told.
+func (r *Rotator) forget(ctx context.Context, u User, st Step) error {
+	id := u.Name + "/" + string(st.Report) + "/" + st.KeyID
+	if st.Report != "" {
+		r.mu.Lock()
+		told := r.told[id]
+		r.told[id] = true
+		r.mu.Unlock()
+		if !told {
+			r.emit(ctx, u, Event{Kind: st.Report, KeyID: st.KeyID, Summary: fmt.Sprintf("access key %s of %s was deleted", st.KeyID, u.Name)})
+		}
 	}
 	if err := r.cfg.Secrets.Forget(ctx, u.Name, st.KeyID); err != nil {
 		return fmt.Errorf("forget deleted key %s: %w", st.KeyID, err)
 	}
-	r.emit(ctx, u, Event{Kind: EventKeyDeleted, KeyID: st.KeyID, Summary: fmt.Sprintf("access key %s of %s was deleted", st.KeyID, u.Name)})
+	r.mu.Lock()
+	delete(r.told, id)
+	r.mu.Unlock()
 	return nil
 }
 
-func (r *Rotator) failed(ctx context.Context, u User, keyID string, err error) {
-	r.emit(ctx, u, Event{Kind: EventRotationFailed, KeyID: keyID, Err: RedactSecrets(err.Error()),
-		Summary: fmt.Sprintf("rotation of %s failed", u.Name), Next: "the next pass retries"})
+// failed counts a failed pass for the user and sends FAILED once per
+// incident, when the failures have lasted past the threshold. Every
+// failure is logged; a failure the next pass repairs costs no email.
+// Throttling is a reason to retry later, never an incident by itself.
+func (r *Rotator) failed(ctx context.Context, u User, s SecretState, keyID string, err error) {
+	now := r.cfg.Clock.Now()
+	throttled := IsThrottle(err)
+	msg := RedactSecrets(err.Error())
+	r.mu.Lock()
+	inc := r.incidents[u.Name]
+	if inc == nil && !throttled {
+		inc = &incident{since: now}
+		if !s.FailingSince.IsZero() {
+			// A reported incident that a restart interrupted goes on.
+			inc.since, inc.reported = s.FailingSince, true
+		}
+		r.incidents[u.Name] = inc
+	}
+	due := false
+	if inc != nil {
+		inc.ended = false
+		if !throttled {
+			inc.failures++
+		}
+		due = !inc.reported && inc.failures > 0 && (inc.failures >= r.cfg.FailureThreshold || now.Sub(inc.since) >= r.cfg.FailureWindow)
+		if due {
+			inc.reported = true
+		}
+	}
+	failures, since := 0, now
+	if inc != nil {
+		failures, since = inc.failures, inc.since
+	}
+	r.mu.Unlock()
+
+	attrs := []any{"user", u.Name, "error", msg, "failures", failures, "throttled", throttled}
+	if keyID != "" {
+		attrs = append(attrs, "key_id", keyID)
+	}
+	if !due {
+		r.log.Warn("pass failed; the next pass retries", attrs...)
+		return
+	}
+	r.emit(ctx, u, Event{Kind: EventRotationFailed, KeyID: keyID, Err: msg,
+		Summary: fmt.Sprintf("rotation of %s has failed %d times since %s", u.Name, failures, since.UTC().Format(time.RFC3339)),
+		Next:    "keyrot keeps retrying and says when it works again"})
+	if s.Exists {
+		if err := r.cfg.Secrets.MarkFailing(context.WithoutCancel(ctx), u.Name, since); err != nil {
+			r.log.Warn("record reported failure", "user", u.Name, "error", err)
+		}
+	}
+}
+
+// recovered ends the user's failure incident after a pass that worked,
+// telling people if they were told it failed.
+func (r *Rotator) recovered(ctx context.Context, u User, s SecretState) {
+	r.mu.Lock()
+	inc := r.incidents[u.Name]
+	if inc == nil && !s.FailingSince.IsZero() {
+		inc = &incident{since: s.FailingSince, reported: true} // reported before a restart
+	}
+	tell := inc != nil && inc.reported && !inc.ended
+	if tell {
+		inc.ended = true
+	}
+	r.mu.Unlock()
+	if inc == nil {
+		return
+	}
+	if tell {
+		r.emit(ctx, u, Event{Kind: EventRotationRecovered,
+			Summary: fmt.Sprintf("rotation of %s works again (failing since %s)", u.Name, inc.since.UTC().Format(time.RFC3339))})
+	}
+	if !s.FailingSince.IsZero() {
+		if err := r.cfg.Secrets.MarkFailing(context.WithoutCancel(ctx), u.Name, time.Time{}); err != nil {
+			r.log.Warn("clear the record of an ended failure", "user", u.Name, "error", err)
+			r.mu.Lock()
+			r.incidents[u.Name] = inc // cleared on a later pass, not told again
+			r.mu.Unlock()
+			return
+		}
+	}
+	r.mu.Lock()
+	delete(r.incidents, u.Name)
+	r.mu.Unlock()
 }
 
 // logWarning logs a warning, at most hourly for an unchanged one.

@@ -79,16 +79,21 @@ func newWorld(t *testing.T) *world {
 	}
 	w.verifier = &mock.KeyVerifier{VerifyKeyFn: w.verifyKey}
 	w.secrets = &mock.SecretStore{
-		LoadFn:         w.load,
-		BeginCreateFn:  w.beginCreate,
-		StorePendingFn: w.storePending,
-		PromoteFn:      w.promote,
-		ClearIntentFn:  w.clearIntent,
-		MarkInactiveFn: w.markInactive,
-		MarkWarnedFn:   w.markWarned,
-		ClearWarnedFn:  w.clearWarned,
-		ForgetFn:       w.forget,
-		CurrentFn:      w.current,
+		LoadFn:             w.load,
+		InitFn:             w.init,
+		BeginCreateFn:      w.beginCreate,
+		StorePendingFn:     w.storePending,
+		PromoteFn:          w.promote,
+		ClearIntentFn:      w.clearIntent,
+		MarkInactiveFn:     w.markInactive,
+		MarkDeactivatingFn: w.markDeactivating,
+		MarkSeenFn:         w.markSeen,
+		ReportedFn:         w.reported,
+		MarkFailingFn:      w.markFailing,
+		MarkWarnedFn:       w.markWarned,
+		ClearWarnedFn:      w.clearWarned,
+		ForgetFn:           w.forget,
+		CurrentFn:          w.current,
 	}
 	return w
 }
@@ -337,6 +342,8 @@ func (w *world) verifyKey(_ context.Context, c keyrot.Credentials) error {
 
 func cloneState(s keyrot.SecretState) keyrot.SecretState {
 	s.Inactive = maps.Clone(s.Inactive)
+	s.Seen = maps.Clone(s.Seen)
+	s.Unreported = maps.Clone(s.Unreported)
 	s.Warned = maps.Clone(s.Warned)
 	if s.Current != nil {
 		k := *s.Current
@@ -364,6 +371,34 @@ func (w *world) load(_ context.Context, user string) (keyrot.SecretState, error)
 	return cloneState(u.state), nil
 }
 
+// edit applies change to a user's secret state, which must exist.
+func (w *world) edit(user, method, key string, change func(s *keyrot.SecretState)) error {
+	w.record(user, method, key)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	u, err := w.user(user)
+	if err != nil {
+		return err
+	}
+	if !u.state.Exists {
+		return fmt.Errorf("secretsmanager: %s for %q: %w", method, user, keyrot.ErrSecretNotFound)
+	}
+	change(&u.state)
+	return nil
+}
+
+func (w *world) init(_ context.Context, user keyrot.User) error {
+	w.record(user.Name, "Init", "")
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	u, err := w.user(user.Name)
+	if err != nil {
+		return err
+	}
+	u.state.Exists = true
+	return nil
+}
+
 func (w *world) beginCreate(_ context.Context, user keyrot.User, intent keyrot.Intent) error {
 	w.record(user.Name, "BeginCreate", fmt.Sprintf("gen=%d", intent.Generation))
 	w.mu.Lock()
@@ -374,6 +409,7 @@ func (w *world) beginCreate(_ context.Context, user keyrot.User, intent keyrot.I
 	}
 	u.state.Exists = true
 	u.state.Intent = &intent
+	u.state.LastIntent = max(u.state.LastIntent, intent.Generation)
 	return nil
 }
 
@@ -409,6 +445,10 @@ func (w *world) promote(_ context.Context, user string, pending keyrot.StoredKey
 	u.state.Current, u.state.CurrentSince, u.state.PreviousKeyID = &cur, since, previous
 	u.state.Generation = pending.Generation
 	u.state.Intent, u.state.Pending = nil, nil
+	if u.state.Unreported == nil {
+		u.state.Unreported = map[string]keyrot.EventKind{}
+	}
+	u.state.Unreported[pending.KeyID] = keyrot.EventKeyCreated
 	return nil
 }
 
@@ -425,18 +465,42 @@ func (w *world) clearIntent(_ context.Context, user string) error {
 }
 
 func (w *world) markInactive(_ context.Context, user, id string, at time.Time) error {
-	w.record(user, "MarkInactive", id)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	u, err := w.user(user)
-	if err != nil {
-		return err
-	}
-	if u.state.Inactive == nil {
-		u.state.Inactive = map[string]time.Time{}
-	}
-	u.state.Inactive[id] = at
-	return nil
+	return w.edit(user, "MarkInactive", id, func(s *keyrot.SecretState) {
+		if s.Inactive == nil {
+			s.Inactive = map[string]time.Time{}
+		}
+		s.Inactive[id] = at
+	})
+}
+
+func (w *world) markDeactivating(_ context.Context, user, id string, at time.Time) error {
+	return w.edit(user, "MarkDeactivating", id, func(s *keyrot.SecretState) {
+		if s.Inactive == nil {
+			s.Inactive = map[string]time.Time{}
+		}
+		if s.Unreported == nil {
+			s.Unreported = map[string]keyrot.EventKind{}
+		}
+		s.Inactive[id] = at
+		s.Unreported[id] = keyrot.EventKeyDeactivated
+	})
+}
+
+func (w *world) markSeen(_ context.Context, user, id string, at time.Time) error {
+	return w.edit(user, "MarkSeen", id, func(s *keyrot.SecretState) {
+		if s.Seen == nil {
+			s.Seen = map[string]time.Time{}
+		}
+		s.Seen[id] = at
+	})
+}
+
+func (w *world) reported(_ context.Context, user, id string) error {
+	return w.edit(user, "Reported", id, func(s *keyrot.SecretState) { delete(s.Unreported, id) })
+}
+
+func (w *world) markFailing(_ context.Context, user string, since time.Time) error {
+	return w.edit(user, "MarkFailing", "", func(s *keyrot.SecretState) { s.FailingSince = since })
 }
 
 func (w *world) markWarned(_ context.Context, user string, kind keyrot.WarningKind, id string, at time.Time) error {
@@ -475,6 +539,8 @@ func (w *world) forget(_ context.Context, user, id string) error {
 		return err
 	}
 	delete(u.state.Inactive, id)
+	delete(u.state.Seen, id)
+	delete(u.state.Unreported, id)
 	if u.state.PreviousKeyID == id {
 		u.state.PreviousKeyID = ""
 	}
@@ -637,20 +703,28 @@ func TestRotatorStorePendingFailsEveryTime(t *testing.T) {
 	if got, want := w.count("alice", "StorePending"), 6; got != want {
 		t.Errorf("StorePending calls = %d, want %d", got, want)
 	}
-	if got, want := w.callsOf("alice", "StorePending", "DeleteAccessKey", "ClearIntent"), []string{"DeleteAccessKey " + key, "ClearIntent"}; len(got) < 6 || !slices.Equal(got[6:], want) {
+	// Nobody can use the unstored key: it is set aside at once and
+	// recorded as keyrot's own, to be deleted on the normal timings.
+	if got, want := w.callsOf("alice", "StorePending", "SetKeyStatus", "MarkInactive", "ClearIntent", "DeleteAccessKey"),
+		[]string{"SetKeyStatus " + key + " Inactive", "MarkInactive " + key, "ClearIntent"}; len(got) < 6 || !slices.Equal(got[6:], want) {
 		t.Errorf("calls = %q, want 6 stores then %q", got, want)
 	}
-	if got := w.iamKeyIDs("alice"); len(got) != 0 {
-		t.Errorf("IAM keys = %q, want none: the unstored key must be deleted", got)
+	if got := w.iamKeys("alice"); len(got) != 1 || got[0].Status != keyrot.KeyInactive {
+		t.Errorf("IAM keys = %+v, want the unstored key, inactive (deleted only after delete_after)", got)
 	}
-	if st := w.state("alice"); st.Intent != nil {
+	st := w.state("alice")
+	if st.Intent != nil {
 		t.Errorf("intent %+v left behind", st.Intent)
 	}
-	if got, want := describeEvents(w.notifier.Events(), ""), []string{"rotation_failed"}; !slices.Equal(got, want) {
+	if _, ok := st.Inactive[key]; !ok {
+		t.Errorf("no inactive record of %s: it would not be known as keyrot's own", key)
+	}
+	// One failure the next pass may repair is a retry: no FAILED email.
+	if got, want := describeEvents(w.notifier.Events(), ""), []string{"warning:orphan_key " + key}; !slices.Equal(got, want) {
 		t.Errorf("events = %q, want %q", got, want)
 	}
-	if e := w.notifier.Events()[0]; !strings.Contains(e.Err, key) {
-		t.Errorf("rotation_failed Err = %q, want it to name key %s", e.Err, key)
+	if !strings.Contains(err.Error(), key) {
+		t.Errorf("error %q does not name key %s", err, key)
 	}
 	if got := w.publisher.Published(); len(got) != 0 {
 		t.Errorf("published %v, want nothing", got)
@@ -660,7 +734,7 @@ func TestRotatorStorePendingFailsEveryTime(t *testing.T) {
 	}
 }
 
-func TestRotatorStorePendingConflictDeletesCreatedKey(t *testing.T) {
+func TestRotatorStorePendingConflictSetsCreatedKeyAside(t *testing.T) {
 	w := newWorld(t)
 	w.addUser("alice", nil)
 	w.secrets.StorePendingFn = func(_ context.Context, _ keyrot.Intent, c keyrot.Credentials) (keyrot.StoredKey, error) {
@@ -672,15 +746,16 @@ func TestRotatorStorePendingConflictDeletesCreatedKey(t *testing.T) {
 		t.Fatalf("Reconcile error = %v, want ErrConflict", err)
 	}
 	key := "AKIA000000000001"
-	// A conflict is not retried, and the intent belongs to the other writer.
-	if got, want := w.callsOf("alice", "StorePending", "DeleteAccessKey", "ClearIntent", "Promote"),
-		[]string{"StorePending " + key, "DeleteAccessKey " + key}; !slices.Equal(got, want) {
+	// A conflict is not retried, and the intent belongs to the other
+	// writer; this run's key is deactivated and recorded, never deleted at once.
+	if got, want := w.callsOf("alice", "StorePending", "SetKeyStatus", "MarkInactive", "DeleteAccessKey", "ClearIntent", "Promote"),
+		[]string{"StorePending " + key, "SetKeyStatus " + key + " Inactive", "MarkInactive " + key}; !slices.Equal(got, want) {
 		t.Errorf("calls = %q, want %q", got, want)
 	}
-	if got := w.iamKeyIDs("alice"); len(got) != 0 {
-		t.Errorf("IAM keys = %q, want none", got)
+	if got := w.iamKeys("alice"); len(got) != 1 || got[0].Status != keyrot.KeyInactive {
+		t.Errorf("IAM keys = %+v, want this run's key, inactive", got)
 	}
-	if got, want := describeEvents(w.notifier.Events(), ""), []string{"rotation_failed"}; !slices.Equal(got, want) {
+	if got, want := describeEvents(w.notifier.Events(), ""), []string{"warning:orphan_key " + key}; !slices.Equal(got, want) {
 		t.Errorf("events = %q, want %q", got, want)
 	}
 }
@@ -748,8 +823,8 @@ func TestRotatorVerifyNeverAccepts(t *testing.T) {
 	if got := w.callsOf("alice", "Promote", "ClearIntent", "DeleteAccessKey"); len(got) != 0 {
 		t.Errorf("calls = %q, want no promote, clear or delete", got)
 	}
-	if got, want := describeEvents(w.notifier.Events(), ""), []string{"rotation_failed"}; !slices.Equal(got, want) {
-		t.Errorf("events = %q, want %q", got, want)
+	if got := describeEvents(w.notifier.Events(), ""); len(got) != 0 {
+		t.Errorf("events = %q, want none: one failed pass is a retry", got)
 	}
 
 	// Once AWS accepts the key, the next pass promotes it.
@@ -792,8 +867,8 @@ func TestRotatorDeactivate(t *testing.T) {
 			if got, want := describeSteps(res.Done), []string{"deactivate " + prevID}; !slices.Equal(got, want) {
 				t.Errorf("done = %q, want %q", got, want)
 			}
-			if got, want := w.callsOf("alice", "KeyLastUsed", "MarkInactive", "SetKeyStatus"),
-				[]string{"KeyLastUsed " + prevID, "MarkInactive " + prevID, "SetKeyStatus " + prevID + " Inactive"}; !slices.Equal(got, want) {
+			if got, want := w.callsOf("alice", "KeyLastUsed", "MarkDeactivating", "SetKeyStatus", "Reported"),
+				[]string{"KeyLastUsed " + prevID, "MarkDeactivating " + prevID, "SetKeyStatus " + prevID + " Inactive", "Reported " + prevID}; !slices.Equal(got, want) {
 				t.Errorf("calls = %q, want %q", got, want)
 			}
 			if got, want := w.state("alice").Inactive[prevID], now; !got.Equal(want) {
@@ -977,8 +1052,8 @@ func TestRotatorReconcileAllIsolatesFailures(t *testing.T) {
 			if got := w.state(res.User).Current; got != nil {
 				t.Errorf("%s: current = %+v after a failure", res.User, got)
 			}
-			if got, want := describeEvents(w.notifier.Events(), res.User), []string{"rotation_failed"}; !slices.Equal(got, want) {
-				t.Errorf("%s: events = %q, want %q", res.User, got, want)
+			if got := describeEvents(w.notifier.Events(), res.User); len(got) != 0 {
+				t.Errorf("%s: events = %q, want none after one failed pass", res.User, got)
 			}
 			continue
 		}
@@ -1256,67 +1331,112 @@ func TestRotatorStaleSecretChoosesLeastRecentlyUsedKey(t *testing.T) {
 	}
 }
 
-// TestRotatorKeepsIntentWhenUnstoredKeyCannotBeDeleted: when the store fails
-// for good and deleting the unstored key fails too, the intent is the only
-// trace of that key; clearing it turns keyrot's own key into an unmanaged one
-// (under report: left alone forever, and the user stuck at two keys).
-func TestRotatorKeepsIntentWhenUnstoredKeyCannotBeDeleted(t *testing.T) {
+// TestRotatorUnprovableKeyIsNeverDeleted: when the store fails for good and
+// the unstored key can be neither deactivated nor recorded, keyrot cannot
+// later prove the key is its own. The intent stays until orphan_grace; then
+// the key is treated as any key keyrot did not create: under report, left
+// alone and reported, never deleted.
+func TestRotatorUnprovableKeyIsNeverDeleted(t *testing.T) {
 	w := newWorld(t)
 	w.addUser("alice", nil)
-	store, del := w.secrets.StorePendingFn, w.keys.DeleteAccessKeyFn
+	store, setStatus, mark := w.secrets.StorePendingFn, w.keys.SetKeyStatusFn, w.secrets.MarkInactiveFn
 	w.secrets.StorePendingFn = func(context.Context, keyrot.Intent, keyrot.Credentials) (keyrot.StoredKey, error) {
 		return keyrot.StoredKey{}, errTransient
 	}
-	w.keys.DeleteAccessKeyFn = func(context.Context, string, string) error {
-		return errors.New("iam: delete access key: ServiceFailure")
+	w.keys.SetKeyStatusFn = func(context.Context, string, string, keyrot.KeyStatus) error {
+		return errors.New("iam: update access key: ServiceFailure")
 	}
+	w.secrets.MarkInactiveFn = func(context.Context, string, string, time.Time) error { return errTransient }
 	r := w.rotator(func(c *keyrot.RotatorConfig) { c.Policy.UnmanagedKeys = keyrot.ReportUnmanaged })
 	if _, err := r.Reconcile(context.Background(), "alice", keyrot.RunOptions{}); err == nil {
 		t.Fatal("Reconcile: nil error, want the store failure")
 	}
 	if st := w.state("alice"); st.Intent == nil {
-		t.Errorf("intent cleared although the unstored key %s is still in IAM", w.iamKeyIDs("alice"))
+		t.Errorf("intent cleared before orphan_grace although the unstored key %s is still in IAM", w.iamKeyIDs("alice"))
 	}
 
-	// With AWS healthy again, the next pass after orphan_grace cleans it up.
-	w.secrets.StorePendingFn, w.keys.DeleteAccessKeyFn = store, del
-	w.clock.Advance(keyrot.DefaultPolicy().OrphanGrace)
-	if _, err := r.Reconcile(context.Background(), "alice", keyrot.RunOptions{}); err != nil {
-		t.Fatalf("second Reconcile: %v", err)
+	w.secrets.StorePendingFn, w.keys.SetKeyStatusFn, w.secrets.MarkInactiveFn = store, setStatus, mark
+	for range 3 {
+		w.clock.Advance(keyrot.DefaultPolicy().OrphanGrace)
+		if _, err := r.Reconcile(context.Background(), "alice", keyrot.RunOptions{}); err != nil {
+			t.Fatalf("Reconcile: %v", err)
+		}
 	}
-	if got := w.iamKeyIDs("alice"); slices.Contains(got, "AKIA000000000001") {
-		t.Errorf("IAM keys = %q: the unstored key AKIA000000000001 was never cleaned up", got)
+	if got := w.callsOf("alice", "DeleteAccessKey", "SetKeyStatus"); len(got) != 0 {
+		t.Errorf("calls = %q: a key keyrot cannot prove is its own was touched under report", got)
+	}
+	if got := w.iamKeyIDs("alice"); !slices.Contains(got, "AKIA000000000001") {
+		t.Errorf("IAM keys = %q: the unprovable key is gone", got)
+	}
+	if got := describeEvents(w.notifier.Events(), "alice"); !slices.Contains(got, "warning:unmanaged_key AKIA000000000001") {
+		t.Errorf("events = %q, want the key reported as unmanaged", got)
 	}
 }
 
-// TestRotatorKeepsIntentWhenCreateOutcomeUnknown: CreateAccessKey failed with
-// an error that does not say IAM refused (a timeout, a reset connection):
-// the key may exist. Clearing the intent loses the trace the orphan cleanup
-// needs; only ErrKeyLimit and ErrUserNotFound prove nothing was created.
-func TestRotatorKeepsIntentWhenCreateOutcomeUnknown(t *testing.T) {
-	w := newWorld(t)
-	w.addUser("alice", nil)
-	create := w.keys.CreateAccessKeyFn
-	w.keys.CreateAccessKeyFn = func(ctx context.Context, user string) (keyrot.Credentials, error) {
-		w.keys.CreateAccessKeyFn = create
-		if _, err := create(ctx, user); err != nil { // IAM created it; the response was lost
-			return keyrot.Credentials{}, err
-		}
-		return keyrot.Credentials{}, errors.New("iam: create access key: read tcp: connection reset by peer")
-	}
-	r := w.rotator(func(c *keyrot.RotatorConfig) { c.Policy.UnmanagedKeys = keyrot.ReportUnmanaged })
-	if _, err := r.Reconcile(context.Background(), "alice", keyrot.RunOptions{}); err == nil {
-		t.Fatal("Reconcile: nil error, want the create failure")
-	}
-	if st := w.state("alice"); st.Intent == nil {
-		t.Errorf("intent cleared after an ambiguous CreateAccessKey failure; IAM has %q", w.iamKeyIDs("alice"))
-	}
-	w.clock.Advance(keyrot.DefaultPolicy().OrphanGrace)
-	if _, err := r.Reconcile(context.Background(), "alice", keyrot.RunOptions{}); err != nil {
-		t.Fatalf("second Reconcile: %v", err)
-	}
-	if got := w.iamKeyIDs("alice"); slices.Contains(got, "AKIA000000000001") {
-		t.Errorf("IAM keys = %q: the lost key AKIA000000000001 was never cleaned up", got)
+// TestRotatorAmbiguousCreateThenAdminKey: CreateAccessKey fails with an
+// error that does not say IAM refused (a timeout, a reset connection), and
+// a person creates a key for the user before orphan_grace is over. keyrot
+// cannot tell that key from one it may have created, so it keeps it: under
+// report untouched, under adopt deactivated only on the normal timings
+// (never before deactivate_after from when keyrot first saw it), deleted
+// only after delete_after more.
+func TestRotatorAmbiguousCreateThenAdminKey(t *testing.T) {
+	for _, policy := range []keyrot.UnmanagedKeys{keyrot.ReportUnmanaged, keyrot.AdoptUnmanaged} {
+		t.Run(string(policy), func(t *testing.T) {
+			w := newWorld(t)
+			w.addUser("alice", nil)
+			w.withCurrent("alice", ago(6*time.Minute), "", "")
+			create := w.keys.CreateAccessKeyFn
+			w.keys.CreateAccessKeyFn = func(ctx context.Context, user string) (keyrot.Credentials, error) {
+				w.keys.CreateAccessKeyFn = create
+				return keyrot.Credentials{}, errors.New("iam: create access key: read tcp: connection reset by peer")
+			}
+			r := w.rotator(func(c *keyrot.RotatorConfig) { c.Policy.UnmanagedKeys = policy })
+			if _, err := r.Reconcile(context.Background(), "alice", keyrot.RunOptions{}); err == nil {
+				t.Fatal("Reconcile: nil error, want the create failure")
+			}
+			if st := w.state("alice"); st.Intent == nil {
+				t.Fatal("intent cleared after an ambiguous CreateAccessKey failure")
+			}
+			w.clock.Advance(time.Minute)
+			const admin = "AKIAADMINCREATED0001"
+			w.addKey("alice", admin, keyrot.KeyActive, w.clock.Now().Truncate(time.Second))
+			w.clock.Advance(keyrot.DefaultPolicy().OrphanGrace)
+			seen := w.clock.Now()
+			policyT := keyrot.DefaultPolicy()
+			var deactivatedAt, deletedAt time.Time
+			for range 40 {
+				if _, err := r.Reconcile(context.Background(), "alice", keyrot.RunOptions{}); err != nil {
+					t.Fatalf("Reconcile: %v", err)
+				}
+				ids := w.iamKeyIDs("alice")
+				for _, k := range w.iamKeys("alice") {
+					if k.ID == admin && k.Status == keyrot.KeyInactive && deactivatedAt.IsZero() {
+						deactivatedAt = w.clock.Now()
+					}
+				}
+				if !slices.Contains(ids, admin) && deletedAt.IsZero() {
+					deletedAt = w.clock.Now()
+				}
+				w.clock.Advance(15 * time.Second)
+			}
+			if policy == keyrot.ReportUnmanaged {
+				if !deactivatedAt.IsZero() || !deletedAt.IsZero() {
+					t.Errorf("admin's key touched under report (deactivated %v, deleted %v)", deactivatedAt, deletedAt)
+				}
+				return
+			}
+			if deactivatedAt.Before(seen.Add(policyT.DeactivateAfter)) {
+				t.Errorf("admin's key deactivated at %v, before deactivate_after from when it was first seen (%v)", deactivatedAt, seen)
+			}
+			if deletedAt.IsZero() || deletedAt.Sub(deactivatedAt) < policyT.DeleteAfter {
+				t.Errorf("admin's key deleted at %v, deactivated at %v: want delete_after between", deletedAt, deactivatedAt)
+			}
+			events := describeEvents(w.notifier.Events(), "alice")
+			if !slices.Contains(events, "warning:unmanaged_key "+admin) {
+				t.Errorf("events = %q: the admin was not told their key is adopted", events)
+			}
+		})
 	}
 }
 

@@ -69,6 +69,11 @@ type SecretState struct {
 	Exists bool
 	// Generation is the generation of the last key promoted (0: none yet).
 	Generation int
+	// LastIntent is the highest generation a rotation was ever begun with.
+	// A generation whose rotation was abandoned is never begun again, so
+	// its deterministic version token never meets the version it may have
+	// left behind.
+	LastIntent int
 	// Current is the key behind AWSCURRENT of the current member, if any.
 	Current *StoredKey
 	// CurrentSince is when Current was promoted.
@@ -80,6 +85,18 @@ type SecretState struct {
 	Pending *StoredKey
 	// Inactive records when keyrot deactivated (or first saw inactive) a key.
 	Inactive map[string]time.Time
+	// Seen records when keyrot first saw a key it did not create that
+	// appeared after the current key: an adopted key is retired on the
+	// normal timings counted from then, never at once.
+	Seen map[string]time.Time
+	// Unreported holds key events written with the state change they
+	// report (key id to event kind) and not yet confirmed as told, so that
+	// a crash between a change and its report never loses the event.
+	Unreported map[string]EventKind
+	// FailingSince is when a failure incident that was reported began
+	// (zero: none), so that a restart neither re-sends it nor forgets to
+	// say it ended.
+	FailingSince time.Time
 	// Warned records the standing warnings already sent, so that a restart
 	// or a fresh process (a new Lambda environment) does not send them again
 	// before the quiet period is over.
@@ -100,27 +117,43 @@ type SecretStore interface {
 	// Load observes the user's ring. A user with no secret gives a state
 	// with Exists false, not an error.
 	Load(ctx context.Context, user string) (SecretState, error)
-	// BeginCreate records the intent to create a key, creating the ring
-	// member (encrypted, tagged, readable by the user itself) if needed.
+	// Init creates the user's primary secret (encrypted, tagged, readable
+	// by the user itself) if it does not exist yet, so that records can be
+	// kept for a user keyrot has not rotated yet.
+	Init(ctx context.Context, user User) error
+	// BeginCreate records the intent to create a key (and its generation
+	// as LastIntent), creating the ring member if needed.
 	BeginCreate(ctx context.Context, user User, intent Intent) error
 	// StorePending stores creds as the AWSPENDING version of the intent's
 	// member with a token derived from the user and generation. It returns
 	// ErrConflict if another writer stored another key for that generation.
 	StorePending(ctx context.Context, intent Intent, creds Credentials) (StoredKey, error)
 	// Promote makes a pending key current (AWSCURRENT), records when, which
-	// key it replaced, and clears the intent.
+	// key it replaced, and the key_created event as unreported (in the same
+	// write as the pointer), and clears the intent.
 	Promote(ctx context.Context, user string, pending StoredKey, previousKeyID string, since time.Time) error
 	// ClearIntent drops an intent whose key will never be stored.
 	ClearIntent(ctx context.Context, user string) error
-	// MarkInactive records when keyID was deactivated; written before the
-	// deactivation so the deletion timing survives a crash.
+	// MarkInactive records when keyID was found inactive (or deactivated
+	// by keyrot without an event to report).
 	MarkInactive(ctx context.Context, user, keyID string, at time.Time) error
+	// MarkDeactivating records when keyID is deactivated, and the
+	// key_deactivated event as unreported, in one write made before the
+	// deactivation, so the deletion timing and the event survive a crash.
+	MarkDeactivating(ctx context.Context, user, keyID string, at time.Time) error
+	// MarkSeen records when keyrot first saw a key it did not create.
+	MarkSeen(ctx context.Context, user, keyID string, at time.Time) error
+	// Reported drops the unreported mark of keyID's event once told.
+	Reported(ctx context.Context, user, keyID string) error
+	// MarkFailing records that a failure incident begun at since was
+	// reported; a zero since clears the record when the incident ends.
+	MarkFailing(ctx context.Context, user string, since time.Time) error
 	// MarkWarned records that a warning was sent.
 	MarkWarned(ctx context.Context, user string, kind WarningKind, keyID string, at time.Time) error
 	// ClearWarned drops the record of a warning whose condition has ended,
 	// so that it is sent at once if it comes back.
 	ClearWarned(ctx context.Context, user string, kind WarningKind) error
-	// Forget drops the records about a key that has been deleted.
+	// Forget drops every record about a key that has been deleted.
 	Forget(ctx context.Context, user, keyID string) error
 	// Current returns the user's current credentials, or ErrSecretNotFound.
 	Current(ctx context.Context, user string) (Credentials, error)

@@ -33,7 +33,7 @@ const (
 // Kinds lists every event kind the notifier knows, in display order.
 var Kinds = []keyrot.EventKind{
 	keyrot.EventKeyCreated, keyrot.EventKeyDeactivated, keyrot.EventKeyDeleted,
-	keyrot.EventRotationFailed, keyrot.EventWarning,
+	keyrot.EventRotationFailed, keyrot.EventRotationRecovered, keyrot.EventWarning,
 }
 
 // Config configures rendering and delivery. The zero values of the numeric

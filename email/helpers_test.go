@@ -231,6 +231,11 @@ func sampleEvents() map[string]keyrot.Event {
 			e.Next = "keyrot tries again on its next pass."
 			e.NextAt = t0.Add(time.Minute)
 		}),
+		"rotation_recovered": with(func(e *keyrot.Event) {
+			e.Kind = keyrot.EventRotationRecovered
+			e.KeyID = ""
+			e.Summary = "Rotation of ci-bot works again (failing since 2025-03-01T09:00:00Z)."
+		}),
 		"warning_key_in_use": with(func(e *keyrot.Event) {
 			e.Kind = keyrot.EventWarning
 			e.Warning = keyrot.WarnKeyInUse

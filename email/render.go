@@ -380,6 +380,8 @@ func Title(e keyrot.Event) string {
 		return "key deleted"
 	case keyrot.EventRotationFailed:
 		return "FAILED rotation"
+	case keyrot.EventRotationRecovered:
+		return "RECOVERED rotation"
 	case keyrot.EventWarning:
 		return "WARNING " + warningTitle(e.Warning)
 	}
@@ -401,7 +403,7 @@ func warningTitle(w keyrot.WarningKind) string {
 	case keyrot.WarnCurrentInactive:
 		return "current key inactive"
 	case keyrot.WarnOrphanKey:
-		return "orphan key deleted"
+		return "orphan key"
 	case "":
 		return "condition"
 	}
@@ -427,7 +429,9 @@ func action(e keyrot.Event) string {
 	case keyrot.EventKeyDeleted:
 		return "Nothing, unless something is still configured with this key: it must use the current key (below)."
 	case keyrot.EventRotationFailed:
-		return "The current key keeps working and keyrot tries again on its next pass. If this email repeats, check the error above and the keyrot logs, or ask the contact below."
+		return "The current key keeps working. keyrot sends this once an incident has lasted several passes, keeps retrying, and emails again when rotation works again. Check the error above and the keyrot logs, or ask the contact below."
+	case keyrot.EventRotationRecovered:
+		return "Nothing: rotation works again for this user and the current key below is up to date."
 	}
 	switch e.Warning {
 	case keyrot.WarnKeyInUse:
@@ -443,7 +447,7 @@ func action(e keyrot.Event) string {
 	case keyrot.WarnCurrentInactive:
 		return "The current key was deactivated outside keyrot and its consumers' calls fail. Re-activate it in IAM if that was a mistake, and find out who did it (CloudTrail: UpdateAccessKey)."
 	case keyrot.WarnOrphanKey:
-		return "keyrot deleted a key it had created but never stored (it stopped between the two). Nobody can have used it: nothing to do unless this repeats."
+		return "keyrot created this key and could not store it, so nobody can have used it. It was deactivated at once and is deleted on the normal timings: nothing to do unless this repeats."
 	}
 	return "Check the keyrot logs for this user."
 }

@@ -83,6 +83,7 @@ func TestRenderSubjects(t *testing.T) {
 		"key_deactivated":       "[keyrot] key deactivated: ci-bot AKIAI44QH8DHBEXAMPLE",
 		"key_deleted":           "[keyrot] key deleted: ci-bot AKIAI44QH8DHBEXAMPLE",
 		"rotation_failed":       "[keyrot] FAILED rotation: ci-bot",
+		"rotation_recovered":    "[keyrot] RECOVERED rotation: ci-bot",
 		"warning_key_in_use":    "[keyrot] WARNING key in use: ci-bot AKIAI44QH8DHBEXAMPLE",
 		"warning_unmanaged_key": "[keyrot] WARNING unmanaged key: ci-bot AKIAJ5EXAMPLEUNMANAGED",
 		"warning_key_limit":     "[keyrot] WARNING key limit: ci-bot AKIAIOSFODNN7EXAMPLE",

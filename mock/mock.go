@@ -116,16 +116,21 @@ func (m *KeyVerifier) VerifyKey(ctx context.Context, creds keyrot.Credentials) e
 
 // SecretStore is a mock keyrot.SecretStore.
 type SecretStore struct {
-	LoadFn         func(ctx context.Context, user string) (keyrot.SecretState, error)
-	BeginCreateFn  func(ctx context.Context, user keyrot.User, intent keyrot.Intent) error
-	StorePendingFn func(ctx context.Context, intent keyrot.Intent, creds keyrot.Credentials) (keyrot.StoredKey, error)
-	PromoteFn      func(ctx context.Context, user string, pending keyrot.StoredKey, previousKeyID string, since time.Time) error
-	ClearIntentFn  func(ctx context.Context, user string) error
-	MarkInactiveFn func(ctx context.Context, user, keyID string, at time.Time) error
-	MarkWarnedFn   func(ctx context.Context, user string, kind keyrot.WarningKind, keyID string, at time.Time) error
-	ClearWarnedFn  func(ctx context.Context, user string, kind keyrot.WarningKind) error
-	ForgetFn       func(ctx context.Context, user, keyID string) error
-	CurrentFn      func(ctx context.Context, user string) (keyrot.Credentials, error)
+	LoadFn             func(ctx context.Context, user string) (keyrot.SecretState, error)
+	InitFn             func(ctx context.Context, user keyrot.User) error
+	BeginCreateFn      func(ctx context.Context, user keyrot.User, intent keyrot.Intent) error
+	StorePendingFn     func(ctx context.Context, intent keyrot.Intent, creds keyrot.Credentials) (keyrot.StoredKey, error)
+	PromoteFn          func(ctx context.Context, user string, pending keyrot.StoredKey, previousKeyID string, since time.Time) error
+	ClearIntentFn      func(ctx context.Context, user string) error
+	MarkInactiveFn     func(ctx context.Context, user, keyID string, at time.Time) error
+	MarkDeactivatingFn func(ctx context.Context, user, keyID string, at time.Time) error
+	MarkSeenFn         func(ctx context.Context, user, keyID string, at time.Time) error
+	ReportedFn         func(ctx context.Context, user, keyID string) error
+	MarkFailingFn      func(ctx context.Context, user string, since time.Time) error
+	MarkWarnedFn       func(ctx context.Context, user string, kind keyrot.WarningKind, keyID string, at time.Time) error
+	ClearWarnedFn      func(ctx context.Context, user string, kind keyrot.WarningKind) error
+	ForgetFn           func(ctx context.Context, user, keyID string) error
+	CurrentFn          func(ctx context.Context, user string) (keyrot.Credentials, error)
 }
 
 var _ keyrot.SecretStore = (*SecretStore)(nil)
@@ -136,6 +141,46 @@ func (m *SecretStore) Load(ctx context.Context, user string) (keyrot.SecretState
 		panic(unset("SecretStore.Load"))
 	}
 	return m.LoadFn(ctx, user)
+}
+
+// Init calls InitFn.
+func (m *SecretStore) Init(ctx context.Context, user keyrot.User) error {
+	if m.InitFn == nil {
+		panic(unset("SecretStore.Init"))
+	}
+	return m.InitFn(ctx, user)
+}
+
+// MarkDeactivating calls MarkDeactivatingFn.
+func (m *SecretStore) MarkDeactivating(ctx context.Context, user, keyID string, at time.Time) error {
+	if m.MarkDeactivatingFn == nil {
+		panic(unset("SecretStore.MarkDeactivating"))
+	}
+	return m.MarkDeactivatingFn(ctx, user, keyID, at)
+}
+
+// MarkSeen calls MarkSeenFn.
+func (m *SecretStore) MarkSeen(ctx context.Context, user, keyID string, at time.Time) error {
+	if m.MarkSeenFn == nil {
+		panic(unset("SecretStore.MarkSeen"))
+	}
+	return m.MarkSeenFn(ctx, user, keyID, at)
+}
+
+// Reported calls ReportedFn.
+func (m *SecretStore) Reported(ctx context.Context, user, keyID string) error {
+	if m.ReportedFn == nil {
+		panic(unset("SecretStore.Reported"))
+	}
+	return m.ReportedFn(ctx, user, keyID)
+}
+
+// MarkFailing calls MarkFailingFn.
+func (m *SecretStore) MarkFailing(ctx context.Context, user string, since time.Time) error {
+	if m.MarkFailingFn == nil {
+		panic(unset("SecretStore.MarkFailing"))
+	}
+	return m.MarkFailingFn(ctx, user, since)
 }
 
 // BeginCreate calls BeginCreateFn.

@@ -13,7 +13,12 @@
 //	keyrot:current-key, keyrot:current-since         the current key's pointer
 //	keyrot:previous-key                              the key it replaced
 //	keyrot:intent = "<generation> <member> <time>"   written before CreateAccessKey
+//	keyrot:last-intent = <generation>                 with it; never reused after
 //	keyrot:inactive:<key id> = <time>                written before UpdateAccessKey
+//	keyrot:seen:<key id> = <time>                    a foreign key first seen
+//	keyrot:report:<key id> = <event kind>            an event not yet told, written
+//	                                                 with the change it reports
+//	keyrot:failing-since = <time>                    a reported failure incident
 //	keyrot:warned:<warning> = "<key id> <time>"      a standing warning already sent
 //
 // IAM user names cannot contain "/", so member names never collide with
@@ -64,7 +69,11 @@ const (
 	tagCurrentSince  = "keyrot:current-since"
 	tagPreviousKey   = "keyrot:previous-key"
 	tagIntent        = "keyrot:intent"
+	tagLastIntent    = "keyrot:last-intent"
 	tagInactive      = "keyrot:inactive:" // + key id
+	tagSeen          = "keyrot:seen:"     // + key id
+	tagReport        = "keyrot:report:"   // + key id = event kind
+	tagFailingSince  = "keyrot:failing-since"
 	tagWarned        = "keyrot:warned:"   // + warning kind = "<key id or -> <time>"
 )
 
@@ -137,15 +146,27 @@ func (s *Store) Load(ctx context.Context, user string) (keyrot.SecretState, erro
 	}
 	st.Exists = true
 	st.Generation, _ = strconv.Atoi(tags[tagGeneration])
+	st.LastIntent, _ = strconv.Atoi(tags[tagLastIntent])
+	st.FailingSince, _ = time.Parse(time.RFC3339, tags[tagFailingSince])
 	st.PreviousKeyID = tags[tagPreviousKey]
 	st.CurrentSince, _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
 	st.Inactive = map[string]time.Time{}
+	st.Seen = map[string]time.Time{}
+	st.Unreported = map[string]keyrot.EventKind{}
 	st.Warned = map[keyrot.WarningKind]keyrot.WarnRecord{}
 	for k, v := range tags {
 		if id, ok := strings.CutPrefix(k, tagInactive); ok {
 			if at, err := time.Parse(time.RFC3339, v); err == nil {
 				st.Inactive[id] = at
 			}
+		}
+		if id, ok := strings.CutPrefix(k, tagSeen); ok {
+			if at, err := time.Parse(time.RFC3339, v); err == nil {
+				st.Seen[id] = at
+			}
+		}
+		if id, ok := strings.CutPrefix(k, tagReport); ok {
+			st.Unreported[id] = keyrot.EventKind(v)
 		}
 		if kind, ok := strings.CutPrefix(k, tagWarned); ok {
 			keyID, when, _ := strings.Cut(v, " ")
@@ -222,7 +243,13 @@ func parseIntent(raw string) (keyrot.Intent, error) {
 	return in, nil
 }
 
-// BeginCreate makes sure the ring member exists and records the intent.
+// Init makes sure the user's primary secret exists.
+func (s *Store) Init(ctx context.Context, user keyrot.User) error {
+	return s.ensureMember(ctx, user, 0)
+}
+
+// BeginCreate makes sure the ring member exists and records the intent,
+// and its generation as the last one begun, in one write.
 func (s *Store) BeginCreate(ctx context.Context, user keyrot.User, intent keyrot.Intent) error {
 	if err := s.ensureMember(ctx, user, 0); err != nil {
 		return err
@@ -233,7 +260,7 @@ func (s *Store) BeginCreate(ctx context.Context, user keyrot.User, intent keyrot
 		}
 	}
 	value := fmt.Sprintf("%d %d %s", intent.Generation, intent.Member, intent.At.UTC().Format(time.RFC3339))
-	return s.tag(ctx, s.SecretName(user.Name, 0), map[string]string{tagIntent: value})
+	return s.tag(ctx, s.SecretName(user.Name, 0), map[string]string{tagIntent: value, tagLastIntent: strconv.Itoa(intent.Generation)})
 }
 
 // ensureMember creates ring member i if needed and (re)applies the resource
@@ -353,6 +380,7 @@ func (s *Store) Promote(ctx context.Context, user string, pending keyrot.StoredK
 		tagCurrentSecret: pending.Secret,
 		tagCurrentKey:    pending.KeyID,
 		tagCurrentSince:  since.UTC().Format(time.RFC3339),
+		tagReport + pending.KeyID: string(keyrot.EventKeyCreated),
 	}
 	if previousKeyID != "" {
 		tags[tagPreviousKey] = previousKeyID
@@ -382,6 +410,33 @@ func (s *Store) MarkInactive(ctx context.Context, user, keyID string, at time.Ti
 	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagInactive + keyID: at.UTC().Format(time.RFC3339)})
 }
 
+// MarkDeactivating records when keyID is deactivated and that its
+// deactivation is still to be told, in one write.
+func (s *Store) MarkDeactivating(ctx context.Context, user, keyID string, at time.Time) error {
+	return s.tag(ctx, s.SecretName(user, 0), map[string]string{
+		tagInactive + keyID: at.UTC().Format(time.RFC3339),
+		tagReport + keyID:   string(keyrot.EventKeyDeactivated),
+	})
+}
+
+// MarkSeen records when keyrot first saw a key it did not create.
+func (s *Store) MarkSeen(ctx context.Context, user, keyID string, at time.Time) error {
+	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagSeen + keyID: at.UTC().Format(time.RFC3339)})
+}
+
+// Reported drops the mark of keyID's event once it is told.
+func (s *Store) Reported(ctx context.Context, user, keyID string) error {
+	return s.untag(ctx, s.SecretName(user, 0), tagReport+keyID)
+}
+
+// MarkFailing records a reported failure incident; a zero since drops it.
+func (s *Store) MarkFailing(ctx context.Context, user string, since time.Time) error {
+	if since.IsZero() {
+		return s.untag(ctx, s.SecretName(user, 0), tagFailingSince)
+	}
+	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagFailingSince: since.UTC().Format(time.RFC3339)})
+}
+
 // MarkWarned records that a standing warning was sent.
 func (s *Store) MarkWarned(ctx context.Context, user string, kind keyrot.WarningKind, keyID string, at time.Time) error {
 	if keyID == "" {
@@ -395,9 +450,9 @@ func (s *Store) ClearWarned(ctx context.Context, user string, kind keyrot.Warnin
 	return s.untag(ctx, s.SecretName(user, 0), tagWarned+string(kind))
 }
 
-// Forget drops the deactivation record of a deleted key.
+// Forget drops every record of a deleted key.
 func (s *Store) Forget(ctx context.Context, user, keyID string) error {
-	return s.untag(ctx, s.SecretName(user, 0), tagInactive+keyID)
+	return s.untag(ctx, s.SecretName(user, 0), tagInactive+keyID, tagSeen+keyID, tagReport+keyID)
 }
 
 // Current returns the user's current credentials.

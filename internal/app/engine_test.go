@@ -390,6 +390,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	h.createUser("ci-bot", 2)
 	before := h.keys("ci-bot")
 	a := h.engine(h.config("ci-bot"), nil)
+	h.clock.Advance(3 * time.Minute) // both keys idle: one is due to be deactivated
 	sum := h.pass(a, keyrot.RunOptions{DryRun: true, Force: true})
 	if len(sum.Results[0].Planned) == 0 {
 		t.Fatal("dry run planned nothing for a user with two foreign keys")

@@ -55,13 +55,19 @@ func TestEmailsForEveryEventThroughSES(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.runUntil(a, since.Add(4*time.Minute)) // deactivated, deleted
-	// A rotation that fails: CreateAccessKey errors past the SDK's retries.
-	h.sb.SetFaults(sandbox.Faults{Rules: []sandbox.FaultRule{{Operation: "CreateAccessKey", Kind: "5xx", Count: 3}}})
+	// A rotation that keeps failing: CreateAccessKey errors past the SDK's
+	// retries on three passes in a row, an incident worth one email; the
+	// pass that works again ends it with another.
+	h.sb.SetFaults(sandbox.Faults{Rules: []sandbox.FaultRule{{Operation: "CreateAccessKey", Kind: "5xx", Count: 9}}})
 	h.clock.Set(since.Add(6 * time.Minute))
-	if sum, _ := a.Rotator.ReconcileAll(ctx, keyrot.RunOptions{}); sum.Failed != 1 {
-		t.Fatalf("failed = %d, want 1", sum.Failed)
+	for range 3 {
+		if sum, _ := a.Rotator.ReconcileAll(ctx, keyrot.RunOptions{}); sum.Failed != 1 {
+			t.Fatalf("failed = %d, want 1", sum.Failed)
+		}
+		h.clock.Advance(keyrot.DefaultPolicy().OrphanGrace) // the ambiguous create's intent is given up
 	}
 	h.sb.SetFaults(sandbox.Faults{})
+	h.pass(a, keyrot.RunOptions{})
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := a.Close(cctx); err != nil { // flush the email queue
@@ -88,6 +94,7 @@ func TestEmailsForEveryEventThroughSES(t *testing.T) {
 
 	outbox := h.sb.Outbox()
 	bySubject := map[string]sandbox.Email{}
+	failedMails := 0
 	for _, m := range outbox {
 		for _, s := range secrets {
 			for _, part := range []string{m.Subject, m.Text, m.HTML, m.Raw} {
@@ -97,12 +104,19 @@ func TestEmailsForEveryEventThroughSES(t *testing.T) {
 			}
 		}
 		bySubject[m.Subject] = m
+		if strings.HasPrefix(m.Subject, "[keyrot] FAILED") {
+			failedMails++
+		}
+	}
+	if failedMails != 1 {
+		t.Errorf("%d FAILED emails for one incident, want 1", failedMails)
 	}
 	want := map[string][]string{ // subject prefix -> recipients
 		"[keyrot] key created: ci-bot":        {"security@example.com", "ci-team@example.com"},
 		"[keyrot] key deactivated: ci-bot":    {"security@example.com", "ci-team@example.com"},
 		"[keyrot] key deleted: ci-bot":        {"security@example.com", "ci-team@example.com"},
 		"[keyrot] FAILED rotation: ci-bot":    {"security@example.com", "ci-team@example.com"},
+		"[keyrot] RECOVERED rotation: ci-bot": {"security@example.com", "ci-team@example.com"},
 		"[keyrot] WARNING key in use: ci-bot": {"security@example.com", "ci-team@example.com"},
 		"[keyrot] WARNING user deleted: gone": {"security@example.com"},
 	}
