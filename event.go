@@ -16,7 +16,7 @@ const (
 	EventRotationFailed EventKind = "rotation_failed"
 	// EventRotationRecovered ends a reported failure incident.
 	EventRotationRecovered EventKind = "rotation_recovered"
-	EventWarning        EventKind = "warning"
+	EventWarning           EventKind = "warning"
 )
 
 // WarningKind says which condition a warning event is about.

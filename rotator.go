@@ -52,8 +52,8 @@ type RotatorConfig struct {
 	// retry, only logged; throttling never opens an incident by itself.
 	FailureThreshold int
 	FailureWindow    time.Duration
-	Clock       Clock
-	Logger      *slog.Logger
+	Clock            Clock
+	Logger           *slog.Logger
 	// StepHook, if set, is called at every step boundary with the name of
 	// the boundary; an error stops the rotation there as a crash would.
 	// Tests use it to inject crashes.

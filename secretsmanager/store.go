@@ -74,7 +74,7 @@ const (
 	tagSeen          = "keyrot:seen:"     // + key id
 	tagReport        = "keyrot:report:"   // + key id = event kind
 	tagFailingSince  = "keyrot:failing-since"
-	tagWarned        = "keyrot:warned:"   // + warning kind = "<key id or -> <time>"
+	tagWarned        = "keyrot:warned:" // + warning kind = "<key id or -> <time>"
 )
 
 const (
@@ -376,10 +376,10 @@ func (s *Store) Promote(ctx context.Context, user string, pending keyrot.StoredK
 		}
 	}
 	tags := map[string]string{
-		tagGeneration:    strconv.Itoa(pending.Generation),
-		tagCurrentSecret: pending.Secret,
-		tagCurrentKey:    pending.KeyID,
-		tagCurrentSince:  since.UTC().Format(time.RFC3339),
+		tagGeneration:             strconv.Itoa(pending.Generation),
+		tagCurrentSecret:          pending.Secret,
+		tagCurrentKey:             pending.KeyID,
+		tagCurrentSince:           since.UTC().Format(time.RFC3339),
 		tagReport + pending.KeyID: string(keyrot.EventKeyCreated),
 	}
 	if previousKeyID != "" {
