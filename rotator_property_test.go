@@ -335,7 +335,9 @@ func wrapWorld(w *world, f *faulter, l *ledger) {
 	s.LoadFn = func(ctx context.Context, user string) (keyrot.SecretState, error) {
 		return flaky(f, func() (keyrot.SecretState, error) { return load(ctx, user) })
 	}
-	s.InitFn = func(ctx context.Context, u keyrot.User) error { return flaky0(f, func() error { return initFn(ctx, u) }) }
+	s.InitFn = func(ctx context.Context, u keyrot.User) error {
+		return flaky0(f, func() error { return initFn(ctx, u) })
+	}
 	s.BeginCreateFn = func(ctx context.Context, u keyrot.User, in keyrot.Intent) error {
 		return flaky0(f, func() error { return begin(ctx, u, in) })
 	}
