@@ -1576,3 +1576,128 @@ func TestSchedulerDueUserNotHeldBackBySlowResync(t *testing.T) {
 		t.Fatalf("Run = %v", err)
 	}
 }
+
+// apiError is an AWS error as the SDK returns it (smithy.APIError's ErrorCode).
+type apiError struct{ code string }
+
+func (e apiError) Error() string     { return "api error " + e.code + ": try again" }
+func (e apiError) ErrorCode() string { return e.code }
+
+// TestRotatorFailureIncident: a failure the next pass repairs is a retry,
+// only logged; FAILED goes out once per incident, after three failed passes
+// in a row (or ten minutes), RECOVERED once when a pass works again; a
+// restart neither re-sends nor forgets them; throttling never opens one.
+func TestRotatorFailureIncident(t *testing.T) {
+	setup := func(t *testing.T, failWith error) (*world, *keyrot.Rotator, *bool) {
+		w := newWorld(t)
+		w.addUser("alice", nil)
+		w.withCurrent("alice", ago(6*time.Minute), "", "")
+		failing := true
+		create := w.keys.CreateAccessKeyFn
+		w.keys.CreateAccessKeyFn = func(ctx context.Context, user string) (keyrot.Credentials, error) {
+			if failing {
+				return keyrot.Credentials{}, fmt.Errorf("iam: create access key: %w (%w)", failWith, keyrot.ErrKeyLimit)
+			}
+			return create(ctx, user)
+		}
+		return w, w.rotator(nil), &failing
+	}
+	pass := func(t *testing.T, w *world, r *keyrot.Rotator) {
+		t.Helper()
+		_, _ = r.Reconcile(context.Background(), "alice", keyrot.RunOptions{})
+		w.clock.Advance(30 * time.Second)
+	}
+
+	t.Run("three failed passes, one email; recovery, one email", func(t *testing.T) {
+		w, r, failing := setup(t, errors.New("ServiceFailure"))
+		pass(t, w, r)
+		pass(t, w, r)
+		if got := describeEvents(w.notifier.Events(), ""); len(got) != 0 {
+			t.Fatalf("events after two failed passes = %q, want none", got)
+		}
+		for range 5 {
+			pass(t, w, r)
+		}
+		events := w.notifier.Events()
+		if got, want := describeEvents(events, ""), []string{"rotation_failed"}; !slices.Equal(got, want) {
+			t.Fatalf("events after seven failed passes = %q, want %q", got, want)
+		}
+		if !strings.Contains(events[0].Summary, "failed 3 times since") || !strings.Contains(events[0].Err, "ServiceFailure") {
+			t.Errorf("FAILED summary %q, err %q: want the count, the start and the error", events[0].Summary, events[0].Err)
+		}
+		if got := w.state("alice").FailingSince; !got.Equal(now) {
+			t.Errorf("recorded incident start = %v, want %v", got, now)
+		}
+
+		// A restart: the record on the secret keeps the incident reported.
+		r = w.rotator(nil)
+		for range 4 {
+			pass(t, w, r)
+		}
+		if got := len(w.notifier.Events()); got != 1 {
+			t.Errorf("%d events after a restart mid-incident, want still 1", got)
+		}
+		*failing = false
+		pass(t, w, r)
+		pass(t, w, r)
+		if got, want := describeEvents(w.notifier.Events(), ""), []string{"rotation_failed", "key_created AKIA000000000001", "rotation_recovered"}; !slices.Equal(got, want) {
+			t.Errorf("events = %q, want %q", got, want)
+		}
+		if got := w.state("alice").FailingSince; !got.IsZero() {
+			t.Errorf("incident record %v left after recovery", got)
+		}
+	})
+
+	t.Run("a failure the next pass repairs: no email", func(t *testing.T) {
+		w, r, failing := setup(t, errors.New("ServiceFailure"))
+		pass(t, w, r)
+		pass(t, w, r)
+		*failing = false
+		pass(t, w, r)
+		if got, want := describeEvents(w.notifier.Events(), ""), []string{"key_created AKIA000000000001"}; !slices.Equal(got, want) {
+			t.Errorf("events = %q, want %q", got, want)
+		}
+		if got := w.logs.String(); !strings.Contains(got, "pass failed; the next pass retries") {
+			t.Errorf("a failed pass was not logged:\n%s", got)
+		}
+	})
+
+	t.Run("ten minutes of failures with few passes: one email", func(t *testing.T) {
+		w, r, _ := setup(t, errors.New("ServiceFailure"))
+		pass(t, w, r)
+		w.clock.Advance(10 * time.Minute)
+		pass(t, w, r)
+		if got, want := describeEvents(w.notifier.Events(), ""), []string{"rotation_failed"}; !slices.Equal(got, want) {
+			t.Errorf("events = %q, want %q", got, want)
+		}
+	})
+
+	t.Run("throttling never opens an incident", func(t *testing.T) {
+		w, r, _ := setup(t, apiError{"Throttling"})
+		for range 30 {
+			pass(t, w, r)
+		}
+		if got := describeEvents(w.notifier.Events(), ""); len(got) != 0 {
+			t.Errorf("events after 30 throttled passes = %q, want none", got)
+		}
+	})
+}
+
+func TestIsThrottle(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{apiError{"Throttling"}, true},
+		{fmt.Errorf("secretsmanager: tag: %w", apiError{"ThrottlingException"}), true},
+		{errors.Join(apiError{"TooManyRequestsException"}, errors.New("retry quota exceeded")), true},
+		{apiError{"LimitExceededException"}, false}, // Secrets Manager's version quota: not throttling
+		{apiError{"ServiceFailure"}, false},
+		{errors.New("Throttling"), false},
+		{nil, false},
+	} {
+		if got := keyrot.IsThrottle(tt.err); got != tt.want {
+			t.Errorf("IsThrottle(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
