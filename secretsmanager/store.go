@@ -379,7 +379,7 @@ func (s *Store) Promote(ctx context.Context, user string, pending keyrot.StoredK
 		tagGeneration:             strconv.Itoa(pending.Generation),
 		tagCurrentSecret:          pending.Secret,
 		tagCurrentKey:             pending.KeyID,
-		tagCurrentSince:           since.UTC().Format(time.RFC3339),
+		tagCurrentSince:           stampUp(since),
 		tagReport + pending.KeyID: string(keyrot.EventKeyCreated),
 	}
 	if previousKeyID != "" {
@@ -407,21 +407,21 @@ func (s *Store) ClearIntent(ctx context.Context, user string) error {
 
 // MarkInactive records when keyID was deactivated.
 func (s *Store) MarkInactive(ctx context.Context, user, keyID string, at time.Time) error {
-	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagInactive + keyID: at.UTC().Format(time.RFC3339)})
+	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagInactive + keyID: stampUp(at)})
 }
 
 // MarkDeactivating records when keyID is deactivated and that its
 // deactivation is still to be told, in one write.
 func (s *Store) MarkDeactivating(ctx context.Context, user, keyID string, at time.Time) error {
 	return s.tag(ctx, s.SecretName(user, 0), map[string]string{
-		tagInactive + keyID: at.UTC().Format(time.RFC3339),
+		tagInactive + keyID: stampUp(at),
 		tagReport + keyID:   string(keyrot.EventKeyDeactivated),
 	})
 }
 
 // MarkSeen records when keyrot first saw a key it did not create.
 func (s *Store) MarkSeen(ctx context.Context, user, keyID string, at time.Time) error {
-	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagSeen + keyID: at.UTC().Format(time.RFC3339)})
+	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagSeen + keyID: stampUp(at)})
 }
 
 // Reported drops the mark of keyID's event once it is told.
@@ -551,6 +551,16 @@ func (s *Store) untag(ctx context.Context, name string, keys ...string) error {
 		return fmt.Errorf("secretsmanager: untag %q: %w", name, err)
 	}
 	return nil
+}
+
+// stampUp writes a time that starts a wait (a deactivation before the
+// deletion, a first sighting before the deactivation) in whole seconds,
+// rounded up, so that the wait is never cut short by the rounding.
+func stampUp(t time.Time) string {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		t = r.Add(time.Second)
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 func tagMap(tags []types.Tag) map[string]string {
