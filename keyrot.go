@@ -55,11 +55,16 @@ type Credentials struct {
 	Generation int
 	// CurrentSince is when the key was promoted to current (zero while pending).
 	CurrentSince time.Time
-	// NextRotation is when the next key is due; consumers should fetch again
-	// after it, and must before Expiration.
+	// Timings are the timings the key was made current under. They are
+	// stored with it, so every reader (the API, serve, a direct read, the
+	// Lambda) computes the same NextRotation and Expiration, with no config.
+	Timings Timings
+	// NextRotation is when the successor should be current; consumers
+	// should fetch again after it, and must before Expiration. Set by Annotate.
 	NextRotation time.Time
-	// Expiration is the latest moment a consumer should refetch: after it the
-	// key may be deactivated. Used as credential_process Expiration.
+	// Expiration is the latest moment a consumer should refetch: the key
+	// cannot be deactivated before it. Used as credential_process
+	// Expiration. Set by Annotate.
 	Expiration time.Time
 }
 

@@ -40,6 +40,9 @@ const (
 	StepClearIntent StepKind = "clear_intent"
 	// StepForget drops records about a key IAM no longer has.
 	StepForget StepKind = "forget"
+	// StepRecordTimings stores the policy's timings for readers of the
+	// current key, after the policy changed.
+	StepRecordTimings StepKind = "record_timings"
 	// StepReport tells of a key event recorded with its change but not
 	// yet reported (a crash came in between).
 	StepReport StepKind = "report"
@@ -160,6 +163,10 @@ func PlanUser(o Observation, p Policy, now time.Time, force bool) Plan {
 	since := s.CurrentSince
 	if since.IsZero() {
 		since = cur.CreateDate
+	}
+	if s.Timings != p.Timings() {
+		// Readers must learn of a shorter rotate_every before the engine acts on it.
+		plan.add(Step{Kind: StepRecordTimings, Reason: "the rotation timings changed: tell readers of the current key"})
 	}
 	rotateAt := cur.CreateDate.Add(p.RotateEvery)
 	if k := keys[cur.KeyID]; k.Status == KeyInactive {

@@ -47,7 +47,7 @@ func stored(id string, gen int, created time.Time) *keyrot.StoredKey {
 // current is a secret whose current key (generation 3) was created and
 // promoted at created, replacing prev.
 func current(created time.Time, prev string) keyrot.SecretState {
-	return keyrot.SecretState{Exists: true, Generation: 3, Current: stored(curID, 3, created), CurrentSince: created, PreviousKeyID: prev}
+	return keyrot.SecretState{Exists: true, Generation: 3, Current: stored(curID, 3, created), CurrentSince: created, PreviousKeyID: prev, Timings: keyrot.DefaultPolicy().Timings()}
 }
 
 // withSince is s with CurrentSince set.

@@ -35,8 +35,12 @@ type Policy struct {
 	// (IAM propagation typically takes 8-10 s).
 	VerifyTimeout time.Duration
 	// OrphanGrace is how long an unfinished create is left to its writer
-	// (possibly another keyrot) before its unstored key is cleaned up.
+	// (possibly another keyrot) before the rotation is given up.
 	OrphanGrace time.Duration
+	// StepLateness is how late a due step may start: about a second for
+	// the daemon, the schedule's period for the Lambda (one minute). It is
+	// part of the timings consumers are given.
+	StepLateness time.Duration
 }
 
 // DefaultPolicy returns the seed's timings: rotate every 5 minutes,
@@ -49,6 +53,7 @@ func DefaultPolicy() Policy {
 		UnmanagedKeys:   AdoptUnmanaged,
 		VerifyTimeout:   90 * time.Second,
 		OrphanGrace:     3 * time.Minute,
+		StepLateness:    time.Second,
 	}
 }
 
@@ -81,6 +86,8 @@ func (p Policy) Validate() error {
 		return &PolicyError{"rotation.verify_timeout", "must be positive"}
 	case p.OrphanGrace <= 0:
 		return &PolicyError{"rotation.orphan_grace", "must be positive"}
+	case p.StepLateness < 0:
+		return &PolicyError{"rotation.step_lateness", "must not be negative"}
 	}
 	return nil
 }
@@ -102,20 +109,72 @@ func (p Policy) RingSize() int {
 	return max(n, 1)
 }
 
-// Annotate sets when a consumer of creds should fetch again: NextRotation
-// is when the successor is due, Expiration half-way through the overlap in
-// which both keys work, so an SDK refreshes before its key is deactivated.
-func (p Policy) Annotate(c Credentials) Credentials {
-	since := c.CurrentSince
-	if since.IsZero() {
-		since = c.CreateDate
+// Timings are what a reader of a key needs to know when to fetch it again.
+// They travel with the key on its secret.
+type Timings struct {
+	RotateEvery, DeactivateAfter time.Duration
+	// StepLateness is how late the engine may start a due step.
+	StepLateness time.Duration
+}
+
+// Timings returns the timings a key made current under p is given.
+func (p Policy) Timings() Timings {
+	return Timings{RotateEvery: p.RotateEvery, DeactivateAfter: p.DeactivateAfter, StepLateness: p.StepLateness}
+}
+
+// String writes the timings as stored on a secret: "5m 2m 1s".
+func (t Timings) String() string {
+	return FormatDuration(t.RotateEvery) + " " + FormatDuration(t.DeactivateAfter) + " " + FormatDuration(t.StepLateness)
+}
+
+// ParseTimings reads timings written by Timings.String.
+func ParseTimings(s string) (Timings, error) {
+	f := strings.Fields(s)
+	if len(f) != 3 {
+		return Timings{}, fmt.Errorf("timings %q: want three durations", s)
 	}
-	c.NextRotation = c.CreateDate.Add(p.RotateEvery)
-	c.Expiration = c.NextRotation.Add(p.DeactivateAfter / 2)
-	if c.Expiration.Before(since) {
-		c.Expiration = since.Add(p.DeactivateAfter / 2)
+	var t Timings
+	var err error
+	for i, d := range []*time.Duration{&t.RotateEvery, &t.DeactivateAfter, &t.StepLateness} {
+		if *d, err = ParseDuration(f[i]); err != nil {
+			return Timings{}, fmt.Errorf("timings %q: %w", s, err)
+		}
 	}
+	if t.RotateEvery <= 0 || t.DeactivateAfter <= 0 {
+		return Timings{}, fmt.Errorf("timings %q: rotate_every and deactivate_after must be positive", s)
+	}
+	return t, nil
+}
+
+// Annotate sets when a consumer reading c at now should fetch again. The
+// key cannot be deactivated before its successor has been current for
+// DeactivateAfter, and no successor can become current before both now
+// and the rotation's due time (plus the engine's lateness):
+//
+//	NextRotation = CreateDate + RotateEvery + StepLateness
+//	Expiration   = max(now, NextRotation) + DeactivateAfter/2
+//
+// The half leaves consumers the other half of the overlap to switch. While
+// the key is current, Expiration is never in the past: a rotation that is
+// overdue (the engine stopped, failing) moves it forward instead of
+// breaking consumers. Credentials without stored timings (written by an
+// older keyrot) get the seed's.
+func (c Credentials) Annotate(now time.Time) Credentials {
+	t := c.Timings
+	if t.RotateEvery <= 0 || t.DeactivateAfter <= 0 {
+		t = DefaultPolicy().Timings()
+	}
+	c.NextRotation = c.CreateDate.Add(t.RotateEvery + t.StepLateness)
+	c.Expiration = later(now, c.NextRotation).Add(t.DeactivateAfter / 2)
 	return c
+}
+
+// Overdue reports how long c's rotation is overdue at now (0 if it is not).
+func (c Credentials) Overdue(now time.Time) time.Duration {
+	if c.NextRotation.IsZero() || !now.After(c.NextRotation) {
+		return 0
+	}
+	return now.Sub(c.NextRotation)
 }
 
 // ParseDuration parses a duration like time.ParseDuration, and also accepts

@@ -540,6 +540,8 @@ func (r *Rotator) do(parent context.Context, u User, obs Observation, st Step) e
 		err = r.forget(ctx, u, st)
 	case StepReport:
 		err = r.report(ctx, u, r.recordedEvent(obs, st))
+	case StepRecordTimings:
+		err = r.cfg.Secrets.SetTimings(ctx, u.Name, r.cfg.Policy.Timings())
 	default:
 		err = fmt.Errorf("unknown step %q", st.Kind)
 	}
@@ -656,11 +658,11 @@ func (r *Rotator) verifyAndPromote(ctx context.Context, u User, obs Observation,
 		previous = cur.KeyID
 	}
 	since := r.cfg.Clock.Now()
-	if err := r.cfg.Secrets.Promote(ctx, u.Name, pending, previous, since); err != nil {
+	if err := r.cfg.Secrets.Promote(ctx, u.Name, pending, previous, since, r.cfg.Policy.Timings()); err != nil {
 		return fmt.Errorf("promote key %s: %w", pending.KeyID, err)
 	}
-	creds.CurrentSince = since
-	creds = r.cfg.Policy.Annotate(creds)
+	creds.CurrentSince, creds.Timings = since, r.cfg.Policy.Timings()
+	creds = creds.Annotate(since)
 	if r.cfg.Publisher != nil {
 		r.cfg.Publisher.Publish(creds)
 	}

@@ -360,10 +360,10 @@ func wrapWorld(w *world, f *faulter, l *ledger) {
 			return store(ctx, in, c)
 		})
 	}
-	s.PromoteFn = func(ctx context.Context, user string, p keyrot.StoredKey, prev string, since time.Time) error {
+	s.PromoteFn = func(ctx context.Context, user string, p keyrot.StoredKey, prev string, since time.Time, t keyrot.Timings) error {
 		return flaky0(f, func() error {
 			before := w.state(user).Current
-			err := promote(ctx, user, p, prev, since)
+			err := promote(ctx, user, p, prev, since, t)
 			if err == nil && (before == nil || before.KeyID != p.KeyID) {
 				l.mu.Lock()
 				l.promoted[p.KeyID]++
@@ -374,6 +374,10 @@ func wrapWorld(w *world, f *faulter, l *ledger) {
 	}
 	s.ClearIntentFn = func(ctx context.Context, user string) error {
 		return flaky0(f, func() error { return clearIntent(ctx, user) })
+	}
+	setTimings := s.SetTimingsFn
+	s.SetTimingsFn = func(ctx context.Context, user string, t keyrot.Timings) error {
+		return flaky0(f, func() error { return setTimings(ctx, user, t) })
 	}
 	withTime := func(fn func(context.Context, string, string, time.Time) error) func(context.Context, string, string, time.Time) error {
 		return func(ctx context.Context, user, id string, at time.Time) error {

@@ -84,6 +84,7 @@ func newWorld(t *testing.T) *world {
 		BeginCreateFn:      w.beginCreate,
 		StorePendingFn:     w.storePending,
 		PromoteFn:          w.promote,
+		SetTimingsFn:       w.setTimings,
 		ClearIntentFn:      w.clearIntent,
 		MarkInactiveFn:     w.markInactive,
 		MarkDeactivatingFn: w.markDeactivating,
@@ -430,7 +431,11 @@ func (w *world) storePending(_ context.Context, intent keyrot.Intent, c keyrot.C
 	return k, nil
 }
 
-func (w *world) promote(_ context.Context, user string, pending keyrot.StoredKey, previous string, since time.Time) error {
+func (w *world) setTimings(_ context.Context, user string, t keyrot.Timings) error {
+	return w.edit(user, "SetTimings", "", func(s *keyrot.SecretState) { s.Timings = t })
+}
+
+func (w *world) promote(_ context.Context, user string, pending keyrot.StoredKey, previous string, since time.Time, t keyrot.Timings) error {
 	w.record(user, "Promote", pending.KeyID)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -439,7 +444,8 @@ func (w *world) promote(_ context.Context, user string, pending keyrot.StoredKey
 		return err
 	}
 	u.current = pending.Creds
-	u.current.CurrentSince = since
+	u.current.CurrentSince, u.current.Timings = since, t
+	u.state.Timings = t
 	cur := pending
 	cur.Creds = keyrot.Credentials{}
 	u.state.Current, u.state.CurrentSince, u.state.PreviousKeyID = &cur, since, previous
@@ -580,7 +586,7 @@ func (w *world) withCurrent(user string, created time.Time, prev string, prevSta
 		w.addKey(user, prev, prevStatus, created.Add(-5*time.Minute))
 	}
 	w.addKey(user, curID, keyrot.KeyActive, created)
-	w.setState(user, keyrot.SecretState{Exists: true, Generation: 1, Current: stored(curID, 1, created), CurrentSince: created, PreviousKeyID: prev})
+	w.setState(user, keyrot.SecretState{Exists: true, Generation: 1, Current: stored(curID, 1, created), CurrentSince: created, PreviousKeyID: prev, Timings: keyrot.DefaultPolicy().Timings()})
 }
 
 var errTransient = errors.New("secretsmanager: put secret value: InternalServiceError: try again")
@@ -1142,10 +1148,14 @@ func TestRotatorPublishesNewCredentials(t *testing.T) {
 	if got, want := c.CurrentSince, now; !got.Equal(want) {
 		t.Errorf("CurrentSince = %v, want %v", got, want)
 	}
-	if got, want := c.NextRotation, now.Add(5*time.Minute); !got.Equal(want) {
+	if got, want := c.Timings, keyrot.DefaultPolicy().Timings(); got != want {
+		t.Errorf("Timings = %+v, want the policy's %+v", got, want)
+	}
+	// The rotation is due in 5m; the daemon may start a step a second late.
+	if got, want := c.NextRotation, now.Add(5*time.Minute+time.Second); !got.Equal(want) {
 		t.Errorf("NextRotation = %v, want %v", got, want)
 	}
-	if got, want := c.Expiration, now.Add(6*time.Minute); !got.Equal(want) {
+	if got, want := c.Expiration, now.Add(6*time.Minute+time.Second); !got.Equal(want) {
 		t.Errorf("Expiration = %v, want %v (half-way through the overlap)", got, want)
 	}
 }

@@ -78,6 +78,9 @@ type SecretState struct {
 	Current *StoredKey
 	// CurrentSince is when Current was promoted.
 	CurrentSince time.Time
+	// Timings are those readers of the current key are given (zero if the
+	// secret predates them).
+	Timings Timings
 	// PreviousKeyID is the key Current replaced (keyrot's own, to rotate out).
 	PreviousKeyID string
 	// Intent is an unfinished rotation, if any; Pending is its stored key.
@@ -129,9 +132,13 @@ type SecretStore interface {
 	// ErrConflict if another writer stored another key for that generation.
 	StorePending(ctx context.Context, intent Intent, creds Credentials) (StoredKey, error)
 	// Promote makes a pending key current (AWSCURRENT), records when, which
-	// key it replaced, and the key_created event as unreported (in the same
-	// write as the pointer), and clears the intent.
-	Promote(ctx context.Context, user string, pending StoredKey, previousKeyID string, since time.Time) error
+	// key it replaced, the timings its readers are given, and the
+	// key_created event as unreported (in the same write as the pointer),
+	// and clears the intent.
+	Promote(ctx context.Context, user string, pending StoredKey, previousKeyID string, since time.Time, timings Timings) error
+	// SetTimings replaces the timings readers of the current key are given
+	// (after a change of the rotation policy).
+	SetTimings(ctx context.Context, user string, timings Timings) error
 	// ClearIntent drops an intent whose key will never be stored.
 	ClearIntent(ctx context.Context, user string) error
 	// MarkInactive records when keyID was found inactive (or deactivated

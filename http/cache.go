@@ -84,7 +84,7 @@ func NewCache(src Source, policy keyrot.Policy, opts ...CacheOption) *Cache {
 // Get returns the user's current credentials, annotated with NextRotation
 // and Expiration.
 func (c *Cache) Get(user string) (keyrot.Credentials, bool) {
-	e, ok := c.snap.Load().byUser[user]
+	e, ok := c.getEntry(user)
 	if !ok {
 		return keyrot.Credentials{}, false
 	}
@@ -94,11 +94,38 @@ func (c *Cache) Get(user string) (keyrot.Credentials, bool) {
 // getEntry is Get with the encoded JSON body.
 func (c *Cache) getEntry(user string) (*entry, bool) {
 	e, ok := c.snap.Load().byUser[user]
+	if ok {
+		e = c.fresh(e)
+	}
 	return e, ok
 }
 
+// fresh returns e, or e rendered anew if its rotation is overdue: then its
+// Expiration moves with the clock, so that a stalled engine never hands
+// consumers a past Expiration for a key that still works.
+func (c *Cache) fresh(e *entry) *entry {
+	if c.clock.Now().Before(e.creds.NextRotation) {
+		return e
+	}
+	return c.newEntry(e.creds, e.epoch)
+}
+
 // entries returns every entry, sorted by user name; callers must not modify it.
-func (c *Cache) entries() []*entry { return c.snap.Load().sorted }
+func (c *Cache) entries() []*entry {
+	es := c.snap.Load().sorted
+	now := c.clock.Now()
+	for i, e := range es {
+		if !now.Before(e.creds.NextRotation) {
+			out := make([]*entry, len(es))
+			copy(out, es)
+			for j := i; j < len(out); j++ {
+				out[j] = c.fresh(out[j])
+			}
+			return out
+		}
+	}
+	return es
+}
 
 // isSecret reports whether s is one of the cached secret access keys.
 func (c *Cache) isSecret(s string) bool {
@@ -213,7 +240,10 @@ func (c *Cache) Run(ctx context.Context, every time.Duration) error {
 }
 
 func (c *Cache) newEntry(creds keyrot.Credentials, epoch uint64) *entry {
-	creds = c.policy.Annotate(creds)
+	if creds.Timings == (keyrot.Timings{}) {
+		creds.Timings = c.policy.Timings() // a secret written before timings were stored
+	}
+	creds = creds.Annotate(c.clock.Now())
 	// Strings and times: encoding cannot fail.
 	body, _ := json.Marshal(credentialsJSON(creds))
 	cp, _ := json.Marshal(credentialProcessJSON(creds))

@@ -9,25 +9,53 @@ import (
 
 	"github.com/keyrot/keyrot"
 	keyrothttp "github.com/keyrot/keyrot/http"
+	"github.com/keyrot/keyrot/mock"
 )
 
+// TestCacheAnnotates: the cache gives each key the refresh times of the
+// timings stored with it (the server's policy only for a key stored without
+// them), and while a key is current its Expiration is never in the past,
+// however overdue its rotation.
 func TestCacheAnnotates(t *testing.T) {
+	clk := mock.NewClock(t0)
 	p := keyrot.DefaultPolicy()
-	c := keyrothttp.NewCache(nil, p)
+	c := keyrothttp.NewCache(nil, p, keyrothttp.WithCacheClock(clk))
 	if !c.Ready() {
 		t.Error("a cache without a source is not ready")
 	}
-	c.Publish(fixtures()[0])
+	stored := fixtures()[0]
+	stored.Timings = keyrot.Timings{RotateEvery: 10 * time.Minute, DeactivateAfter: 4 * time.Minute, StepLateness: time.Minute}
+	c.Publish(stored)
+	c.Publish(fixtures()[1]) // no stored timings
 	got, ok := c.Get("alice")
 	if !ok {
 		t.Fatal("alice not cached")
 	}
-	want := p.Annotate(fixtures()[0])
-	if !got.NextRotation.Equal(want.NextRotation) || !got.Expiration.Equal(want.Expiration) {
-		t.Errorf("got %v/%v, want %v/%v", got.NextRotation, got.Expiration, want.NextRotation, want.Expiration)
+	if want := t0.Add(11 * time.Minute); !got.NextRotation.Equal(want) {
+		t.Errorf("NextRotation = %v, want %v (rotate_every + step lateness, from the secret)", got.NextRotation, want)
 	}
-	if _, ok := c.Get("bob"); ok {
-		t.Error("bob cached")
+	if want := t0.Add(13 * time.Minute); !got.Expiration.Equal(want) {
+		t.Errorf("Expiration = %v, want %v (NextRotation + deactivate_after/2)", got.Expiration, want)
+	}
+	bob, _ := c.Get("bob")
+	if want := fixtures()[1].CreateDate.Add(p.RotateEvery + p.StepLateness + p.DeactivateAfter/2); !bob.Expiration.Equal(want) {
+		t.Errorf("bob's Expiration = %v, want %v (the server's policy for a key without stored timings)", bob.Expiration, want)
+	}
+
+	// The engine stops: an hour later the key still works and its
+	// Expiration is still ahead, in every way the cache is read.
+	clk.Set(t0.Add(time.Hour))
+	got, _ = c.Get("alice")
+	if want := clk.Now().Add(2 * time.Minute); !got.Expiration.Equal(want) {
+		t.Errorf("overdue Expiration = %v, want %v (now + deactivate_after/2)", got.Expiration, want)
+	}
+	for _, cur := range c.Current() {
+		if !cur.Expiration.After(clk.Now()) {
+			t.Errorf("%s: Expiration %v is not after now %v", cur.UserName, cur.Expiration, clk.Now())
+		}
+	}
+	if _, ok := c.Get("carol"); ok {
+		t.Error("carol cached")
 	}
 }
 

@@ -110,7 +110,7 @@ func newEnvSource(t testing.TB, src keyrothttp.Source, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	e.cache = keyrothttp.NewCache(src, keyrot.DefaultPolicy())
+	e.cache = keyrothttp.NewCache(src, keyrot.DefaultPolicy(), keyrothttp.WithCacheClock(e.clock))
 	if src == nil {
 		for _, c := range fixtures() {
 			e.cache.Publish(c)

@@ -109,8 +109,7 @@ func TestNoEnumeration(t *testing.T) {
 
 func TestFormats(t *testing.T) {
 	e := newEnv(t)
-	policy := keyrot.DefaultPolicy()
-	want := policy.Annotate(fixtures()[0])
+	want := fixtures()[0].Annotate(e.clock.Now())
 
 	t.Run("json", func(t *testing.T) {
 		r := e.do(t, "GET", "/credentials/alice", xkey(e.keys.admin))
@@ -124,7 +123,7 @@ func TestFormats(t *testing.T) {
 		if !got.CreateDate.Equal(t0) || !got.NextRotation.Equal(want.NextRotation) || !got.Expiration.Equal(want.Expiration) {
 			t.Errorf("times: %v %v %v, want %v %v %v", got.CreateDate, got.NextRotation, got.Expiration, t0, want.NextRotation, want.Expiration)
 		}
-		for _, f := range []string{`"CreateDate":"2025-03-01T12:00:00Z"`, `"NextRotation":"2025-03-01T12:05:00Z"`, `"Expiration":"2025-03-01T12:06:00Z"`} {
+		for _, f := range []string{`"CreateDate":"2025-03-01T12:00:00Z"`, `"NextRotation":"2025-03-01T12:05:01Z"`, `"Expiration":"2025-03-01T12:06:01Z"`} {
 			if !strings.Contains(r.body, f) {
 				t.Errorf("body %s lacks %s (RFC 3339 UTC)", r.body, f)
 			}
@@ -152,6 +151,7 @@ func TestFormats(t *testing.T) {
 			t.Errorf("got %+v", got)
 		}
 		// The SDK refetches at Expiration, which is before the key can be deactivated.
+		policy := keyrot.DefaultPolicy()
 		if deactivate := want.CurrentSince.Add(policy.RotateEvery).Add(policy.DeactivateAfter); !got.Expiration.Before(deactivate) {
 			t.Errorf("Expiration %v is not before the earliest deactivation %v", got.Expiration, deactivate)
 		}
@@ -161,7 +161,7 @@ func TestFormats(t *testing.T) {
 		r := e.do(t, "GET", "/credentials/alice?format=env", bearer(e.keys.admin))
 		want := "export AWS_ACCESS_KEY_ID=AKIAALICE00000000001\n" +
 			"export AWS_SECRET_ACCESS_KEY=" + aliceSecret + "\n" +
-			"export AWS_CREDENTIAL_EXPIRATION=2025-03-01T12:06:00Z\n" +
+			"export AWS_CREDENTIAL_EXPIRATION=2025-03-01T12:06:01Z\n" +
 			"unset AWS_SESSION_TOKEN\n"
 		if got := r.body; got != want {
 			t.Errorf("body:\n%s\nwant:\n%s", got, want)

@@ -120,7 +120,8 @@ type SecretStore struct {
 	InitFn             func(ctx context.Context, user keyrot.User) error
 	BeginCreateFn      func(ctx context.Context, user keyrot.User, intent keyrot.Intent) error
 	StorePendingFn     func(ctx context.Context, intent keyrot.Intent, creds keyrot.Credentials) (keyrot.StoredKey, error)
-	PromoteFn          func(ctx context.Context, user string, pending keyrot.StoredKey, previousKeyID string, since time.Time) error
+	PromoteFn          func(ctx context.Context, user string, pending keyrot.StoredKey, previousKeyID string, since time.Time, timings keyrot.Timings) error
+	SetTimingsFn       func(ctx context.Context, user string, timings keyrot.Timings) error
 	ClearIntentFn      func(ctx context.Context, user string) error
 	MarkInactiveFn     func(ctx context.Context, user, keyID string, at time.Time) error
 	MarkDeactivatingFn func(ctx context.Context, user, keyID string, at time.Time) error
@@ -200,11 +201,19 @@ func (m *SecretStore) StorePending(ctx context.Context, intent keyrot.Intent, cr
 }
 
 // Promote calls PromoteFn.
-func (m *SecretStore) Promote(ctx context.Context, user string, pending keyrot.StoredKey, previousKeyID string, since time.Time) error {
+func (m *SecretStore) Promote(ctx context.Context, user string, pending keyrot.StoredKey, previousKeyID string, since time.Time, timings keyrot.Timings) error {
 	if m.PromoteFn == nil {
 		panic(unset("SecretStore.Promote"))
 	}
-	return m.PromoteFn(ctx, user, pending, previousKeyID, since)
+	return m.PromoteFn(ctx, user, pending, previousKeyID, since, timings)
+}
+
+// SetTimings calls SetTimingsFn.
+func (m *SecretStore) SetTimings(ctx context.Context, user string, timings keyrot.Timings) error {
+	if m.SetTimingsFn == nil {
+		panic(unset("SecretStore.SetTimings"))
+	}
+	return m.SetTimingsFn(ctx, user, timings)
 }
 
 // ClearIntent calls ClearIntentFn.

@@ -11,6 +11,7 @@
 //	keyrot:managed=true, keyrot:user, keyrot:member   on every member
 //	keyrot:generation, keyrot:current-secret,
 //	keyrot:current-key, keyrot:current-since         the current key's pointer
+//	keyrot:timings = "<rotate> <deactivate> <late>"  what readers of it are given
 //	keyrot:previous-key                              the key it replaced
 //	keyrot:intent = "<generation> <member> <time>"   written before CreateAccessKey
 //	keyrot:last-intent = <generation>                 with it; never reused after
@@ -68,6 +69,7 @@ const (
 	tagCurrentKey    = "keyrot:current-key"
 	tagCurrentSince  = "keyrot:current-since"
 	tagPreviousKey   = "keyrot:previous-key"
+	tagTimings       = "keyrot:timings"
 	tagIntent        = "keyrot:intent"
 	tagLastIntent    = "keyrot:last-intent"
 	tagInactive      = "keyrot:inactive:" // + key id
@@ -150,6 +152,7 @@ func (s *Store) Load(ctx context.Context, user string) (keyrot.SecretState, erro
 	st.FailingSince, _ = time.Parse(time.RFC3339, tags[tagFailingSince])
 	st.PreviousKeyID = tags[tagPreviousKey]
 	st.CurrentSince, _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
+	st.Timings, _ = keyrot.ParseTimings(tags[tagTimings]) // zero (told again) if missing or bad
 	st.Inactive = map[string]time.Time{}
 	st.Seen = map[string]time.Time{}
 	st.Unreported = map[string]keyrot.EventKind{}
@@ -350,7 +353,7 @@ func (s *Store) StorePending(ctx context.Context, intent keyrot.Intent, creds ke
 
 // Promote moves AWSCURRENT to the pending version, then points member 0 at
 // it. Each step is safe to repeat.
-func (s *Store) Promote(ctx context.Context, user string, pending keyrot.StoredKey, previousKeyID string, since time.Time) error {
+func (s *Store) Promote(ctx context.Context, user string, pending keyrot.StoredKey, previousKeyID string, since time.Time, timings keyrot.Timings) error {
 	desc, err := s.api.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: aws.String(pending.Secret)})
 	if err != nil {
 		return fmt.Errorf("secretsmanager: describe secret %q: %w", pending.Secret, err)
@@ -380,6 +383,7 @@ func (s *Store) Promote(ctx context.Context, user string, pending keyrot.StoredK
 		tagCurrentSecret:          pending.Secret,
 		tagCurrentKey:             pending.KeyID,
 		tagCurrentSince:           stampUp(since),
+		tagTimings:                timings.String(),
 		tagReport + pending.KeyID: string(keyrot.EventKeyCreated),
 	}
 	if previousKeyID != "" {
@@ -408,6 +412,11 @@ func (s *Store) ClearIntent(ctx context.Context, user string) error {
 // MarkInactive records when keyID was deactivated.
 func (s *Store) MarkInactive(ctx context.Context, user, keyID string, at time.Time) error {
 	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagInactive + keyID: stampUp(at)})
+}
+
+// SetTimings replaces the timings readers of the current key are given.
+func (s *Store) SetTimings(ctx context.Context, user string, timings keyrot.Timings) error {
+	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagTimings: timings.String()})
 }
 
 // MarkDeactivating records when keyID is deactivated and that its
@@ -476,6 +485,7 @@ func (s *Store) Current(ctx context.Context, user string) (keyrot.Credentials, e
 	}
 	creds := cur.Creds
 	creds.CurrentSince, _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
+	creds.Timings, _ = keyrot.ParseTimings(tags[tagTimings])
 	if creds.AccessKeyID != tags[tagCurrentKey] {
 		// Mid-promotion: the pointer still names the old key, which is
 		// still active; serve the one the pointer names.
@@ -489,8 +499,9 @@ func (s *Store) Current(ctx context.Context, user string) (keyrot.Credentials, e
 // ListCurrent reads the current key of every user under the prefix, with
 // ListSecrets for the pointers and BatchGetSecretValue for the values.
 func (s *Store) ListCurrent(ctx context.Context) ([]keyrot.Credentials, error) {
-	since := map[string]time.Time{} // current secret name -> since
-	want := map[string]string{}     // current secret name -> key id named by the pointer
+	since := map[string]time.Time{}        // current secret name -> since
+	timings := map[string]keyrot.Timings{} // current secret name -> its readers' timings
+	want := map[string]string{}            // current secret name -> key id named by the pointer
 	var names []string
 	p := sm.NewListSecretsPaginator(s.api, &sm.ListSecretsInput{Filters: []types.Filter{
 		{Key: types.FilterNameStringTypeName, Values: []string{s.cfg.Prefix}},
@@ -508,6 +519,7 @@ func (s *Store) ListCurrent(ctx context.Context) ([]keyrot.Credentials, error) {
 				continue
 			}
 			since[name], _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
+			timings[name], _ = keyrot.ParseTimings(tags[tagTimings])
 			want[name] = tags[tagCurrentKey]
 			names = append(names, name)
 		}
@@ -529,7 +541,7 @@ func (s *Store) ListCurrent(ctx context.Context) ([]keyrot.Credentials, error) {
 				continue // mid-promotion; the next refresh sees it settled
 			}
 			out = append(out, keyrot.Credentials{UserName: sv.UserName, AccessKeyID: sv.AccessKeyId, SecretAccessKey: sv.SecretAccessKey,
-				CreateDate: sv.CreateDate, Generation: sv.Generation, CurrentSince: since[name]})
+				CreateDate: sv.CreateDate, Generation: sv.Generation, CurrentSince: since[name], Timings: timings[name]})
 		}
 	}
 	return out, nil

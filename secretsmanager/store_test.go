@@ -76,10 +76,10 @@ func TestRotationLifecycle(t *testing.T) {
 			prev = st.Current.KeyID
 		}
 		since := intent.At.Add(10 * time.Second)
-		if err := s.Promote(ctx, "ci-bot", stored, prev, since); err != nil {
+		if err := s.Promote(ctx, "ci-bot", stored, prev, since, keyrot.DefaultPolicy().Timings()); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Promote(ctx, "ci-bot", stored, prev, since); err != nil { // repeatable
+		if err := s.Promote(ctx, "ci-bot", stored, prev, since, keyrot.DefaultPolicy().Timings()); err != nil { // repeatable
 			t.Fatalf("promote again: %v", err)
 		}
 		st, err = s.Load(ctx, "ci-bot")

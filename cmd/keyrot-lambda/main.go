@@ -87,6 +87,11 @@ type options struct {
 // IAM and Secrets Manager calls, and the notifications' flush.
 const stepSlack = 20 * time.Second
 
+// scheduleLateness is how late a step may run under the stack's
+// rate(1 minute) schedule: a step due just after an invocation waits for
+// the next.
+const scheduleLateness = time.Minute
+
 // metricsNamespace is the CloudWatch namespace of keyrot's metrics.
 const metricsNamespace = "keyrot"
 
@@ -110,6 +115,11 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 	// so without KEYROT_API_URL the emails leave the API instructions out.
 	if v, _ := o.LookupEnv("KEYROT_API_URL"); v == "" {
 		cfg.Notify.APIURL = ""
+	}
+	// A step due just after an invocation waits for the next one: the
+	// one-minute schedule's lateness is part of the timings consumers get.
+	if v, _ := o.LookupEnv("KEYROT_STEP_LATENESS"); v == "" {
+		cfg.Rotation.StepLateness = config.Duration(scheduleLateness)
 	}
 	// Lambda's log is not a terminal; JSON unless the config says text.
 	log := app.NewLogger(o.Stdout, cfg.Log, false).With("system", "lambda")

@@ -186,6 +186,18 @@ func TestHandlerFullCycle(t *testing.T) {
 	if last, _ := f.currentSecret(); last == first {
 		t.Errorf("no rotation after rotate_every: current key still %s", first)
 	}
+	// Readers are told the one-minute schedule's lateness with the key.
+	store := secretsmanager.New(f.sm, secretsmanager.Config{Prefix: "iam-key-rotation/"})
+	cur, err := store.Current(context.Background(), "ci-bot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cur.Timings, (keyrot.Timings{RotateEvery: 5 * time.Minute, DeactivateAfter: 2 * time.Minute, StepLateness: time.Minute}); got != want {
+		t.Errorf("stored timings = %+v, want %+v", got, want)
+	}
+	if got, want := cur.Annotate(f.clock.Now()).NextRotation, cur.CreateDate.Add(6*time.Minute); !got.Equal(want) {
+		t.Errorf("NextRotation = %v, want %v (rotate_every + the schedule's minute)", got, want)
+	}
 	for kind, want := range map[keyrot.EventKind]int{keyrot.EventKeyCreated: 3, keyrot.EventKeyDeactivated: 1, keyrot.EventKeyDeleted: 1, keyrot.EventRotationFailed: 0} {
 		if got := f.events.Count(kind); got != want {
 			t.Errorf("%s events = %d, want %d", kind, got, want)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -224,7 +225,7 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	format := fs.String("format", keyrothttp.FormatJSON, "json, env or credential_process")
 	direct := fs.Bool("direct", false, "read Secrets Manager directly with your own AWS credentials instead of the API")
 	prefix := fs.String("prefix", envOr("KEYROT_SECRET_PREFIX", "iam-key-rotation/"), "secret name prefix, with --direct")
-	path := fs.String("config", "", "config file for the rotation timings, with --direct (they set Expiration)")
+	path := fs.String("config", "", "config file, with --direct: its secrets prefix and region (the timings come from the secret)")
 	// Go's flag package stops at the first non-flag: accept USER before or after the flags.
 	var user string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -245,15 +246,20 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	}
 	var body []byte
 	if *direct {
-		policy := keyrot.DefaultPolicy()
+		region := envOr("KEYROT_REGION", "")
 		if *path != "" {
 			cfg, err := m.loadConfig(*path)
 			if err != nil {
 				return err
 			}
-			policy = cfg.Policy()
+			if !flagSet(fs, "prefix") {
+				*prefix = cfg.Secrets.Prefix
+			}
+			if cfg.Region != "" {
+				region = cfg.Region
+			}
 		}
-		awsCfg, err := app.LoadAWS(ctx, envOr("KEYROT_REGION", ""))
+		awsCfg, err := app.LoadAWS(ctx, region)
 		if err != nil {
 			return err
 		}
@@ -261,7 +267,7 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if body, err = keyrothttp.Render(policy.Annotate(creds), *format); err != nil {
+		if body, err = keyrothttp.Render(creds.Annotate(time.Now()), *format); err != nil {
 			return err
 		}
 	} else {
@@ -294,4 +300,11 @@ func (m *Main) runAPIKey(_ context.Context, args []string) error {
 	fmt.Fprintf(m.Stdout, "API key for %s (shown once; give it to the consumer, keep only the hash):\n  %s\n\nAdd to the config under api.keys:\n  - name: %s\n    hash: %s\n    users: [\"*\"]      # names or globs this key may read\n    list: false       # may it call GET /credentials\n",
 		name, key, name, hash)
 	return nil
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -67,9 +67,12 @@ type Rotation struct {
 	DryRun          bool     `yaml:"dry_run"`
 	VerifyTimeout   Duration `yaml:"verify_timeout"`
 	OrphanGrace     Duration `yaml:"orphan_grace"`
-	Concurrency     int      `yaml:"concurrency"`
-	IAMRate         float64  `yaml:"iam_rate"` // IAM calls per second, shared by all users
-	Resync          Duration `yaml:"resync"`
+	// StepLateness is how late a due step may start (the Lambda's schedule
+	// period); consumers are given it with each key.
+	StepLateness Duration `yaml:"step_lateness"`
+	Concurrency  int      `yaml:"concurrency"`
+	IAMRate      float64  `yaml:"iam_rate"` // IAM calls per second, shared by all users
+	Resync       Duration `yaml:"resync"`
 }
 
 // Secrets says where keys are kept.
@@ -140,7 +143,8 @@ func Default() Config {
 		Rotation: Rotation{
 			RotateEvery: Duration(p.RotateEvery), DeactivateAfter: Duration(p.DeactivateAfter), DeleteAfter: Duration(p.DeleteAfter),
 			UnmanagedKeys: string(p.UnmanagedKeys), VerifyTimeout: Duration(p.VerifyTimeout), OrphanGrace: Duration(p.OrphanGrace),
-			Concurrency: 8, IAMRate: 10, Resync: Duration(time.Minute),
+			StepLateness: Duration(p.StepLateness),
+			Concurrency:  8, IAMRate: 10, Resync: Duration(time.Minute),
 		},
 		Secrets: Secrets{Prefix: "iam-key-rotation/"},
 		Notify:  Notify{Via: "ses", APIURL: "http://localhost:8000", QuietPeriod: Duration(24 * time.Hour), SendRate: 1, SMTP: SMTP{TLS: "starttls"}},
@@ -224,6 +228,7 @@ var envVars = []envVar{
 	{"KEYROT_UNMANAGED_KEYS", str(func(c *Config) *string { return &c.Rotation.UnmanagedKeys })},
 	{"KEYROT_DRY_RUN", func(c *Config, v string) (err error) { c.Rotation.DryRun, err = strconv.ParseBool(v); return err }},
 	{"KEYROT_VERIFY_TIMEOUT", dur(func(c *Config) *Duration { return &c.Rotation.VerifyTimeout })},
+	{"KEYROT_STEP_LATENESS", dur(func(c *Config) *Duration { return &c.Rotation.StepLateness })},
 	{"KEYROT_CONCURRENCY", func(c *Config, v string) (err error) { c.Rotation.Concurrency, err = strconv.Atoi(v); return err }},
 	{"KEYROT_IAM_RATE", func(c *Config, v string) (err error) { c.Rotation.IAMRate, err = strconv.ParseFloat(v, 64); return err }},
 	{"KEYROT_SECRET_PREFIX", str(func(c *Config) *string { return &c.Secrets.Prefix })},
@@ -312,6 +317,7 @@ func (c Config) Policy() keyrot.Policy {
 		UnmanagedKeys:   keyrot.UnmanagedKeys(c.Rotation.UnmanagedKeys),
 		VerifyTimeout:   time.Duration(c.Rotation.VerifyTimeout),
 		OrphanGrace:     time.Duration(c.Rotation.OrphanGrace),
+		StepLateness:    time.Duration(c.Rotation.StepLateness),
 	}
 }
 
