@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -34,7 +33,9 @@ type apiRuntime struct {
 	cache    *keyrothttp.Cache
 	server   *keyrothttp.Server
 	store    *secretsmanager.Store
+	clock    keyrot.Clock
 	stopRun  context.CancelFunc
+	running  sync.WaitGroup // the cache refresh and the API-key reload
 	// auditOut buffers the server's audit and access records, JSON lines
 	// whatever log.format says (flushed every 100 ms and on stop), so a read
 	// makes no write system call of its own.
@@ -51,18 +52,36 @@ func (m *Main) newAPI(_ context.Context, cfg config.Config, log *slog.Logger, se
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	a := &apiRuntime{cfg: cfg, log: log, serve: serve, registry: reg, metrics: mt}
+	a := &apiRuntime{cfg: cfg, log: log, serve: serve, registry: reg, metrics: mt, clock: keyrot.SystemClock{}}
 	a.auditOut = app.NewBufferedWriter(m.Stderr, auditFlushEvery)
-	a.cache = keyrothttp.NewCache(a, cfg.Policy(), keyrothttp.WithCacheLogger(log.With("system", "cache")))
+	a.cache = keyrothttp.NewCache(a, cfg.Policy(), keyrothttp.WithCacheLogger(log.With("system", "cache")), keyrothttp.WithCacheClock(a.clock))
+	for _, w := range app.Warnings(cfg) {
+		log.Warn("config warning", "warning", w)
+	}
 	return a, nil
 }
 
-// ListCurrent reads every current key from Secrets Manager (the cache's source).
-func (a *apiRuntime) ListCurrent(ctx context.Context) ([]keyrot.Credentials, error) {
+// errNoStore: the cache asked before start gave it the store.
+var errNoStore = errors.New("api: no secret store yet")
+
+// Pointers lists every user's current-key pointer (the cache's source).
+func (a *apiRuntime) Pointers(ctx context.Context) ([]keyrot.KeyPointer, error) {
 	if a.store == nil {
-		return nil, errors.New("api: no secret store yet")
+		return nil, errNoStore
 	}
-	return a.store.ListCurrent(ctx)
+	return a.store.Pointers(ctx)
+}
+
+// ReadCurrent reads the keys the pointers name (the cache's source).
+func (a *apiRuntime) ReadCurrent(ctx context.Context, ptrs []keyrot.KeyPointer) ([]keyrot.Credentials, map[string]error) {
+	if a.store == nil {
+		failed := map[string]error{}
+		for _, p := range ptrs {
+			failed[p.UserName] = errNoStore
+		}
+		return nil, failed
+	}
+	return a.store.ReadCurrent(ctx, ptrs)
 }
 
 // appOptions are the hooks the engine reports to: the cache and the metrics.
@@ -76,8 +95,8 @@ func (a *apiRuntime) appOptions(o app.Options) app.Options {
 }
 
 // apiKeys gathers the API keys: the config's, API_KEY's, and those kept in a
-// Secrets Manager secret.
-func apiKeys(ctx context.Context, cfg config.Config, awsCfg aws.Config) ([]keyrothttp.APIKey, error) {
+// Secrets Manager secret (read through store).
+func apiKeys(ctx context.Context, cfg config.Config, store *secretsmanager.Store) ([]keyrothttp.APIKey, error) {
 	var keys []keyrothttp.APIKey
 	for _, k := range cfg.API.Keys {
 		keys = append(keys, keyrothttp.APIKey{Name: k.Name, Hash: k.Hash, Users: k.Users, List: k.List})
@@ -86,11 +105,11 @@ func apiKeys(ctx context.Context, cfg config.Config, awsCfg aws.Config) ([]keyro
 		keys = append(keys, keyrothttp.FullAccessKey("API_KEY", cfg.API.FullAccessKey))
 	}
 	if name := cfg.API.KeysSecret; name != "" {
-		out, err := awssm.NewFromConfig(awsCfg).GetSecretValue(ctx, &awssm.GetSecretValueInput{SecretId: aws.String(name)})
+		value, err := store.Value(ctx, name)
 		if err != nil {
-			return nil, fmt.Errorf("api: read API keys from secret %q: %w", name, err)
+			return nil, fmt.Errorf("api: read API keys: %w", err)
 		}
-		more, err := keyrothttp.ParseKeys(strings.NewReader(aws.ToString(out.SecretString)))
+		more, err := keyrothttp.ParseKeys(strings.NewReader(value))
 		if err != nil {
 			return nil, &config.Error{Field: "api.keys_secret", Value: name, Reason: err.Error()}
 		}
@@ -100,13 +119,13 @@ func apiKeys(ctx context.Context, cfg config.Config, awsCfg aws.Config) ([]keyro
 }
 
 // start loads the cache and opens the server (when serving).
-func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store, awsCfg aws.Config) (map[string]string, error) {
+func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store) (map[string]string, error) {
 	a.store = store
 	addrs := map[string]string{}
 	if !a.serve {
 		return addrs, nil
 	}
-	keys, err := apiKeys(ctx, a.cfg, awsCfg)
+	keys, err := apiKeys(ctx, a.cfg, store)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +136,7 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store, aws
 		// The engine publishes as it promotes; keep serving and retry in the background.
 		a.log.Warn("initial credentials load failed; retrying in the background", "error", err)
 	}
-	if err := a.metrics.WatchKeyAges(a.cache, time.Now); err != nil {
+	if err := a.metrics.WatchKeyAges(a.cache, a.clock.Now); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{
@@ -133,27 +152,30 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store, aws
 	a.server = srv
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopRun = cancel
-	go func() { _ = a.cache.Run(runCtx, time.Duration(a.cfg.API.Refresh)) }()
+	// Promotions by other processes are found by polling the pointers:
+	// api.refresh, at most a quarter of deactivate_after (APIPoll).
+	poll, _ := a.cfg.APIPoll()
+	a.running.Go(func() { _ = a.cache.Run(runCtx, poll) })
 	if a.cfg.API.KeysSecret != "" {
-		go a.reloadKeys(runCtx, awsCfg)
+		a.running.Go(func() { a.reloadKeys(runCtx) })
 	}
 	addrs["api"] = srv.URL()
-	a.log.Info("api listening", "url", srv.URL(), "keys", len(keys))
+	a.log.Info("api listening", "url", srv.URL(), "keys", len(keys), "poll", poll.String())
 	return addrs, nil
 }
 
 // reloadKeys rereads the API keys kept in Secrets Manager every refresh, so
 // API keys are rotated by editing that secret: add the new key, move the
 // consumers, remove the old one. No restart.
-func (a *apiRuntime) reloadKeys(ctx context.Context, awsCfg aws.Config) {
-	every := time.Duration(a.cfg.API.Refresh)
+func (a *apiRuntime) reloadKeys(ctx context.Context) {
+	every := time.Duration(a.cfg.API.Refresh) // positive: config.Validate
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(every):
+		case <-a.clock.After(every):
 		}
-		keys, err := apiKeys(ctx, a.cfg, awsCfg)
+		keys, err := apiKeys(ctx, a.cfg, a.store)
 		if err == nil {
 			err = a.server.SetKeys(keys)
 		}
@@ -167,6 +189,7 @@ func (a *apiRuntime) reloadKeys(ctx context.Context, awsCfg aws.Config) {
 func (a *apiRuntime) stop(ctx context.Context) {
 	if a.stopRun != nil {
 		a.stopRun()
+		a.running.Wait()
 	}
 	if a.server != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -200,7 +223,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer api.stop(ctx)
-	addrs, err := api.start(ctx, app.NewStore(awsCfg, cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID), awsCfg)
+	addrs, err := api.start(ctx, app.NewStore(awsCfg, cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID))
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, awsCfg *aws.Config
 		return err
 	}
 	defer closeApp(ctx, a, log)
-	addrs, err := api.start(ctx, a.Store, a.AWS)
+	addrs, err := api.start(ctx, a.Store)
 	if err != nil {
 		return err
 	}
