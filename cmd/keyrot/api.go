@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +19,7 @@ import (
 	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/config"
+	"github.com/keyrot/keyrot/internal/credcache"
 	"github.com/keyrot/keyrot/metrics"
 	"github.com/keyrot/keyrot/secretsmanager"
 )
@@ -248,6 +251,7 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	direct := fs.Bool("direct", false, "read Secrets Manager directly with your own AWS credentials instead of the API")
 	prefix := fs.String("prefix", envOr("KEYROT_SECRET_PREFIX", "iam-key-rotation/"), "secret name prefix, with --direct")
 	path := fs.String("config", "", "config file for the rotation timings, with --direct (they set Expiration)")
+	noCache := fs.Bool("no-cache", false, "with --format credential_process: always ask the API, never the cache file (under KEYROT_CACHE_DIR, else the user cache directory)")
 	// Go's flag package stops at the first non-flag: accept USER before or after the flags.
 	var user string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -259,7 +263,7 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	if user == "" && fs.NArg() == 1 {
 		user = fs.Arg(0)
 	} else if fs.NArg() != 0 || user == "" {
-		return &usageError{"usage: keyrot credentials USER [--api URL] [--format json|env|credential_process] [--direct]"}
+		return &usageError{"usage: keyrot credentials USER [--api URL] [--format json|env|credential_process] [--direct] [--no-cache]"}
 	}
 	switch *format {
 	case keyrothttp.FormatJSON, keyrothttp.FormatEnv, keyrothttp.FormatCredentialProcess:
@@ -267,7 +271,8 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 		return &usageError{fmt.Sprintf("--format %q: want json, env or credential_process", *format)}
 	}
 	var body []byte
-	if *direct {
+	switch {
+	case *direct:
 		policy := keyrot.DefaultPolicy()
 		if *path != "" {
 			cfg, err := m.loadConfig(*path)
@@ -287,14 +292,34 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 		if body, err = keyrothttp.Render(policy.Annotate(creds), *format); err != nil {
 			return err
 		}
-	} else {
+	default:
 		key := envOr("KEYROT_API_KEY", "")
 		if key == "" {
 			return &usageError{"set KEYROT_API_KEY to your API key (or use --direct)"}
 		}
 		client := &keyrothttp.Client{BaseURL: *apiURL, APIKey: key}
+		cache := credentialCache(envOr("KEYROT_CACHE_DIR", ""))
 		var err error
-		if body, err = client.Credentials(ctx, user, *format); err != nil {
+		if *format != keyrothttp.FormatCredentialProcess || *noCache || cache == nil {
+			if body, err = client.Credentials(ctx, user, *format); err != nil {
+				return err
+			}
+			break
+		}
+		// An SDK runs credential_process often (botocore on every call
+		// within 15 minutes of Expiration): answer from the cache until the
+		// key's refresh time, and bridge a short API outage with it.
+		res, err := cache.Get(ctx, credcache.Key{APIURL: *apiURL, User: user, APIKey: key}, func(ctx context.Context) (keyrot.Credentials, error) {
+			return client.Get(ctx, user)
+		})
+		if err != nil {
+			return err
+		}
+		if res.Source == credcache.FromCacheAPIDown {
+			fmt.Fprintf(m.Stderr, "keyrot credentials: the API is unreachable (%v); serving the cached key %s, valid until %s\n",
+				res.Unreachable, res.Creds.AccessKeyID, res.Creds.Expiration.UTC().Format(time.RFC3339))
+		}
+		if body, err = keyrothttp.Render(res.Creds, *format); err != nil {
 			return err
 		}
 	}
@@ -303,6 +328,19 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	}
 	_, err := m.Stdout.Write(body)
 	return err
+}
+
+// credentialCache is the credential_process cache in dir, else in the
+// user's cache directory; nil when there is none (no home directory).
+func credentialCache(dir string) *credcache.Cache {
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return nil
+		}
+		dir = filepath.Join(base, "keyrot")
+	}
+	return &credcache.Cache{Dir: dir}
 }
 
 func (m *Main) runAPIKey(_ context.Context, args []string) error {
