@@ -95,6 +95,7 @@ func (m *Main) runDev(ctx context.Context, args []string) error {
 		// Under the sandbox SES account's rate of 1 a second.
 		QuietPeriod: config.Duration(time.Hour), SendRate: 0.9, SMTP: config.SMTP{TLS: "none"}}
 	cfg.API.Listen = *apiListen
+	cfg.API.Refresh = config.Duration(max(time.Second, *deactivateAfter/4)) // the most api.refresh may be
 	cfg.Log.Format = "text"
 	if err := cfg.Validate(); err != nil {
 		return err
