@@ -171,3 +171,27 @@ type SecretStore interface {
 type CredentialsPublisher interface {
 	Publish(creds Credentials)
 }
+
+// KeyPointer is what a user's primary secret says, in its tags alone, about
+// the user's current key: enough to tell, without reading a secret value,
+// whether the key a reader holds is still the current one. The API cache
+// lists every user's pointer in one call and reads values only for the
+// users whose pointer moved.
+type KeyPointer struct {
+	UserName string
+	// Secret is the ring member whose AWSCURRENT holds the key.
+	Secret     string
+	KeyID      string
+	Generation int
+	// Since is when the key became current (whole seconds).
+	Since time.Time
+	// Timings are those its readers are given (zero if not stored).
+	Timings Timings
+}
+
+// Names reports whether c is the key p points at, as promoted then and
+// with the timings stored now.
+func (p KeyPointer) Names(c Credentials) bool {
+	return p.UserName == c.UserName && p.KeyID == c.AccessKeyID && p.Generation == c.Generation &&
+		p.Since.Unix() == c.CurrentSince.Unix() && (p.Timings == Timings{} || p.Timings == c.Timings)
+}

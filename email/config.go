@@ -45,8 +45,9 @@ type Config struct {
 	// Admin is the administrators' address (notify.admin).
 	Admin string
 	// Recipients maps an event kind to its recipients: "admin", "owner" or
-	// literal addresses (notify.recipients). A kind missing from a non-nil
-	// map gets no email; a nil map sends every kind to admin and owner.
+	// literal addresses (notify.recipients). A kind missing from the map
+	// (or mapped to nil, YAML's null) keeps the default, admin and owner; only
+	// an explicit empty list silences a kind.
 	Recipients map[keyrot.EventKind][]string
 	// APIBaseURL is the keyrot REST API's base URL, for the fetch
 	// instructions (notify.api_url). Empty leaves the API lines out.
@@ -132,8 +133,10 @@ func (c Config) Validate() error {
 			return &ConfigError{"notify.admin", fmt.Sprintf("%q is not an email address", c.Admin)}
 		}
 	}
-	if c.Recipients == nil && c.Admin == "" {
-		return &ConfigError{"notify.admin", "required: every event goes to admin unless notify.recipients says otherwise"}
+	if c.Admin == "" {
+		if kinds := c.defaulted(); len(kinds) > 0 {
+			return &ConfigError{"notify.admin", fmt.Sprintf("required: %s go to admin and owner (the default for a kind notify.recipients does not list)", strings.Join(kinds, ", "))}
+		}
 	}
 	for kind, entries := range c.Recipients {
 		if !slices.Contains(Kinds, kind) {
@@ -188,6 +191,29 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// defaulted lists the kinds notify.recipients leaves to the default.
+func (c Config) defaulted() []string {
+	var out []string
+	for _, k := range Kinds {
+		if c.Recipients[k] == nil {
+			out = append(out, string(k))
+		}
+	}
+	return out
+}
+
+// Unreached lists the event kinds no email is sent for: those mapped to an
+// explicit empty list in notify.recipients. keyrot validate warns about them.
+func (c Config) Unreached() []keyrot.EventKind {
+	var out []keyrot.EventKind
+	for _, k := range Kinds {
+		if to := c.Recipients[k]; to != nil && len(to) == 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 func kindList() string {
 	s := make([]string, len(Kinds))
 	for i, k := range Kinds {
@@ -199,9 +225,9 @@ func kindList() string {
 // recipients resolves the addresses for e: "admin" and "owner" entries
 // expanded, duplicates (case-insensitive) and empty owners dropped.
 func (c Config) recipients(e keyrot.Event) []string {
-	entries := []string{RecipientAdmin, RecipientOwner}
-	if c.Recipients != nil {
-		entries = c.Recipients[e.Kind]
+	entries := c.Recipients[e.Kind]
+	if entries == nil {
+		entries = []string{RecipientAdmin, RecipientOwner}
 	}
 	var out []string
 	seen := map[string]bool{}

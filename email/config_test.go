@@ -2,6 +2,7 @@ package email_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -24,8 +25,15 @@ func TestConfigValidate(t *testing.T) {
 		{"no admin, default recipients", func(c *email.Config) { c.Admin = "" }, "notify.admin"},
 		{"no admin, owner only", func(c *email.Config) {
 			c.Admin = ""
-			c.Recipients = map[keyrot.EventKind][]string{keyrot.EventKeyCreated: {"owner"}}
+			c.Recipients = map[keyrot.EventKind][]string{}
+			for _, k := range email.Kinds {
+				c.Recipients[k] = []string{"owner"}
+			}
 		}, ""},
+		{"no admin, a kind left to the default", func(c *email.Config) {
+			c.Admin = ""
+			c.Recipients = map[keyrot.EventKind][]string{keyrot.EventKeyCreated: {"owner"}}
+		}, "notify.admin"},
 		{"admin entry without admin", func(c *email.Config) {
 			c.Admin = ""
 			c.Recipients = map[keyrot.EventKind][]string{keyrot.EventWarning: {"admin"}}
@@ -80,9 +88,15 @@ func TestRecipients(t *testing.T) {
 		{"per kind: failures to secops", map[keyrot.EventKind][]string{
 			keyrot.EventRotationFailed: {"admin", "secops@example.com"},
 		}, keyrot.EventRotationFailed, "dev@example.com", "platform-admins@example.com,secops@example.com"},
-		{"per kind: kind not listed gets none", map[keyrot.EventKind][]string{
+		{"per kind: a kind not listed keeps the default", map[keyrot.EventKind][]string{
 			keyrot.EventRotationFailed: {"admin"},
-		}, keyrot.EventKeyCreated, "dev@example.com", ""},
+		}, keyrot.EventKeyDeleted, "dev@example.com", "platform-admins@example.com,dev@example.com"},
+		{"per kind: null keeps the default", map[keyrot.EventKind][]string{
+			keyrot.EventWarning: nil,
+		}, keyrot.EventWarning, "", "platform-admins@example.com"},
+		{"per kind: an explicit empty list silences", map[keyrot.EventKind][]string{
+			keyrot.EventKeyDeleted: {},
+		}, keyrot.EventKeyDeleted, "dev@example.com", ""},
 		{"per kind: owner only", map[keyrot.EventKind][]string{
 			keyrot.EventKeyCreated: {"owner"},
 		}, keyrot.EventKeyCreated, "dev@example.com", "dev@example.com"},
@@ -99,6 +113,23 @@ func TestRecipients(t *testing.T) {
 				t.Errorf("recipients = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestUnreached(t *testing.T) {
+	cfg := testConfig()
+	if got := cfg.Unreached(); len(got) != 0 {
+		t.Errorf("default recipients: Unreached = %v, want none", got)
+	}
+	cfg.Recipients = map[keyrot.EventKind][]string{
+		keyrot.EventKeyCreated:     {"owner"},
+		keyrot.EventKeyDeleted:     {},
+		keyrot.EventWarning:        nil,
+		keyrot.EventRotationFailed: {},
+	}
+	got := fmt.Sprint(cfg.Unreached())
+	if want := fmt.Sprint([]keyrot.EventKind{keyrot.EventKeyDeleted, keyrot.EventRotationFailed}); got != want {
+		t.Errorf("Unreached = %s, want %s", got, want)
 	}
 }
 

@@ -43,7 +43,9 @@
 // is read from the IAM user's tag keyrot:owner (the rotator puts it in
 // Event.Owner); several owners are separated by spaces, since IAM tag values
 // cannot hold commas. Which kinds go to whom is configurable per kind with
-// the entries "admin", "owner" or literal addresses.
+// the entries "admin", "owner" or literal addresses; a kind the map does not
+// list keeps the default (admin and owner), and only an explicit empty list
+// silences a kind (Config.Unreached names those, for keyrot validate).
 //
 // # Configuration
 //

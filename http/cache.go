@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -13,16 +14,29 @@ import (
 	"github.com/keyrot/keyrot"
 )
 
-// Source lists every managed user's current credentials (implemented by
-// secretsmanager.Store with BatchGetSecretValue).
+// Source is where the cache learns each managed user's current key
+// (implemented by secretsmanager.Store): a cheap listing of the pointers,
+// made every poll, and a read of the values for the users whose pointer
+// moved.
 type Source interface {
-	ListCurrent(ctx context.Context) ([]keyrot.Credentials, error)
+	// Pointers lists every managed user's current-key pointer, reading no
+	// secret value. A user it leaves out is no longer managed.
+	Pointers(ctx context.Context) ([]keyrot.KeyPointer, error)
+	// ReadCurrent reads the keys ptrs point at; a user whose read failed is
+	// in failed, with the reason, and not in creds.
+	ReadCurrent(ctx context.Context, ptrs []keyrot.KeyPointer) (creds []keyrot.Credentials, failed map[string]error)
 }
 
 // Cache holds each managed user's current credentials in memory for the
 // API. Reads take no lock: they load an immutable snapshot. Publish (from a
 // rotation in the same process) and Load (from the Source) swap in a new
 // snapshot, so a hit never waits for Secrets Manager.
+//
+// Load keeps a user's last good key when that user's read fails (or the
+// whole listing does), and drops only the users the Source no longer
+// lists. Each entry remembers when a Load (or Publish) last confirmed it
+// current: the server sends that age as X-Keyrot-Cache-Age, and Stale is the
+// oldest age among the entries the last Load could not confirm.
 type Cache struct {
 	src    Source
 	policy keyrot.Policy
@@ -55,6 +69,12 @@ type entry struct {
 	credentialProcess []byte // FormatCredentialProcess
 	env               []byte // FormatEnv
 	epoch             uint64 // the Publish that set it, 0 for a Load
+
+	// confirmed is when a Load last found the entry current (or it was
+	// published), in Unix nanoseconds; stale is set while the last Load
+	// could not confirm it. Both change in place, under Cache.mu.
+	confirmed atomic.Int64
+	stale     atomic.Bool
 }
 
 // CacheOption configures a Cache.
@@ -104,10 +124,14 @@ func (c *Cache) getEntry(user string) (*entry, bool) {
 // Expiration moves with the clock, so that a stalled engine never hands
 // consumers a past Expiration for a key that still works.
 func (c *Cache) fresh(e *entry) *entry {
-	if c.clock.Now().Before(e.creds.NextRotation) {
+	now := c.clock.Now()
+	if now.Before(e.creds.NextRotation) {
 		return e
 	}
-	return c.newEntry(e.creds, e.epoch)
+	f := c.newEntry(e.creds, e.epoch, now)
+	f.confirmed.Store(e.confirmed.Load())
+	f.stale.Store(e.stale.Load())
+	return f
 }
 
 // entries returns every entry, sorted by user name; callers must not modify it.
@@ -158,13 +182,17 @@ func (c *Cache) Publish(creds keyrot.Credentials) {
 	for u, e := range old.byUser {
 		next[u] = e
 	}
-	next[creds.UserName] = c.newEntry(creds, c.epoch)
+	next[creds.UserName] = c.newEntry(creds, c.epoch, c.clock.Now())
 	c.snap.Store(newSnapshot(next))
 }
 
-// Load replaces the cache with the Source's credentials. A key published
-// while the Source was being read, or newer than what it returned, is kept:
-// a slow read never brings back a key that a rotation has replaced.
+// Load brings the cache in step with the Source: it lists the pointers,
+// keeps every entry whose pointer has not moved, and reads the rest. A user
+// whose read failed keeps its last good entry (marked stale); a user the
+// listing leaves out is dropped. A key published while the Source was being
+// read, or newer than what it returned, is kept: a slow read never brings
+// back a key that a rotation has replaced. The error reports a failed
+// listing (nothing changed) or the users whose read failed.
 func (c *Cache) Load(ctx context.Context) error {
 	if c.src == nil {
 		return nil
@@ -173,24 +201,60 @@ func (c *Cache) Load(ctx context.Context) error {
 	start := c.epoch
 	c.mu.Unlock()
 
-	list, err := c.src.ListCurrent(ctx)
+	now := c.clock.Now()
+	ptrs, err := c.src.Pointers(ctx)
 	if err != nil {
-		return fmt.Errorf("cache: list current credentials: %w", err)
+		c.markStale()
+		return fmt.Errorf("cache: list current keys: %w", err)
+	}
+	held := c.snap.Load().byUser
+	var moved []keyrot.KeyPointer
+	for _, p := range ptrs {
+		if e, ok := held[p.UserName]; !ok || !p.Names(e.creds) {
+			moved = append(moved, p)
+		}
+	}
+	var (
+		read   map[string]keyrot.Credentials
+		failed map[string]error
+	)
+	if len(moved) > 0 {
+		var list []keyrot.Credentials
+		list, failed = c.src.ReadCurrent(ctx, moved)
+		read = make(map[string]keyrot.Credentials, len(list))
+		for _, cr := range list {
+			read[cr.UserName] = cr
+		}
 	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.snap.Load()
-	next := make(map[string]*entry, len(list))
-	for _, cr := range list {
-		if cr.UserName == "" {
-			continue
+	next := make(map[string]*entry, len(ptrs))
+	var errs []error
+	for _, p := range ptrs {
+		e, had := old.byUser[p.UserName]
+		cr, ok := read[p.UserName]
+		switch {
+		case had && p.Names(e.creds):
+			e.confirmed.Store(now.UnixNano())
+			e.stale.Store(false)
+			next[p.UserName] = e
+		case had && e.epoch > start && (!ok || !newer(cr, e.creds)):
+			next[p.UserName] = e // published during this Load: newer than what it listed
+		case ok:
+			next[p.UserName] = c.newEntry(cr, 0, now)
+		default:
+			err := failed[p.UserName]
+			if err == nil {
+				err = errors.New("not returned by the read")
+			}
+			errs = append(errs, fmt.Errorf("user %q: %w", p.UserName, err))
+			if had {
+				e.stale.Store(true)
+				next[p.UserName] = e // its last good key, still within its overlap
+			}
 		}
-		if e, ok := old.byUser[cr.UserName]; ok && !newer(cr, e.creds) {
-			next[cr.UserName] = e
-			continue
-		}
-		next[cr.UserName] = c.newEntry(cr, 0)
 	}
 	for u, e := range old.byUser {
 		if _, ok := next[u]; !ok && e.epoch > start {
@@ -199,7 +263,36 @@ func (c *Cache) Load(ctx context.Context) error {
 	}
 	c.snap.Store(newSnapshot(next))
 	c.ready.Store(true)
+	if len(errs) > 0 {
+		return fmt.Errorf("cache: %d of %d users not read, serving their last good key: %w", len(errs), len(ptrs), errors.Join(errs...))
+	}
 	return nil
+}
+
+// markStale marks every entry stale: a Load that could not list.
+func (c *Cache) markStale() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.snap.Load().sorted {
+		e.stale.Store(true)
+	}
+}
+
+// age is how long ago a Load (or Publish) last confirmed e current.
+func (c *Cache) age(e *entry) time.Duration {
+	return max(0, c.clock.Now().Sub(time.Unix(0, e.confirmed.Load())))
+}
+
+// Stale is the age of the oldest entry the last Load could not confirm
+// (its read failed, or the listing did); 0 when every entry is confirmed.
+func (c *Cache) Stale() time.Duration {
+	var oldest time.Duration
+	for _, e := range c.snap.Load().sorted {
+		if e.stale.Load() {
+			oldest = max(oldest, c.age(e))
+		}
+	}
+	return oldest
 }
 
 // newer reports whether a is a later key than b (or the same key with
@@ -227,7 +320,7 @@ func (c *Cache) Run(ctx context.Context, every time.Duration) error {
 	for {
 		if load {
 			if err := c.Load(ctx); err != nil && ctx.Err() == nil {
-				c.logger.Error("refresh failed; serving cached credentials", "err", err)
+				c.logger.Warn("refresh incomplete; serving the last good keys", "err", err)
 			}
 		}
 		load = true
@@ -239,15 +332,17 @@ func (c *Cache) Run(ctx context.Context, every time.Duration) error {
 	}
 }
 
-func (c *Cache) newEntry(creds keyrot.Credentials, epoch uint64) *entry {
+func (c *Cache) newEntry(creds keyrot.Credentials, epoch uint64, now time.Time) *entry {
 	if creds.Timings == (keyrot.Timings{}) {
 		creds.Timings = c.policy.Timings() // a secret written before timings were stored
 	}
-	creds = creds.Annotate(c.clock.Now())
+	creds = creds.Annotate(now)
 	// Strings and times: encoding cannot fail.
 	body, _ := json.Marshal(credentialsJSON(creds))
 	cp, _ := json.Marshal(credentialProcessJSON(creds))
-	return &entry{creds: creds, json: append(body, '\n'), credentialProcess: append(cp, '\n'), env: envLines(creds), epoch: epoch}
+	e := &entry{creds: creds, json: append(body, '\n'), credentialProcess: append(cp, '\n'), env: envLines(creds), epoch: epoch}
+	e.confirmed.Store(now.UnixNano())
+	return e
 }
 
 func newSnapshot(m map[string]*entry) *snapshot {

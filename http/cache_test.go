@@ -3,9 +3,12 @@ package http_test
 import (
 	"context"
 	"errors"
-	"sync"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyrot/keyrot"
 	keyrothttp "github.com/keyrot/keyrot/http"
@@ -59,40 +62,34 @@ func TestCacheAnnotates(t *testing.T) {
 	}
 }
 
-// gatedSource returns its credentials once released, so a Publish can
-// happen while a Load is reading.
-type gatedSource struct {
-	creds   []keyrot.Credentials
-	reading chan struct{}
-	release chan struct{}
-}
-
-func (g *gatedSource) ListCurrent(ctx context.Context) ([]keyrot.Credentials, error) {
-	close(g.reading)
-	<-g.release
-	return g.creds, nil
+// rotated returns c with its next key, promoted d after the first.
+func rotated(c keyrot.Credentials, d time.Duration) keyrot.Credentials {
+	c.AccessKeyID = c.AccessKeyID[:len(c.AccessKeyID)-4] + "NEW2"
+	c.SecretAccessKey = "rotated-" + c.SecretAccessKey
+	c.CreateDate, c.CurrentSince, c.Generation = c.CreateDate.Add(d), c.CurrentSince.Add(d), c.Generation+1
+	return c
 }
 
 // TestCacheLoadKeepsNewerPublish: a slow load that read the old key never
 // replaces a key that a rotation published meanwhile.
 func TestCacheLoadKeepsNewerPublish(t *testing.T) {
 	old := fixtures()
-	src := &gatedSource{creds: old, reading: make(chan struct{}), release: make(chan struct{})}
+	reading, release := make(chan struct{}), make(chan struct{})
+	src := &fakeSource{creds: old, beforeRead: func() { close(reading); <-release }}
 	c := keyrothttp.NewCache(src, keyrot.DefaultPolicy())
 	done := make(chan error)
 	go func() { done <- c.Load(context.Background()) }()
-	<-src.reading
-	rotated := old[0]
-	rotated.AccessKeyID, rotated.SecretAccessKey, rotated.CreateDate, rotated.Generation = "AKIAALICE0000000NEW2", "x", t0.Add(5*time.Minute), 2
-	c.Publish(rotated)
+	<-reading
+	newAlice := rotated(old[0], 5*time.Minute)
+	c.Publish(newAlice)
 	newUser := keyrot.Credentials{UserName: "carol", AccessKeyID: "AKIACAROL", SecretAccessKey: "y", CreateDate: t0}
 	c.Publish(newUser)
-	close(src.release)
+	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := c.Get("alice"); got.AccessKeyID != rotated.AccessKeyID {
-		t.Errorf("alice = %s after load, want the published %s", got.AccessKeyID, rotated.AccessKeyID)
+	if got, _ := c.Get("alice"); got.AccessKeyID != newAlice.AccessKeyID {
+		t.Errorf("alice = %s after load, want the published %s", got.AccessKeyID, newAlice.AccessKeyID)
 	}
 	if _, ok := c.Get("carol"); !ok {
 		t.Error("a user published during the load was dropped")
@@ -111,7 +108,7 @@ func TestCacheLoadDropsUnmanaged(t *testing.T) {
 	if err := c.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	src.creds = src.creds[1:]
+	src.set(fixtures()[1:], nil)
 	if err := c.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -123,51 +120,208 @@ func TestCacheLoadDropsUnmanaged(t *testing.T) {
 	}
 }
 
-// countingSource counts loads and signals each one.
-type countingSource struct {
-	mu     sync.Mutex
-	n      int
-	loaded chan int
-	err    error
+// TestCacheReadsOnlyMovedPointers: a load reads the values of the users
+// whose pointer moved, and no other.
+func TestCacheReadsOnlyMovedPointers(t *testing.T) {
+	ctx := context.Background()
+	src := &fakeSource{creds: fixtures()}
+	c := keyrothttp.NewCache(src, keyrot.DefaultPolicy())
+	if err := c.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(src.reads(), ","), "alice,bob,ci-deploy"; got != want {
+		t.Errorf("first load read %q, want %q", got, want)
+	}
+	if err := c.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := src.reads(); len(got) != 0 {
+		t.Errorf("a load with no promotion read %v", got)
+	}
+	creds := fixtures()
+	creds[1] = rotated(creds[1], 5*time.Minute)
+	src.set(creds, nil)
+	if err := c.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(src.reads(), ","), "bob"; got != want {
+		t.Errorf("after bob's promotion the load read %q, want %q", got, want)
+	}
+	if got, _ := c.Get("bob"); got.AccessKeyID != creds[1].AccessKeyID {
+		t.Errorf("bob = %s, want %s", got.AccessKeyID, creds[1].AccessKeyID)
+	}
+	// A published key the pointer names is confirmed, not read again.
+	creds[0] = rotated(creds[0], 5*time.Minute)
+	c.Publish(creds[0])
+	src.set(creds, nil)
+	if err := c.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := src.reads(); len(got) != 0 {
+		t.Errorf("a load after a publish read %v", got)
+	}
 }
 
-func (s *countingSource) ListCurrent(context.Context) ([]keyrot.Credentials, error) {
-	s.mu.Lock()
-	s.n++
-	n := s.n
-	s.mu.Unlock()
-	s.loaded <- n
-	return fixtures(), s.err
+// TestCacheKeepsTheLastGoodKey: a user whose read fails (or every user,
+// when the listing fails) keeps the key it had, marked stale with its age;
+// the next good load replaces it.
+func TestCacheKeepsTheLastGoodKey(t *testing.T) {
+	ctx := context.Background()
+	clk := mock.NewClock(t0)
+	src := &fakeSource{creds: fixtures()}
+	c := keyrothttp.NewCache(src, keyrot.DefaultPolicy(), keyrothttp.WithCacheClock(clk))
+	if err := c.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	creds := fixtures()
+	creds[0] = rotated(creds[0], 5*time.Minute)
+	creds = append(creds, keyrot.Credentials{UserName: "dave", AccessKeyID: "AKIADAVE", SecretAccessKey: "d", CreateDate: t0, CurrentSince: t0})
+	src.set(creds, nil)
+	src.failRead("alice", errors.New("ThrottlingException: Rate exceeded"))
+	src.failRead("dave", errors.New("AccessDeniedException: kms"))
+	clk.Advance(7 * time.Second)
+
+	err := c.Load(ctx)
+	if err == nil || !strings.Contains(err.Error(), `"alice"`) || !strings.Contains(err.Error(), `"dave"`) || !strings.Contains(err.Error(), "2 of 4 users") {
+		t.Fatalf("Load = %v, want alice's and dave's failures", err)
+	}
+	if got, _ := c.Get("alice"); got.AccessKeyID != fixtures()[0].AccessKeyID {
+		t.Errorf("alice = %q, want her last good key", got.AccessKeyID)
+	}
+	if _, ok := c.Get("dave"); ok {
+		t.Error("dave, never read, is served")
+	}
+	if got, want := c.Stale(), 7*time.Second; got != want {
+		t.Errorf("Stale = %s, want %s", got, want)
+	}
+
+	// The whole listing fails: everyone is kept, and ages.
+	src.set(creds, errors.New("ListSecrets: InternalServiceError"))
+	clk.Advance(5 * time.Second)
+	if err := c.Load(ctx); err == nil {
+		t.Fatal("Load with a failing listing succeeded")
+	}
+	if got, want := len(c.Current()), 3; got != want {
+		t.Errorf("%d users after a failed listing, want %d", got, want)
+	}
+	if got, want := c.Stale(), 12*time.Second; got != want {
+		t.Errorf("Stale = %s, want %s (alice, unconfirmed since t0)", got, want)
+	}
+
+	// Reads work again: the new key, nothing stale.
+	src.set(creds, nil)
+	src.failRead("alice", nil)
+	src.failRead("dave", nil)
+	if err := c.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Get("alice"); got.AccessKeyID != creds[0].AccessKeyID {
+		t.Errorf("alice = %q, want %q", got.AccessKeyID, creds[0].AccessKeyID)
+	}
+	if _, ok := c.Get("dave"); !ok {
+		t.Error("dave not served after a good read")
+	}
+	if got := c.Stale(); got != 0 {
+		t.Errorf("Stale = %s after a good load, want 0", got)
+	}
 }
 
-// manualClock fires After only when the test ticks it.
-type manualClock struct{ tick chan time.Time }
+// TestServerSendsCacheAge: each credential response says how long ago its
+// key was confirmed current, and keyrot_cache_stale_seconds how long the
+// oldest unconfirmed one has been served.
+func TestServerSendsCacheAge(t *testing.T) {
+	ctx := context.Background()
+	clk := mock.NewClock(t0)
+	src := &fakeSource{creds: fixtures()}
+	cache := keyrothttp.NewCache(src, keyrot.DefaultPolicy(), keyrothttp.WithCacheClock(clk))
+	if err := cache.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key, hash, _ := keyrothttp.GenerateAPIKey()
+	reg := prometheus.NewRegistry()
+	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{Keys: []keyrothttp.APIKey{{Name: "k", Hash: hash, Users: []string{"*"}, List: true}}, Registry: reg}, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{url: startHandler(t, srv.Handler())}
+	age := func(path string) string {
+		t.Helper()
+		r := e.do(t, "GET", path, xkey(key))
+		if r.status != 200 {
+			t.Fatalf("GET %s = %d", path, r.status)
+		}
+		return r.header.Get("X-Keyrot-Cache-Age")
+	}
+	if got := age("/credentials/alice"); got != "0" {
+		t.Errorf("fresh age = %q, want 0", got)
+	}
+	creds := fixtures()
+	creds[0] = rotated(creds[0], 5*time.Minute)
+	src.set(creds, nil)
+	src.failRead("alice", errors.New("InternalServiceError"))
+	clk.Advance(42 * time.Second)
+	if err := cache.Load(ctx); err == nil {
+		t.Fatal("want alice's read failure")
+	}
+	for path, want := range map[string]string{"/credentials/alice": "42", "/credentials/bob": "0", "/credentials": "42"} {
+		if got := age(path); got != want {
+			t.Errorf("%s: age %q, want %q", path, got, want)
+		}
+	}
+	if got, want := staleGauge(t, reg), 42.0; got != want {
+		t.Errorf("keyrot_cache_stale_seconds = %v, want %v", got, want)
+	}
+	src.failRead("alice", nil)
+	if err := cache.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := staleGauge(t, reg); got != 0 {
+		t.Errorf("keyrot_cache_stale_seconds = %v after a good load, want 0", got)
+	}
+}
 
-func (m *manualClock) Now() time.Time                       { return t0 }
-func (m *manualClock) After(time.Duration) <-chan time.Time { return m.tick }
+func staleGauge(t *testing.T, g prometheus.Gatherer) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "keyrot_cache_stale_seconds" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no keyrot_cache_stale_seconds")
+	return 0
+}
 
 func TestCacheRun(t *testing.T) {
-	src := &countingSource{loaded: make(chan int), err: errors.New("throttled")}
-	clk := &manualClock{tick: make(chan time.Time)}
+	clk := mock.NewClock(t0)
+	src := &fakeSource{creds: fixtures(), err: errors.New("throttled")}
 	c := keyrothttp.NewCache(src, keyrot.DefaultPolicy(), keyrothttp.WithCacheClock(clk))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- c.Run(ctx, time.Minute) }()
-	if got := <-src.loaded; got != 1 {
-		t.Fatalf("first load %d", got)
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	// Run waits on the clock once its first (failed) load is over.
+	if err := clk.BlockUntil(wctx, 1); err != nil {
+		t.Fatal(err)
 	}
-	clk.tick <- t0 // the failed first load is retried on the next tick
-	src.mu.Lock()
-	src.err = nil
-	src.mu.Unlock()
-	if got := <-src.loaded; got != 2 {
-		t.Fatalf("second load %d", got)
+	if c.Ready() {
+		t.Error("ready after a failed first load")
 	}
-	clk.tick <- t0 // Run is waiting again, so the second load has finished
+	src.set(fixtures(), nil)
+	clk.Advance(time.Minute) // the failed first load is retried on the next tick
+	if err := clk.BlockUntil(wctx, 1); err != nil {
+		t.Fatal(err)
+	}
 	if !c.Ready() {
 		t.Error("not ready after a successful load")
 	}
-	<-src.loaded
+	if got, want := clk.Waits(), []time.Duration{time.Minute, time.Minute}; !slices.Equal(got, want) {
+		t.Errorf("Run waited %v, want %v", got, want)
+	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Run returned %v", err)

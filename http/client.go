@@ -19,8 +19,52 @@ type Client struct {
 	BaseURL string
 	// APIKey is sent as Authorization: Bearer; it never appears in an error.
 	APIKey string
-	// HTTPClient makes the requests (http.DefaultClient when nil).
+	// HTTPClient makes the requests (http.DefaultClient when nil). Its
+	// redirects are followed only within the BaseURL's origin: the API key
+	// never goes to another scheme, host or port.
 	HTTPClient *http.Client
+}
+
+// ErrCrossOriginRedirect is returned when the API redirects to another
+// origin (scheme, host and port): the client refuses to follow, so the API
+// key is not sent there.
+var ErrCrossOriginRedirect = errors.New("redirected to another origin; the API key is not sent there: point the client at the final URL")
+
+// maxRedirects is how many same-origin redirects the client follows.
+const maxRedirects = 10
+
+// httpClient is the HTTPClient with a redirect policy that stays within
+// the origin of the first request (Go's own forwards Authorization to
+// another port of the same host).
+func (c *Client) httpClient() *http.Client {
+	hc := http.DefaultClient
+	if c.HTTPClient != nil {
+		hc = c.HTTPClient
+	}
+	cp := *hc
+	next := hc.CheckRedirect
+	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if from, to := origin(via[0].URL), origin(req.URL); to != from {
+			return fmt.Errorf("%w (%s to %s)", ErrCrossOriginRedirect, from, to)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		return nil
+	}
+	return &cp
+}
+
+// origin is scheme://host:port, with the scheme's default port made explicit.
+func origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Hostname()) + ":" + port
 }
 
 // APIError is an error response from the API.
@@ -59,11 +103,7 @@ func (c *Client) Credentials(ctx context.Context, user, format string) ([]byte, 
 	}
 	req.Header.Set("Authorization", "Bearer "+c.APIKey)
 	req.Header.Set("Accept", "application/json")
-	hc := c.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		// *url.Error names the URL, which holds no secret.
 		return nil, fmt.Errorf("keyrot api: get credentials for %q: %w", user, err)

@@ -3,7 +3,10 @@ package http_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	keyrothttp "github.com/keyrot/keyrot/http"
@@ -61,5 +64,61 @@ func TestClient(t *testing.T) {
 	}
 	if _, err := c.Get(ctx, ""); err == nil {
 		t.Error("empty user accepted")
+	}
+}
+
+// TestClientNeverSendsTheKeyToAnotherOrigin: an API that redirects to
+// another port (another origin) gets an error back, and the target never
+// sees the API key; a redirect within the origin is followed with it.
+func TestClientNeverSendsTheKeyToAnotherOrigin(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	var leaked []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		leaked = append(leaked, r.Header.Get("Authorization")+r.Header.Get("X-Api-Key"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`{"AccessKeyId":"AKIAATTACKER","SecretAccessKey":"x"}`))
+	}))
+	defer other.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/old/") {
+			// Within the origin: followed, with the key.
+			http.Redirect(w, r, strings.TrimPrefix(r.URL.Path, "/old"), http.StatusMovedPermanently)
+			return
+		}
+		if r.URL.Path == "/credentials/alice" && r.Header.Get("Authorization") != "" {
+			// Proxy to the real API, to show the key arrived.
+			resp := e.do(t, "GET", r.URL.Path, "Authorization: "+r.Header.Get("Authorization"))
+			w.WriteHeader(resp.status)
+			_, _ = w.Write([]byte(resp.body))
+			return
+		}
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	ctx := context.Background()
+
+	for _, base := range []string{redirector.URL + "/elsewhere", strings.Replace(redirector.URL, "127.0.0.1", "localhost", 1) + "/elsewhere"} {
+		c := &keyrothttp.Client{BaseURL: base, APIKey: e.keys.reader}
+		_, err := c.Get(ctx, "alice")
+		if !errors.Is(err, keyrothttp.ErrCrossOriginRedirect) {
+			t.Fatalf("redirect to another port: err = %v, want ErrCrossOriginRedirect", err)
+		}
+		if strings.Contains(err.Error(), e.keys.reader) {
+			t.Fatalf("error %q holds the API key", err)
+		}
+	}
+	mu.Lock()
+	if len(leaked) != 0 {
+		t.Errorf("the other origin was called %d times (%q)", len(leaked), leaked)
+	}
+	mu.Unlock()
+
+	c := &keyrothttp.Client{BaseURL: redirector.URL + "/old", APIKey: e.keys.reader}
+	got, err := c.Get(ctx, "alice")
+	if err != nil || got.SecretAccessKey != aliceSecret {
+		t.Fatalf("same-origin redirect: %v, %v", got, err)
 	}
 }

@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -159,3 +160,79 @@ func (e *env) do(t testing.TB, method, path string, headers ...string) response 
 
 func xkey(k string) string   { return "X-API-Key: " + k }
 func bearer(k string) string { return "Authorization: Bearer " + k }
+
+// fakeSource is a keyrothttp.Source over a list of credentials: each one's
+// pointer is derived from it, and reads can be made to fail per user.
+type fakeSource struct {
+	mu      sync.Mutex
+	creds   []keyrot.Credentials
+	err     error            // fails Pointers
+	readErr map[string]error // fails ReadCurrent for these users
+	read    []string         // the users ReadCurrent was asked for, in order
+	// beforeRead, if set, runs at the start of ReadCurrent (without the lock).
+	beforeRead func()
+}
+
+func (f *fakeSource) set(creds []keyrot.Credentials, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.creds, f.err = creds, err
+}
+
+func (f *fakeSource) failRead(user string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.readErr == nil {
+		f.readErr = map[string]error{}
+	}
+	if err == nil {
+		delete(f.readErr, user)
+		return
+	}
+	f.readErr[user] = err
+}
+
+// reads returns and forgets the users read so far.
+func (f *fakeSource) reads() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.read
+	f.read = nil
+	return r
+}
+
+func (f *fakeSource) Pointers(context.Context) ([]keyrot.KeyPointer, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	ptrs := make([]keyrot.KeyPointer, len(f.creds))
+	for i, c := range f.creds {
+		ptrs[i] = keyrot.KeyPointer{UserName: c.UserName, Secret: "iam-key-rotation/" + c.UserName, KeyID: c.AccessKeyID, Generation: c.Generation, Since: c.CurrentSince}
+	}
+	return ptrs, nil
+}
+
+func (f *fakeSource) ReadCurrent(_ context.Context, ptrs []keyrot.KeyPointer) ([]keyrot.Credentials, map[string]error) {
+	if f.beforeRead != nil {
+		f.beforeRead()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []keyrot.Credentials
+	failed := map[string]error{}
+	for _, p := range ptrs {
+		f.read = append(f.read, p.UserName)
+		if err := f.readErr[p.UserName]; err != nil {
+			failed[p.UserName] = err
+			continue
+		}
+		for _, c := range f.creds {
+			if c.UserName == p.UserName && c.AccessKeyID == p.KeyID {
+				out = append(out, c)
+			}
+		}
+	}
+	return out, failed
+}

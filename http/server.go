@@ -166,6 +166,9 @@ func NewServer(cfg ServerConfig, cache *Cache, opts ...ServerOption) (*Server, e
 	if err := s.metrics.WatchKeyAges(cache, s.clock.Now); err != nil && !errors.As(err, &already) {
 		return nil, fmt.Errorf("http: %w", err)
 	}
+	if err := s.metrics.WatchCacheStale(cache); err != nil && !errors.As(err, &already) {
+		return nil, fmt.Errorf("http: %w", err)
+	}
 	s.handler = s.routes()
 	s.routeM = make(map[string]*metrics.Route, len(routePatterns)+2)
 	for _, route := range append([]string{"unmatched", "not_found"}, routePatterns...) {
@@ -485,6 +488,27 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*APIKey, 
 
 var noStore = []string{"no-store"}
 
+// cacheAgeHeader carries, in whole seconds, how long ago keyrot last
+// confirmed that the key served is the current one (for a list, the oldest
+// of them). It stays under the refresh interval unless reads of Secrets
+// Manager fail, when the last good key is served and the age grows.
+const cacheAgeHeader = "X-Keyrot-Cache-Age"
+
+// ageValues are the header values of the common ages, allocated once.
+var ageValues = func() (v [120][]string) {
+	for i := range v {
+		v[i] = []string{strconv.Itoa(i)}
+	}
+	return v
+}()
+
+func ageValue(d time.Duration) []string {
+	if s := int(d / time.Second); s < len(ageValues) {
+		return ageValues[s]
+	}
+	return []string{strconv.Itoa(int(d / time.Second))}
+}
+
 // parseFormat reads ?format=; the empty query is the common case.
 func parseFormat(r *http.Request) (string, error) {
 	if r.URL.RawQuery == "" {
@@ -553,6 +577,7 @@ func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.CacheHit()
 	s.auditRead(w, r, key.Name, user, e.creds.AccessKeyID, format, "granted")
+	w.Header()[cacheAgeHeader] = ageValue(s.cache.age(e))
 	switch format {
 	case FormatCredentialProcess:
 		writeBody(w, http.StatusOK, "application/json", e.credentialProcess)
@@ -594,10 +619,12 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	body := make([]byte, 0, 1024)
 	body = append(body, `{"Credentials":[`...)
 	n := 0
+	var oldest time.Duration
 	for _, e := range s.cache.entries() {
 		if !key.Allows(e.creds.UserName) {
 			continue
 		}
+		oldest = max(oldest, s.cache.age(e))
 		if n > 0 {
 			body = append(body, ',')
 		}
@@ -609,6 +636,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		s.auditRead(nil, r, key.Name, e.creds.UserName, e.creds.AccessKeyID, format, "granted")
 	}
 	body = append(body, "]}\n"...)
+	w.Header()[cacheAgeHeader] = ageValue(oldest)
 	writeBody(w, http.StatusOK, "application/json", body)
 }
 

@@ -370,15 +370,6 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-type fakeSource struct {
-	creds []keyrot.Credentials
-	err   error
-}
-
-func (f *fakeSource) ListCurrent(context.Context) ([]keyrot.Credentials, error) {
-	return f.creds, f.err
-}
-
 func TestReadiness(t *testing.T) {
 	src := &fakeSource{err: errors.New("secrets manager unavailable")}
 	cache := keyrothttp.NewCache(src, keyrot.DefaultPolicy())
@@ -397,7 +388,7 @@ func TestReadiness(t *testing.T) {
 	if err := cache.Load(context.Background()); err == nil {
 		t.Fatal("Load with a failing source succeeded")
 	}
-	src.err, src.creds = nil, fixtures()
+	src.set(fixtures(), nil)
 	if err := cache.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -207,6 +207,31 @@ func (m *Metrics) WatchKeyAges(src KeySource, now func() time.Time) error {
 	return nil
 }
 
+// StaleSource reports how stale the API cache is; the cache implements it.
+type StaleSource interface {
+	// Stale is the age of the oldest key served that the last refresh
+	// could not confirm current (0 when all are confirmed).
+	Stale() time.Duration
+}
+
+// WatchCacheStale registers keyrot_cache_stale_seconds: how long the API has
+// been serving a last good key it could not confirm (a failed read of
+// Secrets Manager), 0 when every key is confirmed, read from src at scrape
+// time. It carries no label, so no user name.
+func (m *Metrics) WatchCacheStale(src StaleSource) error {
+	if m == nil {
+		return nil
+	}
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "keyrot_cache_stale_seconds",
+		Help: "Age of the oldest credentials the API serves that its last refresh could not confirm current (0: all confirmed).",
+	}, func() float64 { return src.Stale().Seconds() })
+	if err := m.reg.Register(g); err != nil {
+		return fmt.Errorf("metrics: register cache staleness: %w", err)
+	}
+	return nil
+}
+
 type keyAgeCollector struct {
 	src  KeySource
 	now  func() time.Time

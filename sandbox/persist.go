@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/keyrot/keyrot/internal/atomicfile"
 )
 
 const stateFile = "state.json"
@@ -134,31 +136,8 @@ func (p *persister) flush() error {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	if err := os.MkdirAll(p.dir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	tmp, err := os.CreateTemp(p.dir, stateFile+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temp state file: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %q: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %q: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %q: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(p.dir, stateFile)); err != nil {
-		return fmt.Errorf("rename state file: %w", err)
-	}
-	if d, err := os.Open(p.dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
+	if err := atomicfile.Write(p.dir, stateFile, append(b, '\n')); err != nil {
+		return fmt.Errorf("save state: %w", err)
 	}
 	return nil
 }

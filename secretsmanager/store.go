@@ -496,14 +496,23 @@ func (s *Store) Current(ctx context.Context, user string) (keyrot.Credentials, e
 	return creds, nil
 }
 
-// ListCurrent reads the current key of every user under the prefix, with
-// ListSecrets for the pointers and BatchGetSecretValue for the values.
-func (s *Store) ListCurrent(ctx context.Context) ([]keyrot.Credentials, error) {
-	since := map[string]time.Time{}        // current secret name -> since
-	timings := map[string]keyrot.Timings{} // current secret name -> its readers' timings
-	want := map[string]string{}            // current secret name -> key id named by the pointer
-	var names []string
-	p := sm.NewListSecretsPaginator(s.api, &sm.ListSecretsInput{Filters: []types.Filter{
+// Value returns the AWSCURRENT string of a secret outside the key rings,
+// such as the one api.keys_secret names. Errors never include the value.
+func (s *Store) Value(ctx context.Context, name string) (string, error) {
+	out, err := s.api.GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String(name)})
+	if err != nil {
+		return "", fmt.Errorf("secretsmanager: read secret %q: %w", name, err)
+	}
+	return aws.ToString(out.SecretString), nil
+}
+
+// Pointers lists the current-key pointer of every user under the prefix
+// from member 0's tags, with ListSecrets (a page per 100 users) and no
+// secret value read: the cheap check for promotions the API cache makes
+// every few seconds. A user whose ring has no current key yet is left out.
+func (s *Store) Pointers(ctx context.Context) ([]keyrot.KeyPointer, error) {
+	var out []keyrot.KeyPointer
+	p := sm.NewListSecretsPaginator(s.api, &sm.ListSecretsInput{MaxResults: aws.Int32(100), Filters: []types.Filter{
 		{Key: types.FilterNameStringTypeName, Values: []string{s.cfg.Prefix}},
 		{Key: types.FilterNameStringTypeTagKey, Values: []string{tagCurrentSecret}},
 	}})
@@ -514,37 +523,99 @@ func (s *Store) ListCurrent(ctx context.Context) ([]keyrot.Credentials, error) {
 		}
 		for _, e := range page.SecretList {
 			tags := tagMap(e.Tags)
-			name := tags[tagCurrentSecret]
-			if tags[tagManaged] != "true" || name == "" || !strings.HasPrefix(name, s.cfg.Prefix) {
+			user, name := tags[tagUser], tags[tagCurrentSecret]
+			if tags[tagManaged] != "true" || user == "" || aws.ToString(e.Name) != s.SecretName(user, 0) || !strings.HasPrefix(name, s.cfg.Prefix) {
 				continue
 			}
-			since[name], _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
-			timings[name], _ = keyrot.ParseTimings(tags[tagTimings])
-			want[name] = tags[tagCurrentKey]
-			names = append(names, name)
-		}
-	}
-	var out []keyrot.Credentials
-	for start := 0; start < len(names); start += 20 {
-		batch := names[start:min(start+20, len(names))]
-		res, err := s.api.BatchGetSecretValue(ctx, &sm.BatchGetSecretValueInput{SecretIdList: batch})
-		if err != nil {
-			return nil, fmt.Errorf("secretsmanager: batch get %d secrets: %w", len(batch), err)
-		}
-		for _, v := range res.SecretValues {
-			var sv secretValue
-			if json.Unmarshal([]byte(aws.ToString(v.SecretString)), &sv) != nil || sv.AccessKeyId == "" {
-				continue
-			}
-			name := aws.ToString(v.Name)
-			if sv.AccessKeyId != want[name] {
-				continue // mid-promotion; the next refresh sees it settled
-			}
-			out = append(out, keyrot.Credentials{UserName: sv.UserName, AccessKeyID: sv.AccessKeyId, SecretAccessKey: sv.SecretAccessKey,
-				CreateDate: sv.CreateDate, Generation: sv.Generation, CurrentSince: since[name], Timings: timings[name]})
+			ptr := keyrot.KeyPointer{UserName: user, Secret: name, KeyID: tags[tagCurrentKey]}
+			ptr.Generation, _ = strconv.Atoi(tags[tagGeneration])
+			ptr.Since, _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
+			ptr.Timings, _ = keyrot.ParseTimings(tags[tagTimings])
+			out = append(out, ptr)
 		}
 	}
 	return out, nil
+}
+
+// batchGetMax is how many secrets one BatchGetSecretValue may name.
+const batchGetMax = 20
+
+// ReadCurrent reads the keys ptrs point at, 20 to a BatchGetSecretValue.
+// A user whose key could not be read is in failed with the reason, never in
+// creds: an error entry of the batch (a denied KMS key, a member scheduled
+// for deletion), a batch that failed whole (a throttle), or a value that is
+// not the key the pointer names and is not its AWSPREVIOUS either (a
+// promotion under way with a ring of one is read from AWSPREVIOUS).
+func (s *Store) ReadCurrent(ctx context.Context, ptrs []keyrot.KeyPointer) (creds []keyrot.Credentials, failed map[string]error) {
+	failed = map[string]error{}
+	byName := make(map[string]keyrot.KeyPointer, len(ptrs))
+	names := make([]string, 0, len(ptrs))
+	for _, p := range ptrs {
+		byName[p.Secret] = p
+		names = append(names, p.Secret)
+	}
+	for start := 0; start < len(names); start += batchGetMax {
+		batch := names[start:min(start+batchGetMax, len(names))]
+		res, err := s.api.BatchGetSecretValue(ctx, &sm.BatchGetSecretValueInput{SecretIdList: batch})
+		if err != nil {
+			for _, name := range batch {
+				failed[byName[name].UserName] = fmt.Errorf("secretsmanager: batch get %d secrets: %w", len(batch), err)
+			}
+			continue
+		}
+		read := map[string]bool{}
+		for _, v := range res.SecretValues {
+			name := aws.ToString(v.Name)
+			p, ok := byName[name]
+			if !ok {
+				continue
+			}
+			read[name] = true
+			c, err := s.pointedValue(ctx, p, aws.ToString(v.SecretString))
+			if err != nil {
+				failed[p.UserName] = err
+				continue
+			}
+			creds = append(creds, c)
+		}
+		for _, e := range res.Errors {
+			if p, ok := byName[aws.ToString(e.SecretId)]; ok && !read[p.Secret] {
+				read[p.Secret] = true
+				failed[p.UserName] = fmt.Errorf("secretsmanager: read %q: %s: %s", p.Secret, aws.ToString(e.ErrorCode), aws.ToString(e.Message))
+			}
+		}
+		for _, name := range batch {
+			if !read[name] {
+				failed[byName[name].UserName] = fmt.Errorf("secretsmanager: read %q: missing from the BatchGetSecretValue response", name)
+			}
+		}
+	}
+	return creds, failed
+}
+
+// pointedValue decodes the AWSCURRENT value of p's secret and checks that
+// it is the key p names, falling back to AWSPREVIOUS while a promotion with
+// a ring of one has moved the label but not yet the tags.
+func (s *Store) pointedValue(ctx context.Context, p keyrot.KeyPointer, value string) (keyrot.Credentials, error) {
+	var sv secretValue
+	if json.Unmarshal([]byte(value), &sv) != nil || sv.AccessKeyId == "" {
+		// Never include the value: it may be a secret of some other shape.
+		return keyrot.Credentials{}, fmt.Errorf("secretsmanager: AWSCURRENT of %q is not a keyrot access key", p.Secret)
+	}
+	c := keyrot.Credentials{UserName: sv.UserName, AccessKeyID: sv.AccessKeyId, SecretAccessKey: sv.SecretAccessKey,
+		CreateDate: sv.CreateDate, Generation: sv.Generation}
+	if c.AccessKeyID != p.KeyID {
+		prev, err := s.readVersion(ctx, p.Secret, stagePrevious)
+		if err != nil || prev.KeyID != p.KeyID {
+			return keyrot.Credentials{}, fmt.Errorf("secretsmanager: %q holds key %s, not %s that its pointer names: a promotion is under way", p.Secret, c.AccessKeyID, p.KeyID)
+		}
+		c = prev.Creds
+	}
+	if c.UserName != p.UserName {
+		return keyrot.Credentials{}, fmt.Errorf("secretsmanager: %q holds a key of user %q, not %q", p.Secret, c.UserName, p.UserName)
+	}
+	c.CurrentSince, c.Timings = p.Since, p.Timings
+	return c, nil
 }
 
 func (s *Store) tag(ctx context.Context, name string, tags map[string]string) error {

@@ -106,15 +106,107 @@ func TestRotationLifecycle(t *testing.T) {
 	if st, _ := s.Load(ctx, "ci-bot"); len(st.Inactive) != 0 {
 		t.Fatalf("inactive after forget = %v", st.Inactive)
 	}
-	// The listing the API cache refreshes from sees the current key only.
-	all, err := s.ListCurrent(ctx)
-	if err != nil || len(all) != 1 || all[0].AccessKeyID != "AKIAAAAAAAAAAAAAAAA3" {
-		t.Fatalf("ListCurrent = %v, %v", all, err)
+	// The listing the API cache polls sees the pointer to the current key
+	// only, and the read returns that key.
+	ptrs, err := s.Pointers(ctx)
+	if err != nil || len(ptrs) != 1 || ptrs[0].KeyID != "AKIAAAAAAAAAAAAAAAA3" || ptrs[0].Generation != 3 || ptrs[0].Secret != "iam-key-rotation/ci-bot/1" {
+		t.Fatalf("Pointers = %+v, %v", ptrs, err)
+	}
+	all, failed := s.ReadCurrent(ctx, ptrs)
+	if len(failed) != 0 || len(all) != 1 || all[0].AccessKeyID != "AKIAAAAAAAAAAAAAAAA3" || !ptrs[0].Names(all[0]) {
+		t.Fatalf("ReadCurrent = %v, %v", all, failed)
 	}
 	// Members hold the resource policy letting the user read its key.
 	pol, err := client.GetResourcePolicy(ctx, &awssm.GetResourcePolicyInput{SecretId: aws.String("iam-key-rotation/ci-bot/1")})
 	if err != nil || !strings.Contains(aws.ToString(pol.ResourcePolicy), user.ARN) {
 		t.Fatalf("resource policy = %v, %v", aws.ToString(pol.ResourcePolicy), err)
+	}
+}
+
+// TestReadCurrentReportsEachFailure: one user's unreadable member fails
+// that user alone, a pointer caught mid-promotion with a ring of one reads
+// the key it names from AWSPREVIOUS, and a throttled batch fails its users.
+func TestReadCurrentReportsEachFailure(t *testing.T) {
+	ctx := context.Background()
+	sb := sandboxtest.Start(t, sandbox.Options{})
+	client := awssm.NewFromConfig(sandboxtest.Config(t, sb))
+	s := secretsmanager.New(client, secretsmanager.Config{})
+	promote := func(name string, gen, member int, id string) keyrot.StoredKey {
+		t.Helper()
+		u := keyrot.User{Name: name}
+		intent := keyrot.Intent{Generation: gen, Member: member, At: time.Date(2026, 1, 1, 0, gen, 0, 0, time.UTC)}
+		if err := s.BeginCreate(ctx, u, intent); err != nil {
+			t.Fatal(err)
+		}
+		c := creds(id, gen)
+		c.UserName = name
+		stored, err := s.StorePending(ctx, intent, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Promote(ctx, name, stored, "", intent.At, keyrot.DefaultPolicy().Timings()); err != nil {
+			t.Fatal(err)
+		}
+		return stored
+	}
+	promote("alice", 1, 1, "AKIAALICEAAAAAAAAAA1")
+	promote("bob", 1, 1, "AKIABOBAAAAAAAAAAAA1")
+	promote("carol", 1, 0, "AKIACAROLAAAAAAAAAA1")
+	// carol's ring of one is caught mid-promotion: AWSCURRENT moved to a
+	// second key, the tags still name the first.
+	next, err := s.StorePending(ctx, keyrot.Intent{Generation: 2}, keyrot.Credentials{UserName: "carol", AccessKeyID: "AKIACAROLAAAAAAAAAA2", SecretAccessKey: strings.Repeat("c", 40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := client.DescribeSecret(ctx, &awssm.DescribeSecretInput{SecretId: aws.String("iam-key-rotation/carol")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur string
+	for v, stages := range desc.VersionIdsToStages {
+		for _, st := range stages {
+			if st == "AWSCURRENT" {
+				cur = v
+			}
+		}
+	}
+	if _, err := client.UpdateSecretVersionStage(ctx, &awssm.UpdateSecretVersionStageInput{SecretId: aws.String("iam-key-rotation/carol"),
+		VersionStage: aws.String("AWSCURRENT"), MoveToVersionId: aws.String(next.VersionID), RemoveFromVersionId: aws.String(cur)}); err != nil {
+		t.Fatal(err)
+	}
+	// bob's member is scheduled for deletion: BatchGetSecretValue lists it
+	// under Errors.
+	if _, err := client.DeleteSecret(ctx, &awssm.DeleteSecretInput{SecretId: aws.String("iam-key-rotation/bob/1")}); err != nil {
+		t.Fatal(err)
+	}
+
+	ptrs, err := s.Pointers(ctx)
+	if err != nil || len(ptrs) != 3 {
+		t.Fatalf("Pointers = %+v, %v", ptrs, err)
+	}
+	got, failed := s.ReadCurrent(ctx, ptrs)
+	ids := map[string]string{}
+	for _, c := range got {
+		ids[c.UserName] = c.AccessKeyID
+	}
+	if ids["alice"] != "AKIAALICEAAAAAAAAAA1" || ids["carol"] != "AKIACAROLAAAAAAAAAA1" || len(ids) != 2 {
+		t.Errorf("read %v, want alice's key and carol's first key", ids)
+	}
+	if err := failed["bob"]; err == nil || len(failed) != 1 || !strings.Contains(err.Error(), "iam-key-rotation/bob/1") {
+		t.Errorf("failed = %v, want bob's member named", failed)
+	}
+
+	// A batch that fails whole (throttled past the SDK's retries) fails
+	// each of its users; the error names no secret value.
+	sb.SetFaults(sandbox.Faults{Rules: []sandbox.FaultRule{{Operation: "BatchGetSecretValue", Kind: sandbox.FaultThrottle, Count: 3}}})
+	got, failed = s.ReadCurrent(ctx, ptrs)
+	if len(got) != 0 || len(failed) != 3 {
+		t.Fatalf("throttled: read %v, failed %v", got, failed)
+	}
+	for _, err := range failed {
+		if strings.Contains(err.Error(), strings.Repeat("s", 39)) {
+			t.Fatalf("error %q holds a secret", err)
+		}
 	}
 }
 

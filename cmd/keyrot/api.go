@@ -7,11 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -19,6 +20,7 @@ import (
 	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/config"
+	"github.com/keyrot/keyrot/internal/credcache"
 	"github.com/keyrot/keyrot/metrics"
 	"github.com/keyrot/keyrot/secretsmanager"
 )
@@ -35,7 +37,9 @@ type apiRuntime struct {
 	cache    *keyrothttp.Cache
 	server   *keyrothttp.Server
 	store    *secretsmanager.Store
+	clock    keyrot.Clock
 	stopRun  context.CancelFunc
+	running  sync.WaitGroup // the cache refresh and the API-key reload
 	// auditOut buffers the server's audit and access records, JSON lines
 	// whatever log.format says (flushed every 100 ms and on stop), so a read
 	// makes no write system call of its own.
@@ -52,18 +56,36 @@ func (m *Main) newAPI(_ context.Context, cfg config.Config, log *slog.Logger, se
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	a := &apiRuntime{cfg: cfg, log: log, serve: serve, registry: reg, metrics: mt}
+	a := &apiRuntime{cfg: cfg, log: log, serve: serve, registry: reg, metrics: mt, clock: keyrot.SystemClock{}}
 	a.auditOut = app.NewBufferedWriter(m.Stderr, auditFlushEvery)
-	a.cache = keyrothttp.NewCache(a, cfg.Policy(), keyrothttp.WithCacheLogger(log.With("system", "cache")))
+	a.cache = keyrothttp.NewCache(a, cfg.Policy(), keyrothttp.WithCacheLogger(log.With("system", "cache")), keyrothttp.WithCacheClock(a.clock))
+	for _, w := range app.Warnings(cfg) {
+		log.Warn("config warning", "warning", w)
+	}
 	return a, nil
 }
 
-// ListCurrent reads every current key from Secrets Manager (the cache's source).
-func (a *apiRuntime) ListCurrent(ctx context.Context) ([]keyrot.Credentials, error) {
+// errNoStore: the cache asked before start gave it the store.
+var errNoStore = errors.New("api: no secret store yet")
+
+// Pointers lists every user's current-key pointer (the cache's source).
+func (a *apiRuntime) Pointers(ctx context.Context) ([]keyrot.KeyPointer, error) {
 	if a.store == nil {
-		return nil, errors.New("api: no secret store yet")
+		return nil, errNoStore
 	}
-	return a.store.ListCurrent(ctx)
+	return a.store.Pointers(ctx)
+}
+
+// ReadCurrent reads the keys the pointers name (the cache's source).
+func (a *apiRuntime) ReadCurrent(ctx context.Context, ptrs []keyrot.KeyPointer) ([]keyrot.Credentials, map[string]error) {
+	if a.store == nil {
+		failed := map[string]error{}
+		for _, p := range ptrs {
+			failed[p.UserName] = errNoStore
+		}
+		return nil, failed
+	}
+	return a.store.ReadCurrent(ctx, ptrs)
 }
 
 // appOptions are the hooks the engine reports to: the cache and the metrics.
@@ -77,8 +99,8 @@ func (a *apiRuntime) appOptions(o app.Options) app.Options {
 }
 
 // apiKeys gathers the API keys: the config's, API_KEY's, and those kept in a
-// Secrets Manager secret.
-func apiKeys(ctx context.Context, cfg config.Config, awsCfg aws.Config) ([]keyrothttp.APIKey, error) {
+// Secrets Manager secret (read through store).
+func apiKeys(ctx context.Context, cfg config.Config, store *secretsmanager.Store) ([]keyrothttp.APIKey, error) {
 	var keys []keyrothttp.APIKey
 	for _, k := range cfg.API.Keys {
 		keys = append(keys, keyrothttp.APIKey{Name: k.Name, Hash: k.Hash, Users: k.Users, List: k.List})
@@ -87,11 +109,11 @@ func apiKeys(ctx context.Context, cfg config.Config, awsCfg aws.Config) ([]keyro
 		keys = append(keys, keyrothttp.FullAccessKey("API_KEY", cfg.API.FullAccessKey))
 	}
 	if name := cfg.API.KeysSecret; name != "" {
-		out, err := awssm.NewFromConfig(awsCfg).GetSecretValue(ctx, &awssm.GetSecretValueInput{SecretId: aws.String(name)})
+		value, err := store.Value(ctx, name)
 		if err != nil {
-			return nil, fmt.Errorf("api: read API keys from secret %q: %w", name, err)
+			return nil, fmt.Errorf("api: read API keys: %w", err)
 		}
-		more, err := keyrothttp.ParseKeys(strings.NewReader(aws.ToString(out.SecretString)))
+		more, err := keyrothttp.ParseKeys(strings.NewReader(value))
 		if err != nil {
 			return nil, &config.Error{Field: "api.keys_secret", Value: name, Reason: err.Error()}
 		}
@@ -101,13 +123,13 @@ func apiKeys(ctx context.Context, cfg config.Config, awsCfg aws.Config) ([]keyro
 }
 
 // start loads the cache and opens the server (when serving).
-func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store, awsCfg aws.Config) (map[string]string, error) {
+func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store) (map[string]string, error) {
 	a.store = store
 	addrs := map[string]string{}
 	if !a.serve {
 		return addrs, nil
 	}
-	keys, err := apiKeys(ctx, a.cfg, awsCfg)
+	keys, err := apiKeys(ctx, a.cfg, store)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +140,7 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store, aws
 		// The engine publishes as it promotes; keep serving and retry in the background.
 		a.log.Warn("initial credentials load failed; retrying in the background", "error", err)
 	}
-	if err := a.metrics.WatchKeyAges(a.cache, time.Now); err != nil {
+	if err := a.metrics.WatchKeyAges(a.cache, a.clock.Now); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{
@@ -134,27 +156,30 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store, aws
 	a.server = srv
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopRun = cancel
-	go func() { _ = a.cache.Run(runCtx, time.Duration(a.cfg.API.Refresh)) }()
+	// Promotions by other processes are found by polling the pointers:
+	// api.refresh, at most a quarter of deactivate_after (APIPoll).
+	poll, _ := a.cfg.APIPoll()
+	a.running.Go(func() { _ = a.cache.Run(runCtx, poll) })
 	if a.cfg.API.KeysSecret != "" {
-		go a.reloadKeys(runCtx, awsCfg)
+		a.running.Go(func() { a.reloadKeys(runCtx) })
 	}
 	addrs["api"] = srv.URL()
-	a.log.Info("api listening", "url", srv.URL(), "keys", len(keys))
+	a.log.Info("api listening", "url", srv.URL(), "keys", len(keys), "poll", poll.String())
 	return addrs, nil
 }
 
 // reloadKeys rereads the API keys kept in Secrets Manager every refresh, so
 // API keys are rotated by editing that secret: add the new key, move the
 // consumers, remove the old one. No restart.
-func (a *apiRuntime) reloadKeys(ctx context.Context, awsCfg aws.Config) {
-	every := time.Duration(a.cfg.API.Refresh)
+func (a *apiRuntime) reloadKeys(ctx context.Context) {
+	every := time.Duration(a.cfg.API.Refresh) // positive: config.Validate
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(every):
+		case <-a.clock.After(every):
 		}
-		keys, err := apiKeys(ctx, a.cfg, awsCfg)
+		keys, err := apiKeys(ctx, a.cfg, a.store)
 		if err == nil {
 			err = a.server.SetKeys(keys)
 		}
@@ -168,6 +193,7 @@ func (a *apiRuntime) reloadKeys(ctx context.Context, awsCfg aws.Config) {
 func (a *apiRuntime) stop(ctx context.Context) {
 	if a.stopRun != nil {
 		a.stopRun()
+		a.running.Wait()
 	}
 	if a.server != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -201,7 +227,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer api.stop(ctx)
-	addrs, err := api.start(ctx, app.NewStore(awsCfg, cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID), awsCfg)
+	addrs, err := api.start(ctx, app.NewStore(awsCfg, cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID))
 	if err != nil {
 		return err
 	}
@@ -226,6 +252,7 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	direct := fs.Bool("direct", false, "read Secrets Manager directly with your own AWS credentials instead of the API")
 	prefix := fs.String("prefix", envOr("KEYROT_SECRET_PREFIX", "iam-key-rotation/"), "secret name prefix, with --direct")
 	path := fs.String("config", "", "config file, with --direct: its secrets prefix and region (the timings come from the secret)")
+	noCache := fs.Bool("no-cache", false, "with --format credential_process: always ask the API, never the cache file (under KEYROT_CACHE_DIR, else the user cache directory)")
 	// Go's flag package stops at the first non-flag: accept USER before or after the flags.
 	var user string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -237,7 +264,7 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	if user == "" && fs.NArg() == 1 {
 		user = fs.Arg(0)
 	} else if fs.NArg() != 0 || user == "" {
-		return &usageError{"usage: keyrot credentials USER [--api URL] [--format json|env|credential_process] [--direct]"}
+		return &usageError{"usage: keyrot credentials USER [--api URL] [--format json|env|credential_process] [--direct] [--no-cache]"}
 	}
 	switch *format {
 	case keyrothttp.FormatJSON, keyrothttp.FormatEnv, keyrothttp.FormatCredentialProcess:
@@ -245,7 +272,8 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 		return &usageError{fmt.Sprintf("--format %q: want json, env or credential_process", *format)}
 	}
 	var body []byte
-	if *direct {
+	switch {
+	case *direct:
 		region := envOr("KEYROT_REGION", "")
 		if *path != "" {
 			cfg, err := m.loadConfig(*path)
@@ -270,14 +298,34 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 		if body, err = keyrothttp.Render(creds.Annotate(time.Now()), *format); err != nil {
 			return err
 		}
-	} else {
+	default:
 		key := envOr("KEYROT_API_KEY", "")
 		if key == "" {
 			return &usageError{"set KEYROT_API_KEY to your API key (or use --direct)"}
 		}
 		client := &keyrothttp.Client{BaseURL: *apiURL, APIKey: key}
+		cache := credentialCache(envOr("KEYROT_CACHE_DIR", ""))
 		var err error
-		if body, err = client.Credentials(ctx, user, *format); err != nil {
+		if *format != keyrothttp.FormatCredentialProcess || *noCache || cache == nil {
+			if body, err = client.Credentials(ctx, user, *format); err != nil {
+				return err
+			}
+			break
+		}
+		// An SDK runs credential_process often (botocore on every call
+		// within 15 minutes of Expiration): answer from the cache until the
+		// key's refresh time, and bridge a short API outage with it.
+		res, err := cache.Get(ctx, credcache.Key{APIURL: *apiURL, User: user, APIKey: key}, func(ctx context.Context) (keyrot.Credentials, error) {
+			return client.Get(ctx, user)
+		})
+		if err != nil {
+			return err
+		}
+		if res.Source == credcache.FromCacheAPIDown {
+			fmt.Fprintf(m.Stderr, "keyrot credentials: the API is unreachable (%v); serving the cached key %s, valid until %s\n",
+				res.Unreachable, res.Creds.AccessKeyID, res.Creds.Expiration.UTC().Format(time.RFC3339))
+		}
+		if body, err = keyrothttp.Render(res.Creds, *format); err != nil {
 			return err
 		}
 	}
@@ -286,6 +334,19 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	}
 	_, err := m.Stdout.Write(body)
 	return err
+}
+
+// credentialCache is the credential_process cache in dir, else in the
+// user's cache directory; nil when there is none (no home directory).
+func credentialCache(dir string) *credcache.Cache {
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return nil
+		}
+		dir = filepath.Join(base, "keyrot")
+	}
+	return &credcache.Cache{Dir: dir}
 }
 
 func (m *Main) runAPIKey(_ context.Context, args []string) error {

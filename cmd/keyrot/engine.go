@@ -143,6 +143,9 @@ func (m *Main) runValidate(_ context.Context, args []string) error {
 	if cfg.API.FullAccessKey != "" {
 		fmt.Fprintln(m.Stdout, "# API_KEY is set: one full-access API key")
 	}
+	for _, w := range app.Warnings(cfg) {
+		fmt.Fprintf(m.Stderr, "keyrot validate: warning: %s\n", w)
+	}
 	return nil
 }
 

@@ -58,7 +58,7 @@ Usage:
   keyrot status       --config F [-o table|json]
   keyrot validate     --config F              check the config and print it (no secrets)
   keyrot serve        --config F              the REST API alone, reading Secrets Manager
-  keyrot credentials  USER [--api URL] [--format json|env|credential_process] [--direct]
+  keyrot credentials  USER [--api URL] [--format json|env|credential_process] [--direct] [--no-cache]
   keyrot apikey new   NAME                    make an API key and the hash for the config
   keyrot sandbox      [--listen 127.0.0.1:4566] [--data DIR]
                                               a local AWS endpoint for tests (not for real keys)

@@ -202,3 +202,40 @@ func TestDaemonRotatesAndStopsCleanly(t *testing.T) {
 		t.Fatalf("no clean stop in the log: %s", tm.stderr)
 	}
 }
+
+// TestValidateWarns: a valid config that emails some event kind to nobody,
+// or polls slower than its timings allow, passes validate (exit 0) with a
+// warning on stderr; kinds missing from notify.recipients keep the default
+// and raise none.
+func TestValidateWarns(t *testing.T) {
+	tm := newTestMain(t)
+	ctx := context.Background()
+	cfg := tm.writeConfig(`
+users: {names: [ci-bot]}
+rotation: {rotate_every: 30s, deactivate_after: 8s, delete_after: 4s}
+notify:
+  sender: keyrot@example.com
+  admin: security@example.com
+  recipients:
+    key_created: [admin, owner]
+    key_deleted: []
+api: {refresh: 30s}
+`)
+	if code := tm.run(ctx, "validate", "--config", cfg); code != exitOK {
+		t.Fatalf("validate exit %d: %s", code, tm.stderr)
+	}
+	stderr := tm.stderr.String()
+	for _, want := range []string{
+		"keyrot validate: warning: notify.recipients.key_deleted is an empty list: key_deleted events are emailed to nobody",
+		"keyrot validate: warning: api.refresh (30s) is longer than a quarter of rotation.deactivate_after (8s): the API checks for promoted keys every 2s instead",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	for _, kind := range []string{"key_deactivated", "rotation_failed", "warning", "key_created"} {
+		if strings.Contains(stderr, "notify.recipients."+kind) {
+			t.Errorf("warned about %s, which reaches admin and owner:\n%s", kind, stderr)
+		}
+	}
+}

@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/keyrot/keyrot"
+	keyrothttp "github.com/keyrot/keyrot/http"
+	"github.com/keyrot/keyrot/internal/credcache"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
 )
 
@@ -73,9 +81,10 @@ log: {format: json}
 
 	var mu sync.Mutex
 	var loaded []string
+	cacheDir := t.TempDir()
 	provider := processcreds.NewProviderCommand(processcreds.NewCommandBuilderFunc(func(ctx context.Context) (*exec.Cmd, error) {
 		cmd := exec.CommandContext(ctx, os.Args[0], "credentials", "app", "--api", api, "--format", "credential_process")
-		cmd.Env = append(os.Environ(), runMainEnv+"=1", "KEYROT_API_KEY="+apiKey)
+		cmd.Env = append(os.Environ(), runMainEnv+"=1", "KEYROT_API_KEY="+apiKey, "KEYROT_CACHE_DIR="+cacheDir)
 		return cmd, nil
 	}))
 	recording := aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
@@ -122,4 +131,115 @@ log: {format: json}
 		t.Fatalf("no key was deleted while the consumer ran")
 	}
 	t.Logf("%d STS calls, no failure; the SDK loaded %d keys: %v", calls, len(distinct), loaded)
+}
+
+// credentialProcess runs `keyrot credentials USER --format
+// credential_process` as a separate process (the test binary acting as
+// keyrot), as an SDK does.
+func credentialProcess(ctx context.Context, api, apiKey, cacheDir string, args ...string) (stdout, stderr string, err error) {
+	cmd := exec.CommandContext(ctx, os.Args[0], append([]string{"credentials"}, args...)...)
+	cmd.Args = append(cmd.Args, "--api", api, "--format", "credential_process")
+	cmd.Env = append(os.Environ(), runMainEnv+"=1", "KEYROT_API_KEY="+apiKey, "KEYROT_CACHE_DIR="+cacheDir)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+// TestCredentialProcessCache: concurrent processes share the cache file and
+// the API is asked once; --no-cache asks it every time; with the API down a
+// cached key past its refresh time but before Expiration is served (and
+// said so on stderr); an expired one is not.
+func TestCredentialProcessCache(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	policy := keyrot.DefaultPolicy()
+	cache := keyrothttp.NewCache(nil, policy)
+	app := keyrot.Credentials{UserName: "app", AccessKeyID: "AKIAAPPCACHE00000001", SecretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYc1", CreateDate: now, CurrentSince: now}
+	cache.Publish(app)
+	apiKey, hash, _ := keyrothttp.GenerateAPIKey()
+	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{Keys: []keyrothttp.APIKey{{Name: "app", Hash: hash, Users: []string{"*"}}}, RateLimit: -1}, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var requests atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		srv.Handler().ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	want := app.Annotate(now) // the cache's fallback timings: the key was stored without any
+	check := func(out string) {
+		t.Helper()
+		var got keyrothttp.CredentialProcessResponse
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("output %q: %v", out, err)
+		}
+		if got.Version != 1 || got.AccessKeyId != app.AccessKeyID || got.SecretAccessKey != app.SecretAccessKey || !got.Expiration.Equal(want.Expiration) {
+			t.Fatalf("output %+v, want %s until %s", got, app.AccessKeyID, want.Expiration)
+		}
+	}
+
+	var wg sync.WaitGroup
+	outs := make([]string, 4)
+	errs := make([]error, 4)
+	for i := range outs {
+		wg.Go(func() { outs[i], _, errs[i] = credentialProcess(ctx, ts.URL, apiKey, cacheDir, "app") })
+	}
+	wg.Wait()
+	for i := range outs {
+		if errs[i] != nil {
+			t.Fatalf("process %d: %v", i, errs[i])
+		}
+		check(outs[i])
+	}
+	first := requests.Load()
+	for range 2 {
+		out, _, err := credentialProcess(ctx, ts.URL, apiKey, cacheDir, "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(out)
+	}
+	if got := requests.Load(); got != first || first < 1 || first > 4 {
+		t.Fatalf("API requests: %d for 4 concurrent processes, %d after 2 more; want 1..4, then none", first, got)
+	}
+	if out, _, err := credentialProcess(ctx, ts.URL, apiKey, cacheDir, "app", "--no-cache"); err != nil || requests.Load() != first+1 {
+		t.Fatalf("--no-cache: %v, %d requests", err, requests.Load())
+	} else {
+		check(out)
+	}
+	files, _ := filepath.Glob(filepath.Join(cacheDir, "*"))
+	if len(files) != 1 {
+		t.Fatalf("cache files %v, want one", files)
+	}
+	t.Logf("4 concurrent processes asked the API %d time(s); 2 later runs, none", first)
+
+	// Cache entries fetched earlier, as if by an SDK a while ago: one past
+	// its NextRotation with 50s left, one expired a second ago.
+	seed := func(user string, created time.Time, fetched time.Time) {
+		t.Helper()
+		c := &credcache.Cache{Dir: cacheDir, Now: func() time.Time { return fetched }}
+		creds := keyrot.Credentials{UserName: user, AccessKeyID: "AKIA" + strings.ToUpper(user) + "0000000000", SecretAccessKey: "s3cr3t-" + user, CreateDate: created,
+			Timings: keyrot.Timings{RotateEvery: policy.RotateEvery, DeactivateAfter: policy.DeactivateAfter}}.Annotate(fetched)
+		if _, err := c.Get(ctx, credcache.Key{APIURL: ts.URL, User: user, APIKey: apiKey}, func(context.Context) (keyrot.Credentials, error) { return creds, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed("late", now.Add(-5*time.Minute-10*time.Second), now.Add(-2*time.Minute)) // Expiration now+50s
+	seed("gone", now.Add(-6*time.Minute-1*time.Second), now.Add(-3*time.Minute))  // Expiration now-1s
+	ts.Close()                                                                    // the API is down
+
+	out, stderr, err := credentialProcess(ctx, ts.URL, apiKey, cacheDir, "late")
+	if err != nil || !strings.Contains(out, "AKIALATE0000000000") || !strings.Contains(stderr, "the API is unreachable") {
+		t.Fatalf("API down, cached key still valid: %v\nstdout %s\nstderr %s", err, out, stderr)
+	}
+	if strings.Contains(stderr, "s3cr3t") {
+		t.Fatalf("stderr holds the secret: %s", stderr)
+	}
+	out, stderr, err = credentialProcess(ctx, ts.URL, apiKey, cacheDir, "gone")
+	if err == nil || strings.Contains(out, "AKIAGONE") || !strings.Contains(stderr, "connect") {
+		t.Fatalf("API down, cached key expired: served %q (%v, %s)", out, err, stderr)
+	}
 }

@@ -50,7 +50,7 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, awsCfg *aws.Config
 		return err
 	}
 	defer closeApp(ctx, a, log)
-	addrs, err := api.start(ctx, a.Store, a.AWS)
+	addrs, err := api.start(ctx, a.Store)
 	if err != nil {
 		return err
 	}
@@ -95,6 +95,7 @@ func (m *Main) runDev(ctx context.Context, args []string) error {
 		// Under the sandbox SES account's rate of 1 a second.
 		QuietPeriod: config.Duration(time.Hour), SendRate: 0.9, SMTP: config.SMTP{TLS: "none"}}
 	cfg.API.Listen = *apiListen
+	cfg.API.Refresh = config.Duration(max(time.Second, *deactivateAfter/4)) // the most api.refresh may be
 	cfg.Log.Format = "text"
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -115,7 +115,12 @@ type API struct {
 	KeysSecret string   `yaml:"keys_secret,omitempty"` // a Secrets Manager secret holding more keys as JSON
 	RateLimit  float64  `yaml:"rate_limit"`            // requests per second per API key
 	Burst      int      `yaml:"burst"`
-	Refresh    Duration `yaml:"refresh"` // how often `keyrot serve` rereads Secrets Manager
+	// Refresh is how often the API checks Secrets Manager for a key promoted
+	// by another process (one ListSecrets of the pointers; values are read
+	// only for users whose pointer moved) and rereads api.keys_secret. The
+	// check runs at least every quarter of rotation.deactivate_after
+	// (APIPoll), so a replaced key is served for at most that long.
+	Refresh Duration `yaml:"refresh"`
 	// FullAccessKey is the seed's API_KEY: one key that reads every user.
 	// Environment only, never printed.
 	FullAccessKey string `yaml:"-"`
@@ -384,6 +389,9 @@ func (c Config) Validate() error {
 	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
 		return &Error{Field: "api.tls_cert", Reason: "set both api.tls_cert and api.tls_key, or neither"}
 	}
+	if c.API.Refresh <= 0 {
+		return &Error{Field: "api.refresh", Value: time.Duration(c.API.Refresh).String(), Reason: "must be positive: how often the API checks Secrets Manager for a promoted key (default 30s)"}
+	}
 	for i, k := range c.API.Keys {
 		if k.Name == "" || !strings.HasPrefix(k.Hash, "sha256:") {
 			return &Error{Field: fmt.Sprintf("api.keys[%d]", i), Value: k.Name, Reason: "needs a name and a hash \"sha256:<hex>\" (make one with: keyrot apikey new NAME)"}
@@ -400,6 +408,29 @@ func (c Config) Validate() error {
 		return &Error{Field: "log.level", Value: c.Log.Level, Reason: "must be debug, info, warn or error"}
 	}
 	return nil
+}
+
+// APIPoll is how often the API checks Secrets Manager for a promoted key:
+// api.refresh, but never more than a quarter of rotation.deactivate_after,
+// so that a key another process replaced stops being served well before it
+// is deactivated (and clamped reports that api.refresh was cut short).
+func (c Config) APIPoll() (every time.Duration, clamped bool) {
+	every, bound := time.Duration(c.API.Refresh), time.Duration(c.Rotation.DeactivateAfter)/4
+	if bound > 0 && every > bound {
+		return bound, true
+	}
+	return every, false
+}
+
+// Warnings are settings that are valid but probably not what was meant;
+// keyrot validate prints them and the commands log them at start.
+func (c Config) Warnings() []string {
+	var w []string
+	if every, clamped := c.APIPoll(); clamped {
+		w = append(w, fmt.Sprintf("api.refresh (%s) is longer than a quarter of rotation.deactivate_after (%s): the API checks for promoted keys every %s instead, so that it stops serving a replaced key long before that key is deactivated",
+			keyrot.FormatDuration(time.Duration(c.API.Refresh)), keyrot.FormatDuration(time.Duration(c.Rotation.DeactivateAfter)), every))
+	}
+	return w
 }
 
 // Redacted returns the config with every secret blanked, for printing.

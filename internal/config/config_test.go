@@ -101,6 +101,8 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"bad env int", base, map[string]string{"KEYROT_CONCURRENCY": "many"}, "KEYROT_CONCURRENCY"},
 		{"concurrency range", base + "rotation: {concurrency: 0}\n", nil, "rotation.concurrency"},
 		{"log format", base + "log: {format: xml}\n", nil, "log.format"},
+		{"zero refresh", base + "api: {refresh: 0s}\n", nil, "api.refresh"},
+		{"negative refresh", base + "api: {refresh: -5s}\n", nil, ""}, // refused by the duration parser
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,6 +119,35 @@ func TestValidationNamesTheField(t *testing.T) {
 			}
 			if ce.Field != tt.field {
 				t.Fatalf("field = %q, want %q (%v)", ce.Field, tt.field, err)
+			}
+		})
+	}
+}
+
+func TestAPIPoll(t *testing.T) {
+	base := "users: {names: [ci-bot]}\nnotify: {via: log}\n"
+	for _, tt := range []struct {
+		name, yaml string
+		every      time.Duration
+		warned     bool
+	}{
+		{"default refresh within 2m/4", base, 30 * time.Second, false},
+		{"short refresh kept", base + "api: {refresh: 200ms}\n", 200 * time.Millisecond, false},
+		{"long refresh clamped", base + "rotation: {rotate_every: 30s, deactivate_after: 6s, delete_after: 3s}\n", 1500 * time.Millisecond, true},
+		{"production timings", base + "rotation: {rotate_every: 90d, deactivate_after: 7d, delete_after: 7d}\napi: {refresh: 1m}\n", time.Minute, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Load("k.yaml", open(map[string]string{"k.yaml": tt.yaml}), env(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			every, clamped := cfg.APIPoll()
+			if every != tt.every || clamped != tt.warned {
+				t.Errorf("APIPoll = %s, %v; want %s, %v", every, clamped, tt.every, tt.warned)
+			}
+			w := cfg.Warnings()
+			if got := len(w) == 1 && strings.Contains(w[0], "api.refresh"); got != tt.warned {
+				t.Errorf("Warnings = %q, want an api.refresh warning: %v", w, tt.warned)
 			}
 		})
 	}
