@@ -55,7 +55,8 @@ func TestEngineOnMoto(t *testing.T) {
 	}{
 		{name: "full cycle", run: fullCycle},
 		{name: "restart mid-cycle", run: restartMidCycle},
-		{name: "two engines at once", run: twoEngines},
+		{name: "two engines at once", skip: "moto accepts a second PutSecretValue with the same ClientRequestToken and another value, " +
+			"so two engines' collision on a generation goes unseen and leaves its labels torn (seen: HTTP 500 from UpdateSecretVersionStage); DIVERGENCES.md D7"},
 		{name: "dry run", run: dryRun},
 		{name: "exempt and missing users", run: exemptAndMissing},
 		{name: "user reads own secret", skip: "moto does not evaluate Secrets Manager resource policies (DIVERGENCES.md D3)"},

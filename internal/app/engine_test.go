@@ -74,7 +74,6 @@ func (h *harness) config(users ...string) config.Config {
 		r := &cfg.Rotation
 		r.RotateEvery, r.DeactivateAfter, r.DeleteAfter = config.Duration(5*h.unit), config.Duration(2*h.unit), config.Duration(h.unit)
 		r.OrphanGrace, r.VerifyTimeout = config.Duration(3*h.unit), config.Duration(5*h.unit)
-		cfg.Secrets.Prefix = "iam-key-rotation/" + h.ns
 	}
 	return cfg
 }
