@@ -150,7 +150,7 @@ func TestConformance(t *testing.T) {
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
-			ns := fmt.Sprintf("c%02d", i)
+			ns := srv.Namespace()
 			sb := sandboxtest.Start(t, sandbox.Options{Seed: int64(i + 1)})
 			backends := []*backend{
 				newBackend("sandbox", ns, sandboxtest.Config(t, sb), func(id, secret string) aws.Config {

@@ -34,7 +34,7 @@ func TestRotateOnMoto(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	tm := &testMain{t: t, aws: srv.Config(), dir: dir, stdout: &testkit.Buffer{}, stderr: &testkit.Buffer{}}
-	const user = "cmd-moto-ci-bot"
+	user := srv.Namespace() + "ci-bot"
 	tm.createUser(user)
 	cfg := tm.writeConfig(strings.ReplaceAll(testConfig, "ci-bot", user))
 	ctx := context.Background()

@@ -2,9 +2,7 @@ package app_test
 
 import (
 	"flag"
-	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,8 +33,9 @@ func TestMain(m *testing.M) {
 // independent emulator, which checks every request's signature. moto runs
 // on the wall clock, so the engine does too, with its minute shortened to a
 // second (rotate every 5s, deactivate after 2s, delete after 1s).
-func newMotoHarness(t *testing.T, ns string) *harness {
+func newMotoHarness(t *testing.T) *harness {
 	srv := moto.Get(t)
+	ns := srv.Namespace()
 	cfg := srv.Config()
 	return &harness{t: t, aws: cfg, iam: awsiam.NewFromConfig(cfg), events: &mock.Notifier{}, foreign: map[string]bool{},
 		unit: time.Second, ns: ns}
@@ -72,14 +71,13 @@ func TestEngineOnMoto(t *testing.T) {
 			skip string
 		}{name: "crash " + point, run: func(t *testing.T, h *harness) { crashAt(t, h, point) }})
 	}
-	for i, sc := range scenarios {
+	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			if sc.skip != "" {
 				t.Skip(sc.skip)
 			}
 			t.Parallel() // each waits on the wall clock most of the time
-			ns := fmt.Sprintf("e%02d-%s-", i, strings.ReplaceAll(sc.name, " ", "-"))
-			sc.run(t, newMotoHarness(t, ns[:min(len(ns), 24)]))
+			sc.run(t, newMotoHarness(t))
 		})
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +53,7 @@ type Server struct {
 	cmd                  *exec.Cmd
 	exited               chan struct{}
 	stderr               *tailBuffer
+	namespaces           atomic.Int64
 }
 
 // Start runs moto_server on a free loopback port, waits until it answers,
@@ -155,6 +157,13 @@ func (s *Server) bootstrap(ctx context.Context) error {
 		return errors.New("mototest: moto_server accepted an unknown key after bootstrap: signing is not being checked")
 	}
 	return nil
+}
+
+// Namespace returns a short prefix no other caller on this server gets,
+// for names (users, groups, secrets) that must not collide with another
+// test's, or with a test run again with -count.
+func (s *Server) Namespace() string {
+	return "n" + strconv.FormatInt(s.namespaces.Add(1), 36) + "-"
 }
 
 // Close stops the server. It is safe to call more than once.
