@@ -791,6 +791,12 @@ func (m *secretsManager) putValue(c *smCall, s *smSecret, token string, str *str
 	for id == "" || s.st.Versions[id] != nil {
 		id = m.uuid()
 	}
+	// AWS: "If this operation creates the first version for the secret,
+	// then Secrets Manager automatically attaches the staging label
+	// AWSCURRENT to it", whatever VersionStages says.
+	if len(s.st.Versions) == 0 && !slices.Contains(labels, stageCurrent) {
+		labels = append(slices.Clone(labels), stageCurrent)
+	}
 	if err := s.st.addVersion(&smVer{ID: id, String: str, Binary: bin}, labels, c.now); err != nil {
 		return smPutOutput{}, err
 	}

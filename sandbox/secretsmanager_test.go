@@ -1002,3 +1002,38 @@ func TestLostResponse(t *testing.T) {
 		t.Errorf("faults = %+v", f)
 	}
 }
+
+// AWS, PutSecretValue: "If this operation creates the first version for the
+// secret, then Secrets Manager automatically attaches the staging label
+// AWSCURRENT to it", whatever VersionStages says; later versions get only
+// the labels they ask for.
+func TestSecretsManagerFirstVersionIsCurrent(t *testing.T) {
+	e := newSMEnv(t)
+	ctx := context.Background()
+	_, err := e.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("ring/1")})
+	smMust(t, err, "create secret without a value")
+	first := e.put(t, "ring/1", "pending key", "AWSPENDING")
+	if got, want := strings.Join(first.VersionStages, ","), "AWSCURRENT,AWSPENDING"; got != want {
+		t.Errorf("first version's returned stages = %q, want %q", got, want)
+	}
+	v1 := aws.ToString(first.VersionId)
+	cur, err := e.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("ring/1")})
+	smMust(t, err, "get current")
+	if aws.ToString(cur.SecretString) != "pending key" {
+		t.Errorf("AWSCURRENT = %q, want the first version", aws.ToString(cur.SecretString))
+	}
+	v2 := aws.ToString(e.put(t, "ring/1", "second pending", "AWSPENDING").VersionId)
+	got := e.versions(t, "ring/1", true)
+	if s := strings.Join(got[v1], ","); s != "AWSCURRENT" {
+		t.Errorf("first version after a second pending = %q, want AWSCURRENT", s)
+	}
+	if s := strings.Join(got[v2], ","); s != "AWSPENDING" {
+		t.Errorf("second version = %q, want AWSPENDING only", s)
+	}
+	// A retry of the first put is still the same version, with its labels.
+	again, err := e.sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("ring/1"), ClientRequestToken: aws.String(v1), SecretString: aws.String("pending key"), VersionStages: []string{"AWSPENDING"}})
+	smMust(t, err, "retry first put")
+	if aws.ToString(again.VersionId) != v1 {
+		t.Errorf("retry made version %s, want %s", aws.ToString(again.VersionId), v1)
+	}
+}

@@ -33,7 +33,9 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	moto.Close()
+	os.Exit(code)
 }
 
 // TestCredentialProcessAcrossRotations is a consumer's whole life: the SDK

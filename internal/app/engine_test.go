@@ -35,16 +35,22 @@ func newClock() *mock.Clock {
 	return c
 }
 
-// harness is a sandbox on a driven clock, with helpers to build engines on it.
+// harness is an AWS backend with helpers to build engines on it: the
+// sandbox on a driven clock, or moto_server on the wall clock (clock nil).
 type harness struct {
 	t      testing.TB
-	sb     *sandbox.Server
-	clock  *mock.Clock
+	sb     *sandbox.Server // nil on moto
+	clock  *mock.Clock     // nil on moto: the engine runs on the wall clock
 	aws    aws.Config
 	iam    *awsiam.Client
 	events *mock.Notifier
 	// foreign are the keys created outside keyrot (adopted, not orphans).
 	foreign map[string]bool
+	// unit is the engine's minute: the seed timings (5m, 2m, 1m) are 5, 2
+	// and 1 units. A minute on the driven clock, a second on moto.
+	unit time.Duration
+	// ns prefixes user and group names, unique per test on a shared moto.
+	ns string
 }
 
 func newHarness(t testing.TB, faults sandbox.Faults) *harness {
@@ -52,20 +58,33 @@ func newHarness(t testing.TB, faults sandbox.Faults) *harness {
 	clock := newClock()
 	sb := sandboxtest.Start(t, sandbox.Options{Clock: clock, Seed: 7, Faults: faults})
 	cfg := sandboxtest.Config(t, sb)
-	return &harness{t: t, sb: sb, clock: clock, aws: cfg, iam: awsiam.NewFromConfig(cfg), events: &mock.Notifier{}, foreign: map[string]bool{}}
+	return &harness{t: t, sb: sb, clock: clock, aws: cfg, iam: awsiam.NewFromConfig(cfg), events: &mock.Notifier{}, foreign: map[string]bool{}, unit: time.Minute}
 }
 
+// name is a user or group name unique to the test.
+func (h *harness) name(s string) string { return h.ns + s }
+
+// config is the seed configuration for users, its timings in units.
 func (h *harness) config(users ...string) config.Config {
 	cfg := config.Default()
 	cfg.Users.Names = users
 	cfg.Notify.Via = "log"
 	cfg.Rotation.IAMRate = 10000
+	if h.unit != time.Minute {
+		r := &cfg.Rotation
+		r.RotateEvery, r.DeactivateAfter, r.DeleteAfter = config.Duration(5*h.unit), config.Duration(2*h.unit), config.Duration(h.unit)
+		r.OrphanGrace, r.VerifyTimeout = config.Duration(3*h.unit), config.Duration(5*h.unit)
+	}
 	return cfg
 }
 
 func (h *harness) engine(cfg config.Config, hook func(context.Context, string) error) *app.App {
 	h.t.Helper()
-	a, err := app.New(context.Background(), cfg, app.Options{AWS: &h.aws, Clock: h.clock, Notifier: h.events, StepHook: hook})
+	var clock keyrot.Clock = keyrot.SystemClock{}
+	if h.clock != nil {
+		clock = h.clock
+	}
+	a, err := app.New(context.Background(), cfg, app.Options{AWS: &h.aws, Clock: clock, Notifier: h.events, StepHook: hook})
 	if err != nil {
 		h.t.Fatalf("app.New: %v", err)
 	}
@@ -105,27 +124,47 @@ func (h *harness) pass(a *app.App, opts keyrot.RunOptions) keyrot.Summary {
 	}
 	for _, r := range sum.Results {
 		if r.Err != nil {
-			h.t.Fatalf("user %s failed at %s: %v", r.User, h.clock.Now().Format(time.RFC3339), r.Err)
+			h.t.Fatalf("user %s failed at %s: %v", r.User, h.now().Format(time.RFC3339), r.Err)
 		}
 	}
 	return sum
 }
 
-// runUntil drives the clock from pass to pass until the given time.
+// runUntil runs pass after pass, each when the last one asked, until the
+// given time.
 func (h *harness) runUntil(a *app.App, until time.Time) (passes int) {
 	h.t.Helper()
 	for {
 		sum := h.pass(a, keyrot.RunOptions{})
 		passes++
 		if sum.NextAt.IsZero() || sum.NextAt.After(until) {
-			if until.After(h.clock.Now()) { // waits inside a pass may have gone past it
-				h.clock.Set(until)
-			}
+			h.waitUntil(until)
 			return passes
 		}
-		if sum.NextAt.After(h.clock.Now()) {
-			h.clock.Set(sum.NextAt)
-		}
+		h.waitUntil(sum.NextAt)
+	}
+}
+
+// now is the engine's time.
+func (h *harness) now() time.Time {
+	if h.clock == nil {
+		return time.Now()
+	}
+	return h.clock.Now()
+}
+
+// waitUntil moves the driven clock to t, or on the wall clock waits for t;
+// a time already past (waits inside a pass may have gone past it) is a no-op.
+func (h *harness) waitUntil(t time.Time) {
+	d := t.Sub(h.now())
+	switch {
+	case d <= 0:
+	case h.clock != nil:
+		h.clock.Set(t)
+	default:
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		<-timer.C
 	}
 }
 
@@ -161,48 +200,91 @@ func (h *harness) checkInvariants(a *app.App, user string) keyrot.Credentials {
 }
 
 func TestFullCycleSeedTimings(t *testing.T) {
-	h := newHarness(t, sandbox.Faults{PropagationDelay: 9 * time.Second})
-	h.createUser("ci-bot", 1) // an existing key keyrot did not create
-	old := aws.ToString(h.keys("ci-bot")[0].AccessKeyId)
-	a := h.engine(h.config("ci-bot"), nil)
+	fullCycle(t, newHarness(t, sandbox.Faults{PropagationDelay: 9 * time.Second}))
+}
+
+// fullCycle adopts an existing key, retires it on the seed timings and
+// rotates again. On the driven clock it checks each boundary to the
+// second; on the wall clock, that each step happened by its time.
+func fullCycle(t *testing.T, h *harness) {
+	user := h.name("ci-bot")
+	h.createUser(user, 1) // an existing key keyrot did not create
+	old := aws.ToString(h.keys(user)[0].AccessKeyId)
+	a := h.engine(h.config(user), nil)
 
 	sum := h.pass(a, keyrot.RunOptions{})
 	if got, want := sum.Created, 1; got != want {
 		t.Fatalf("created = %d, want %d", got, want)
 	}
-	first := h.checkInvariants(a, "ci-bot")
+	first := h.checkInvariants(a, user)
 	if first.AccessKeyID == old {
 		t.Fatal("the adopted key became current")
 	}
-	start := h.clock.Now()
+	start := h.now()
+	exact := h.clock != nil
+	u := h.unit
 
 	// The adopted key is deactivated 2m after the new key became current...
-	h.clock.Set(start.Add(2*time.Minute - time.Second))
-	if sum := h.pass(a, keyrot.RunOptions{}); sum.Deactivated != 0 {
-		t.Fatal("deactivated before deactivate_after")
-	}
-	h.clock.Set(start.Add(2 * time.Minute))
-	if sum := h.pass(a, keyrot.RunOptions{}); sum.Deactivated != 1 {
-		t.Fatalf("deactivated = %d at deactivate_after, want 1", sum.Deactivated)
-	}
-	// ... and deleted 1m later.
-	h.clock.Set(start.Add(3 * time.Minute))
-	if sum := h.pass(a, keyrot.RunOptions{}); sum.Deleted != 1 {
-		t.Fatalf("deleted = %d at delete_after, want 1", sum.Deleted)
-	}
-	if keys := h.keys("ci-bot"); len(keys) != 1 || aws.ToString(keys[0].AccessKeyId) != first.AccessKeyID {
-		t.Fatalf("keys after the cycle = %v, want only %s", keys, first.AccessKeyID)
+	if exact {
+		h.clock.Set(start.Add(2*u - time.Second))
+		if sum := h.pass(a, keyrot.RunOptions{}); sum.Deactivated != 0 {
+			t.Fatal("deactivated before deactivate_after")
+		}
+		h.clock.Set(start.Add(2 * u))
+		if sum := h.pass(a, keyrot.RunOptions{}); sum.Deactivated != 1 {
+			t.Fatalf("deactivated = %d at deactivate_after, want 1", sum.Deactivated)
+		}
+		// ... and deleted 1m later.
+		h.clock.Set(start.Add(3 * u))
+		if sum := h.pass(a, keyrot.RunOptions{}); sum.Deleted != 1 {
+			t.Fatalf("deleted = %d at delete_after, want 1", sum.Deleted)
+		}
+		if keys := h.keys(user); len(keys) != 1 || aws.ToString(keys[0].AccessKeyId) != first.AccessKeyID {
+			t.Fatalf("keys after the cycle = %v, want only %s", keys, first.AccessKeyID)
+		}
 	}
 	// The next rotation comes when the current key is 5m old.
-	h.runUntil(a, start.Add(10*time.Minute))
-	second := h.checkInvariants(a, "ci-bot")
+	h.runUntil(a, start.Add(10*u))
+	second := h.checkInvariants(a, user)
 	if second.AccessKeyID == first.AccessKeyID {
 		t.Fatal("no rotation after rotate_every")
 	}
-	for kind, want := range map[keyrot.EventKind]int{keyrot.EventKeyCreated: 3, keyrot.EventKeyDeactivated: 2, keyrot.EventKeyDeleted: 2, keyrot.EventRotationFailed: 0} {
-		if got := h.events.Count(kind); got != want {
-			t.Errorf("%s events = %d, want %d", kind, got, want)
+	if exact {
+		for kind, want := range map[keyrot.EventKind]int{keyrot.EventKeyCreated: 3, keyrot.EventKeyDeactivated: 2, keyrot.EventKeyDeleted: 2, keyrot.EventRotationFailed: 0} {
+			if got := h.events.Count(kind); got != want {
+				t.Errorf("%s events = %d, want %d", kind, got, want)
+			}
 		}
+		return
+	}
+	// On the wall clock, the events say when each step happened: in order,
+	// and none early. The secret's tags keep whole seconds, so a step may
+	// come up to a second before its nominal time.
+	at := map[string]time.Time{}
+	var order []string
+	for _, e := range h.events.Events() {
+		switch {
+		case e.Kind == keyrot.EventRotationFailed:
+			t.Fatalf("rotation failed: %s", e.Err)
+		case e.Kind != keyrot.EventKeyCreated && e.Kind != keyrot.EventKeyDeactivated && e.Kind != keyrot.EventKeyDeleted:
+		case e.KeyID == old || e.KeyID == first.AccessKeyID:
+			step := string(e.Kind) + " " + map[bool]string{true: "old", false: "first"}[e.KeyID == old]
+			order = append(order, step)
+			at[step] = e.Time
+		}
+	}
+	if got, want := strings.Join(order, ", "), "key_created first, key_deactivated old, key_deleted old"; !strings.HasPrefix(got, want) {
+		t.Fatalf("events = %s, want them to start with %s", got, want)
+	}
+	early := func(step, after string, d time.Duration) {
+		if gap := at[step].Sub(at[after]); gap < d-time.Second {
+			t.Errorf("%s came %s after %s, want at least %s", step, gap, after, d)
+		}
+	}
+	early("key_deactivated old", "key_created first", 2*u)
+	early("key_deleted old", "key_deactivated old", u)
+	if at["key_deleted old"].After(at["key_created first"].Add(5 * u)) {
+		t.Error("the adopted key outlived the next rotation: IAM's two-key limit would block it")
 	}
 }
 
@@ -239,60 +321,72 @@ func TestTwoDaysOfSeedCadence(t *testing.T) {
 }
 
 func TestRestartMidCycle(t *testing.T) {
-	h := newHarness(t, sandbox.Faults{})
-	h.createUser("deploy-bot", 0)
-	cfg := h.config("deploy-bot")
-	h.runUntil(h.engine(cfg, nil), t0.Add(6*time.Minute)) // rotated once: previous key active
-	if n := len(h.keys("deploy-bot")); n != 2 {
+	restartMidCycle(t, newHarness(t, sandbox.Faults{}))
+}
+
+func restartMidCycle(t *testing.T, h *harness) {
+	user := h.name("deploy-bot")
+	h.createUser(user, 0)
+	cfg := h.config(user)
+	start := h.now()
+	h.runUntil(h.engine(cfg, nil), start.Add(6*h.unit)) // rotated once: previous key active
+	if n := len(h.keys(user)); n != 2 {
 		t.Fatalf("keys mid-cycle = %d, want 2", n)
 	}
 	// A new process knows nothing but what AWS holds.
 	b := h.engine(cfg, nil)
-	h.runUntil(b, t0.Add(30*time.Minute))
-	h.checkInvariants(b, "deploy-bot")
-	if got := h.events.Count(keyrot.EventKeyDeleted); got < 4 {
-		t.Fatalf("deleted events = %d after 30m, want >= 4", got)
+	h.runUntil(b, start.Add(20*h.unit))
+	h.checkInvariants(b, user)
+	if got := h.events.Count(keyrot.EventKeyDeleted); got < 2 {
+		t.Fatalf("deleted events = %d after 20 units, want >= 2", got)
 	}
 }
 
 var errCrash = errors.New("injected crash")
 
+// crashPoints are the Rotator's step boundaries.
+var crashPoints = []string{"after-intent", "after-create-key", "after-store-pending", "after-verify", "after-create",
+	"after-mark-inactive", "after-deactivate", "after-delete", "after-record_inactive"}
+
 // TestCrashAtEveryStepBoundary stops the engine at each step boundary, as a
 // crash would, and lets a fresh engine take over.
 func TestCrashAtEveryStepBoundary(t *testing.T) {
-	points := []string{"after-intent", "after-create-key", "after-store-pending", "after-verify", "after-create",
-		"after-mark-inactive", "after-deactivate", "after-delete", "after-record_inactive"}
-	for _, point := range points {
+	for _, point := range crashPoints {
 		t.Run(point, func(t *testing.T) {
-			h := newHarness(t, sandbox.Faults{PropagationDelay: 5 * time.Second})
-			h.createUser("ci-bot", 1)
-			cfg := h.config("ci-bot")
-			crashed := false
-			hook := func(_ context.Context, at string) error {
-				if at == point && !crashed {
-					crashed = true
-					return errCrash
-				}
-				return nil
-			}
-			a := h.engine(cfg, hook)
-			for i := 0; i < 50 && !crashed; i++ {
-				sum, err := a.Rotator.ReconcileAll(context.Background(), keyrot.RunOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !crashed && !sum.NextAt.IsZero() {
-					h.clock.Set(sum.NextAt)
-				}
-			}
-			if !crashed && point != "after-record_inactive" {
-				t.Fatalf("never reached %s", point)
-			}
-			b := h.engine(cfg, nil)
-			h.runUntil(b, h.clock.Now().Add(20*time.Minute))
-			h.checkInvariants(b, "ci-bot")
+			crashAt(t, newHarness(t, sandbox.Faults{PropagationDelay: 5 * time.Second}), point)
 		})
 	}
+}
+
+func crashAt(t *testing.T, h *harness, point string) {
+	user := h.name("ci-bot")
+	h.createUser(user, 1)
+	cfg := h.config(user)
+	crashed := false
+	hook := func(_ context.Context, at string) error {
+		if at == point && !crashed {
+			crashed = true
+			return errCrash
+		}
+		return nil
+	}
+	a := h.engine(cfg, hook)
+	until := h.now().Add(12 * h.unit)
+	for i := 0; i < 50 && !crashed && h.now().Before(until); i++ {
+		sum, err := a.Rotator.ReconcileAll(context.Background(), keyrot.RunOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !crashed && !sum.NextAt.IsZero() {
+			h.waitUntil(sum.NextAt)
+		}
+	}
+	if !crashed && point != "after-record_inactive" {
+		t.Fatalf("never reached %s", point)
+	}
+	b := h.engine(cfg, nil)
+	h.runUntil(b, h.now().Add(12*h.unit))
+	h.checkInvariants(b, user)
 }
 
 // TestFaultsInsideSteps fails single AWS calls inside the store and the
@@ -356,9 +450,13 @@ func TestThrottlingAndServerErrors(t *testing.T) {
 // TestTwoEnginesAtOnce runs two engines on the same user at the same time:
 // only one key may be stored per generation, and neither may leave a key behind.
 func TestTwoEnginesAtOnce(t *testing.T) {
-	h := newHarness(t, sandbox.Faults{})
-	h.createUser("ci-bot", 0)
-	cfg := h.config("ci-bot")
+	twoEngines(t, newHarness(t, sandbox.Faults{}))
+}
+
+func twoEngines(t *testing.T, h *harness) {
+	user := h.name("ci-bot")
+	h.createUser(user, 0)
+	cfg := h.config(user)
 	a, b := h.engine(cfg, nil), h.engine(cfg, nil)
 	for round := range 6 {
 		var wg sync.WaitGroup
@@ -376,63 +474,71 @@ func TestTwoEnginesAtOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if n := len(h.keys("ci-bot")); n > 2 {
+		if n := len(h.keys(user)); n > 2 {
 			t.Fatalf("round %d: %d keys", round, n)
 		}
-		h.clock.Advance(time.Minute)
+		h.waitUntil(h.now().Add(h.unit))
 	}
-	h.runUntil(a, h.clock.Now().Add(20*time.Minute))
-	h.checkInvariants(a, "ci-bot")
+	h.runUntil(a, h.now().Add(12*h.unit))
+	h.checkInvariants(a, user)
 }
 
 func TestDryRunChangesNothing(t *testing.T) {
-	h := newHarness(t, sandbox.Faults{})
-	h.createUser("ci-bot", 2)
-	before := h.keys("ci-bot")
-	a := h.engine(h.config("ci-bot"), nil)
-	h.clock.Advance(3 * time.Minute) // both keys idle: one is due to be deactivated
+	dryRun(t, newHarness(t, sandbox.Faults{}))
+}
+
+func dryRun(t *testing.T, h *harness) {
+	user := h.name("ci-bot")
+	h.createUser(user, 2)
+	before := h.keys(user)
+	a := h.engine(h.config(user), nil)
+	h.waitUntil(h.now().Add(3 * h.unit)) // both keys idle: one is due to be deactivated
 	sum := h.pass(a, keyrot.RunOptions{DryRun: true, Force: true})
 	if len(sum.Results[0].Planned) == 0 {
 		t.Fatal("dry run planned nothing for a user with two foreign keys")
 	}
-	after := h.keys("ci-bot")
+	after := h.keys(user)
 	if len(after) != len(before) || after[0].Status != before[0].Status || after[1].Status != before[1].Status {
 		t.Fatalf("dry run changed keys: %v -> %v", before, after)
 	}
-	if _, err := a.Store.Current(context.Background(), "ci-bot"); !errors.Is(err, keyrot.ErrSecretNotFound) {
+	if _, err := a.Store.Current(context.Background(), user); !errors.Is(err, keyrot.ErrSecretNotFound) {
 		t.Fatalf("dry run wrote a secret: %v", err)
 	}
 }
 
 func TestExemptAndMissingUsers(t *testing.T) {
-	h := newHarness(t, sandbox.Faults{})
+	exemptAndMissing(t, newHarness(t, sandbox.Faults{}))
+}
+
+func exemptAndMissing(t *testing.T, h *harness) {
 	ctx := context.Background()
-	h.createUser("ci-bot", 0)
-	h.createUser("break-glass", 0)
-	h.createUser("legacy", 0)
-	if _, err := h.iam.CreateGroup(ctx, &awsiam.CreateGroupInput{GroupName: aws.String("keyrot-exempt")}); err != nil {
+	bot, glass, legacy, group := h.name("ci-bot"), h.name("break-glass"), h.name("legacy"), h.name("keyrot-exempt")
+	h.createUser(bot, 0)
+	h.createUser(glass, 0)
+	h.createUser(legacy, 0)
+	if _, err := h.iam.CreateGroup(ctx, &awsiam.CreateGroupInput{GroupName: aws.String(group)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.iam.AddUserToGroup(ctx, &awsiam.AddUserToGroupInput{GroupName: aws.String("keyrot-exempt"), UserName: aws.String("break-glass")}); err != nil {
+	if _, err := h.iam.AddUserToGroup(ctx, &awsiam.AddUserToGroupInput{GroupName: aws.String(group), UserName: aws.String(glass)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.iam.TagUser(ctx, &awsiam.TagUserInput{UserName: aws.String("legacy"), Tags: []iamtypes.Tag{{Key: aws.String("keyrot:exempt"), Value: aws.String("true")}}}); err != nil {
+	if _, err := h.iam.TagUser(ctx, &awsiam.TagUserInput{UserName: aws.String(legacy), Tags: []iamtypes.Tag{{Key: aws.String("keyrot:exempt"), Value: aws.String("true")}}}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := h.config("ci-bot", "break-glass", "legacy", "gone")
-	cfg.Users.ExemptGroup, cfg.Users.ExemptTag = "keyrot-exempt", "keyrot:exempt=true"
+	cfg := h.config(bot, glass, legacy, h.name("gone"))
+	cfg.Users.ExemptGroup, cfg.Users.ExemptTag = group, "keyrot:exempt=true"
 	sum := h.pass(h.engine(cfg, nil), keyrot.RunOptions{})
 	byUser := map[string]keyrot.UserResult{}
 	for _, r := range sum.Results {
 		byUser[r.User] = r
 	}
-	if !byUser["break-glass"].Exempt || !byUser["legacy"].Exempt || byUser["ci-bot"].Exempt {
+	if !byUser[glass].Exempt || !byUser[legacy].Exempt || byUser[bot].Exempt {
 		t.Fatalf("exemptions wrong: %+v", sum.Results)
 	}
-	if len(h.keys("break-glass")) != 0 || len(h.keys("legacy")) != 0 {
+	if len(h.keys(glass)) != 0 || len(h.keys(legacy)) != 0 {
 		t.Fatal("exempt users got keys")
 	}
-	if w := byUser["gone"].Warnings; len(w) != 1 || w[0].Warning != keyrot.WarnUserDeleted {
+	if w := byUser[h.name("gone")].Warnings; len(w) != 1 || w[0].Warning != keyrot.WarnUserDeleted {
 		t.Fatalf("missing user warnings = %v", w)
 	}
 	if sum.Created != 1 {
@@ -468,21 +574,26 @@ func TestUsersByTagPaginated(t *testing.T) {
 
 func TestUserReadsOwnSecretWithItsKey(t *testing.T) {
 	h := newHarness(t, sandbox.Faults{})
-	h.createUser("ci-bot", 0)
-	a := h.engine(h.config("ci-bot"), nil)
+	userReadsOwnSecret(t, h, func(id, secret string) aws.Config { return sandboxtest.UserConfig(t, h.sb, id, secret) })
+}
+
+func userReadsOwnSecret(t *testing.T, h *harness, userConfig func(id, secret string) aws.Config) {
+	user := h.name("ci-bot")
+	h.createUser(user, 0)
+	cfg := h.config(user)
+	a := h.engine(cfg, nil)
 	h.pass(a, keyrot.RunOptions{})
-	cur := h.checkInvariants(a, "ci-bot")
+	cur := h.checkInvariants(a, user)
 	// The pipeline reads its next key with its current one (resource policy).
-	userCfg := sandboxtest.UserConfig(t, h.sb, cur.AccessKeyID, cur.SecretAccessKey)
-	store := secretsmanager.New(awssm.NewFromConfig(userCfg), secretsmanager.Config{})
-	got, err := store.Current(context.Background(), "ci-bot")
+	store := secretsmanager.New(awssm.NewFromConfig(userConfig(cur.AccessKeyID, cur.SecretAccessKey)), secretsmanager.Config{Prefix: cfg.Secrets.Prefix})
+	got, err := store.Current(context.Background(), user)
 	if err != nil {
 		t.Fatalf("user reading its own secret: %v", err)
 	}
 	if got.AccessKeyID != cur.AccessKeyID {
 		t.Fatalf("read %s, want %s", got.AccessKeyID, cur.AccessKeyID)
 	}
-	if _, err := store.Current(context.Background(), "someone-else"); err == nil || strings.Contains(err.Error(), cur.SecretAccessKey) {
+	if _, err := store.Current(context.Background(), h.name("someone-else")); err == nil || strings.Contains(err.Error(), cur.SecretAccessKey) {
 		t.Fatalf("reading another user's secret: %v", err)
 	}
 }

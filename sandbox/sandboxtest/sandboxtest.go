@@ -52,9 +52,16 @@ func UserConfig(t testing.TB, s *sandbox.Server, accessKeyID, secretAccessKey st
 	if s.URL() == "" {
 		t.Fatalf("sandboxtest: sandbox is not started")
 	}
+	return EndpointConfig(s.URL(), accessKeyID, secretAccessKey)
+}
+
+// EndpointConfig is an aws.Config for any local AWS endpoint (the sandbox,
+// moto_server): BaseEndpoint url, us-east-1, the given static key and a fast
+// retryer (3 attempts, backoff of at most 5ms, no client-side retry quota).
+func EndpointConfig(url, accessKeyID, secretAccessKey string) aws.Config {
 	return aws.Config{
 		Region:       "us-east-1",
-		BaseEndpoint: aws.String(s.URL()),
+		BaseEndpoint: aws.String(url),
 		Credentials:  credentials.NewStaticCredentialsProvider(accessKeyID, secretAccessKey, ""),
 		Retryer: func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
