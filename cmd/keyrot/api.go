@@ -56,7 +56,7 @@ func (m *Main) newAPI(_ context.Context, cfg config.Config, log *slog.Logger, se
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	a := &apiRuntime{cfg: cfg, log: log, serve: serve, registry: reg, metrics: mt, clock: keyrot.SystemClock{}}
+	a := &apiRuntime{cfg: cfg, log: log, serve: serve, registry: reg, metrics: mt, clock: m.clock()}
 	a.auditOut = app.NewBufferedWriter(m.Stderr, auditFlushEvery)
 	a.cache = keyrothttp.NewCache(a, cfg.Policy(), keyrothttp.WithCacheLogger(log.With("system", "cache")), keyrothttp.WithCacheClock(a.clock))
 	for _, w := range app.Warnings(cfg) {
@@ -295,7 +295,7 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if body, err = keyrothttp.Render(creds.Annotate(time.Now()), *format); err != nil {
+		if body, err = keyrothttp.Render(creds.Annotate(m.clock().Now()), *format); err != nil {
 			return err
 		}
 	default:

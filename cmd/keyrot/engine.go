@@ -61,7 +61,7 @@ func (m *Main) runRotate(ctx context.Context, args []string) error {
 	}
 	cfg.Rotation.DryRun = cfg.Rotation.DryRun || *dryRun
 	log := m.logger(cfg)
-	a, err := app.New(ctx, cfg, app.Options{Logger: log})
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock()})
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 		return err
 	}
 	log := m.logger(cfg)
-	a, err := app.New(ctx, cfg, app.Options{Logger: log})
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock()})
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rows := statusRows(sum, time.Now())
+	rows := statusRows(sum, m.clock().Now())
 	if *output == "json" {
 		return writeJSON(m.Stdout, rows)
 	}

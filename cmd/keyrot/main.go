@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/keyrot/keyrot"
 	"io"
 	"os"
 	"os/signal"
@@ -41,6 +42,17 @@ type Main struct {
 	// Ready, if set, is called by long-running commands once they serve
 	// (tests use it to learn the bound addresses).
 	Ready func(addrs map[string]string)
+	// Clock, if set, is the engine's and the API's clock instead of the
+	// wall clock (tests drive it, with a sandbox on the same clock).
+	Clock keyrot.Clock
+}
+
+// clock is m.Clock, or the wall clock.
+func (m *Main) clock() keyrot.Clock {
+	if m.Clock != nil {
+		return m.Clock
+	}
+	return keyrot.SystemClock{}
 }
 
 // usageError is bad command-line usage: exit 2.

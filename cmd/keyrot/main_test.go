@@ -14,6 +14,7 @@ import (
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/sandbox"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
@@ -28,6 +29,7 @@ type testMain struct {
 	dir    string
 	stdout *testkit.Buffer
 	stderr *testkit.Buffer
+	clock  keyrot.Clock // nil: the wall clock
 }
 
 func newTestMain(t *testing.T) *testMain {
@@ -60,7 +62,7 @@ func (tm *testMain) writeConfig(body string) string {
 func (tm *testMain) run(ctx context.Context, args ...string) int {
 	tm.t.Helper()
 	m := &Main{Stdin: strings.NewReader(""), Stdout: tm.stdout, Stderr: tm.stderr, LookupEnv: os.LookupEnv,
-		Open: func(p string) (io.ReadCloser, error) { return os.Open(p) }}
+		Open: func(p string) (io.ReadCloser, error) { return os.Open(p) }, Clock: tm.clock}
 	return m.Run(ctx, args)
 }
 

@@ -45,7 +45,7 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, awsCfg *aws.Config
 		return err
 	}
 	defer api.stop(ctx)
-	a, err := app.New(ctx, cfg, api.appOptions(app.Options{Logger: log, AWS: awsCfg}))
+	a, err := app.New(ctx, cfg, api.appOptions(app.Options{Logger: log, AWS: awsCfg, Clock: m.clock()}))
 	if err != nil {
 		return err
 	}
