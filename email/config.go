@@ -55,6 +55,10 @@ type Config struct {
 	// SecretPrefix is the Secrets Manager name prefix (default
 	// "iam-key-rotation/") and Region its region, for the direct read.
 	SecretPrefix, Region string
+	// Ring is how many secrets a user's key rotates through (the policy's
+	// RingSize). Above one, the direct read given in emails follows the
+	// keyrot:current-secret pointer on <prefix><user> to the current one.
+	Ring int
 	// Contact is whom to tell about a leaked key or a question
 	// (notify.contact); default Admin.
 	Contact string

@@ -87,8 +87,8 @@ type Fetch struct {
 	Curl string
 	// CredentialProcess is the line for a profile in ~/.aws/config.
 	CredentialProcess string
-	// Direct reads the current key from Secrets Manager with keyrot, which
-	// follows the secret ring; AWSCLI reads the primary secret.
+	// Direct reads the current key from Secrets Manager with keyrot, and
+	// AWSCLI with the AWS CLI; both follow the secret ring to the current key.
 	Direct   string
 	AWSCLI   string
 	SecretID string
@@ -360,12 +360,35 @@ func (r *Renderer) fetch(user string) Fetch {
 		f.CredentialProcess = "credential_process = keyrot credentials " + user + " --api " + r.cfg.APIBaseURL + " --format credential_process"
 	}
 	f.Direct = "keyrot credentials " + user + " --direct"
-	f.AWSCLI = "aws secretsmanager get-secret-value --secret-id " + f.SecretID
-	if r.cfg.Region != "" {
-		f.AWSCLI += " --region " + r.cfg.Region
-	}
-	f.AWSCLI += " --query SecretString --output text"
+	f.AWSCLI = DirectReadCommand(r.cfg.SecretPrefix, user, r.cfg.Region, r.cfg.Ring)
 	return f
+}
+
+// DirectReadCommand is the AWS CLI command that prints a user's current key
+// as stored (JSON with AccessKeyId and SecretAccessKey). With a ring of one
+// the key is always in <prefix><user>; with a larger ring the command first
+// reads that secret's keyrot:current-secret tag, which names the member
+// holding the current key (the user's own key may describe and read each).
+func DirectReadCommand(prefix, user, region string, ring int) string {
+	opt := ""
+	if region != "" {
+		opt = " --region " + region
+	}
+	id := shellQuote(prefix + user)
+	if ring > 1 {
+		id = `"$(aws secretsmanager describe-secret --secret-id ` + id + opt +
+			` --query "Tags[?Key=='keyrot:current-secret'].Value | [0]" --output text)"`
+	}
+	return "aws secretsmanager get-secret-value --secret-id " + id + opt + " --query SecretString --output text"
+}
+
+// shellQuote quotes s for a POSIX shell unless it needs no quoting (IAM
+// user names and secret prefixes usually do not).
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_.-+=,@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Title is the filterable headline of an event: "key created", "key

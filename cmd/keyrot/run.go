@@ -140,9 +140,12 @@ The REST API, with this run's API key:
   go run ./cmd/keyrot credentials ci-bot --api %s --format credential_process
   curl %s/metrics
 
+Straight from Secrets Manager (it follows the ring of secrets to the current key):
+  AWS_ENDPOINT_URL=%s AWS_REGION=%s AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s go run ./cmd/keyrot credentials ci-bot --direct
+
 Watch the log below for every key event; Ctrl-C stops.
 `, keyrot.FormatDuration(*rotateEvery), keyrot.FormatDuration(*deactivateAfter), keyrot.FormatDuration(*deleteAfter),
-			sb.URL(), f.keyID, f.secret, sb.URL(), apiKey, api, api, api)
+			sb.URL(), f.keyID, f.secret, sb.URL(), apiKey, api, api, api, sb.URL(), f.region, f.keyID, f.secret)
 		addrs["sandbox"] = sb.URL()
 	})
 }

@@ -21,7 +21,7 @@ import (
 func emailConfig(cfg config.Config, region string) email.Config {
 	ec := email.Config{
 		From: cfg.Notify.Sender, Admin: cfg.Notify.Admin, APIBaseURL: cfg.Notify.APIURL,
-		SecretPrefix: cfg.Secrets.Prefix, Region: region, Contact: cfg.Notify.Contact,
+		SecretPrefix: cfg.Secrets.Prefix, Region: region, Ring: cfg.Policy().RingSize(), Contact: cfg.Notify.Contact,
 		TemplateDir: cfg.Notify.Templates, SendRate: cfg.Notify.SendRate,
 		Digest: time.Duration(cfg.Notify.Digest), QuietPeriod: time.Duration(cfg.Notify.QuietPeriod),
 	}
