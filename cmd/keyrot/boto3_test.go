@@ -113,23 +113,8 @@ log: {format: json}
 	}()
 	defer func() { stopEngine(); <-engineDone }()
 
-	// The API: `keyrot serve`, restartable on the same address.
-	startServe := func() (stop func()) {
-		sctx, cancel := context.WithCancel(ctx)
-		ready := make(chan map[string]string, 1)
-		done := make(chan int, 1)
-		go func() {
-			m := &Main{Stdout: tm.stdout, Stderr: tm.stderr, LookupEnv: os.LookupEnv, Open: openFile, Ready: func(a map[string]string) { ready <- a }}
-			done <- m.Run(sctx, []string{"serve", "--config", cfg})
-		}()
-		select {
-		case <-ready:
-		case code := <-done:
-			t.Fatalf("serve exited %d: %s", code, tm.stderr)
-		}
-		return func() { cancel(); <-done }
-	}
-	stopServe := startServe()
+	// The API: `keyrot serve`, restarted on the same address below.
+	_, stopServe := tm.serve(ctx, cfg)
 
 	// The consumer: boto3 with credential_process = keyrot credentials.
 	dir := t.TempDir()
@@ -169,8 +154,7 @@ log: {format: json}
 	at(28 * time.Second)
 	stopServe() // the API restarts meanwhile
 	time.Sleep(300 * time.Millisecond)
-	stopServe = startServe()
-	defer func() { stopServe() }()
+	tm.serve(ctx, cfg)
 	at(36 * time.Second) // stalled 14 s: more than rotate_every + deactivate_after
 	mu.Lock()
 	engineOn = true

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,7 +53,7 @@ log: {format: json}
 
 	apiKey, _, _ := keyrothttp.GenerateAPIKey()
 	t.Setenv("API_KEY", apiKey)
-	api := tm.serve(ctx, cfg)
+	api, _ := tm.serve(ctx, cfg)
 	serveGet := func() keyrothttp.CredentialProcessResponse {
 		t.Helper()
 		req, _ := http.NewRequest("GET", api+"/credentials/ci-bot?format=credential_process", nil)
@@ -155,9 +156,9 @@ func newTestMainOn(t *testing.T, sb *sandbox.Server) *testMain {
 	return &testMain{t: t, sb: sb, aws: sandboxtest.Config(t, sb), dir: dir, stdout: &testkit.Buffer{}, stderr: &testkit.Buffer{}}
 }
 
-// serve runs `keyrot serve --config cfg` until the test ends and returns
-// the API's base URL.
-func (tm *testMain) serve(ctx context.Context, cfg string) string {
+// serve runs `keyrot serve --config cfg` until stop is called or the test
+// ends, and returns the API's base URL.
+func (tm *testMain) serve(ctx context.Context, cfg string) (api string, stop func()) {
 	tm.t.Helper()
 	sctx, cancel := context.WithCancel(ctx)
 	ready := make(chan map[string]string, 1)
@@ -167,17 +168,21 @@ func (tm *testMain) serve(ctx context.Context, cfg string) string {
 			Ready: func(a map[string]string) { ready <- a }}
 		done <- m.Run(sctx, []string{"serve", "--config", cfg})
 	}()
-	tm.t.Cleanup(func() {
-		cancel()
-		if code := <-done; code != exitOK {
-			tm.t.Errorf("serve exit %d", code)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if code := <-done; code != exitOK {
+				tm.t.Errorf("serve exit %d", code)
+			}
+		})
+	}
+	tm.t.Cleanup(stop)
 	select {
 	case a := <-ready:
-		return a["api"]
+		return a["api"], stop
 	case code := <-done:
 		tm.t.Fatalf("serve exited %d: %s", code, tm.stderr)
-		return ""
+		return "", stop
 	}
 }
