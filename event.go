@@ -37,6 +37,9 @@ const (
 	// WarnOrphanKey: keyrot found a key it created but never stored (a crash
 	// between create and store) and deleted it.
 	WarnOrphanKey WarningKind = "orphan_key"
+	// WarnAPIKeyExpiring: an API key of keyrot's REST API expires soon, or
+	// has expired (Event.APIKey names it; User is empty).
+	WarnAPIKeyExpiring WarningKind = "api_key_expiring"
 )
 
 // Event is one thing that happened to a user's keys. It never carries a secret.
@@ -57,6 +60,9 @@ type Event struct {
 	LastUsed time.Time
 	// Err is the failure, for EventRotationFailed (already free of secrets).
 	Err string
+	// APIKey is the name (never the key or its hash) of the REST API key an
+	// API-key warning is about; empty for events about IAM users' keys.
+	APIKey string
 }
 
 // Notifier delivers events to people. Notify must not block a rotation: an

@@ -129,6 +129,8 @@ var (
 	errNotFound         = errors.New("no such route")
 	errMethodNotAllowed = errors.New("method not allowed")
 	errRateLimited      = errors.New("rate limit exceeded for this API key")
+	errKeyExpired       = errors.New("API key expired")
+	errAuthBlocked      = errors.New("too many failed authentication attempts from this address: retry later")
 	errNotReady         = errors.New("credentials are still loading; retry shortly")
 	errTooLarge         = errors.New("request body too large")
 )
@@ -148,6 +150,10 @@ func statusOf(err error) (status int, code, msg string) {
 		return http.StatusBadRequest, "bad_request", br.msg
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized, "unauthorized", errUnauthorized.Error()
+	case errors.Is(err, errKeyExpired):
+		return http.StatusUnauthorized, "key_expired", errKeyExpired.Error()
+	case errors.Is(err, errAuthBlocked):
+		return http.StatusTooManyRequests, "too_many_failures", errAuthBlocked.Error()
 	case errors.Is(err, errForbidden), errors.Is(err, errListForbidden):
 		return http.StatusForbidden, "forbidden", err.Error()
 	case errors.Is(err, errNotManaged), errors.Is(err, keyrot.ErrUserNotFound), errors.Is(err, keyrot.ErrSecretNotFound):
