@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"time"
 )
@@ -251,3 +252,80 @@ func (e *keyEntry) expiredAt(now int64) bool { return e.expires != 0 && now >= e
 
 // maxAPIKeyLen bounds what is hashed; generated keys are 47 bytes.
 const maxAPIKeyLen = 512
+
+// NewKey makes a random API key named name for users (list: may it call
+// GET /credentials), created at now and expiring lifetime later (never with
+// a lifetime of 0). It returns the key, to be shown once, and its entry.
+func NewKey(name string, users []string, list bool, now time.Time, lifetime time.Duration) (key string, entry APIKey, err error) {
+	key, hash, err := GenerateAPIKey()
+	if err != nil {
+		return "", APIKey{}, err
+	}
+	now = now.UTC().Truncate(time.Second)
+	entry = APIKey{Name: name, Hash: hash, Users: append([]string(nil), users...), List: list, Created: now}
+	if lifetime > 0 {
+		entry.Expires = now.Add(lifetime)
+	}
+	if err := entry.Validate(); err != nil {
+		return "", APIKey{}, err
+	}
+	return key, entry, nil
+}
+
+// RetiringSuffix is added to a key's name when RotateKey replaces it.
+const RetiringSuffix = ".old"
+
+// RotateKey replaces the key named name in keys by a successor with the
+// same name and scope (NewKey, with lifetime). The old key stays valid for
+// overlap, renamed name+".old" with ReplacedBy set, so its audit records say
+// which consumers have not switched yet; its expiry only ever moves
+// earlier, so rotating never revives an expired key. A retiring key left
+// from an earlier rotation is dropped once expired; while still valid, the
+// rotation is refused (its consumers may still use it). It returns the new
+// list, in the same order with the successor in the old key's place and the
+// retiring key after it, and the new key, to be shown once.
+func RotateKey(keys []APIKey, name string, now time.Time, lifetime, overlap time.Duration) (next []APIKey, key string, err error) {
+	i := slices.IndexFunc(keys, func(k APIKey) bool { return k.Name == name })
+	if i < 0 {
+		names := make([]string, len(keys))
+		for j, k := range keys {
+			names[j] = k.Name
+		}
+		return nil, "", fmt.Errorf("api keys: no key named %q (have: %s)", name, strings.Join(names, ", "))
+	}
+	old := keys[i]
+	if old.ReplacedBy != "" {
+		return nil, "", fmt.Errorf("api keys: %q is already retiring in favour of %q: rotate %q", name, old.ReplacedBy, old.ReplacedBy)
+	}
+	retiring := name + RetiringSuffix
+	if j := slices.IndexFunc(keys, func(k APIKey) bool { return k.Name == retiring }); j >= 0 {
+		if prev := keys[j]; !prev.Expired(now) {
+			until := "without expiry"
+			if !prev.Expires.IsZero() {
+				until = "until " + prev.Expires.UTC().Format(time.RFC3339)
+			}
+			return nil, "", fmt.Errorf("api keys: %q, the key before the last rotation, is still valid %s and consumers may still use it: rotate again after that, or remove it from the keys first", retiring, until)
+		}
+	}
+	key, successor, err := NewKey(name, old.Users, old.List, now, lifetime)
+	if err != nil {
+		return nil, "", err
+	}
+	end := now.UTC().Truncate(time.Second).Add(overlap)
+	if old.Expires.IsZero() || end.Before(old.Expires) {
+		old.Expires = end
+	}
+	old.Name, old.ReplacedBy = retiring, name
+	for j, k := range keys {
+		switch {
+		case j == i:
+			next = append(next, successor, old)
+		case k.Name != retiring:
+			next = append(next, k)
+		}
+	}
+	if _, err := newKeyring(next); err != nil {
+		return nil, "", err
+	}
+	return next, key, nil
+}

@@ -35,6 +35,10 @@ type apiRuntime struct {
 	server   *keyrothttp.Server
 	store    *secretsmanager.Store
 	stopRun  context.CancelFunc
+	clock    keyrot.Clock
+	// notifier is told about API keys close to expiry (the engine's, or
+	// serve's own); nil sends nothing.
+	notifier keyrot.Notifier
 	// auditOut buffers the server's audit and access records, JSON lines
 	// whatever log.format says (flushed every 100 ms and on stop), so a read
 	// makes no write system call of its own.
@@ -51,7 +55,7 @@ func (m *Main) newAPI(_ context.Context, cfg config.Config, log *slog.Logger, se
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	a := &apiRuntime{cfg: cfg, log: log, serve: serve, registry: reg, metrics: mt}
+	a := &apiRuntime{cfg: cfg, log: log, serve: serve, registry: reg, metrics: mt, clock: m.clock()}
 	a.auditOut = app.NewBufferedWriter(m.Stderr, auditFlushEvery)
 	a.cache = keyrothttp.NewCache(a, cfg.Policy(), keyrothttp.WithCacheLogger(log.With("system", "cache")))
 	return a, nil
@@ -78,10 +82,7 @@ func (a *apiRuntime) appOptions(o app.Options) app.Options {
 // apiKeys gathers the API keys: the config's, API_KEY's, and those kept in a
 // Secrets Manager secret.
 func apiKeys(ctx context.Context, cfg config.Config, awsCfg aws.Config) ([]keyrothttp.APIKey, error) {
-	var keys []keyrothttp.APIKey
-	for _, k := range cfg.API.Keys {
-		keys = append(keys, keyrothttp.APIKey{Name: k.Name, Hash: k.Hash, Users: k.Users, List: k.List})
-	}
+	keys := configKeys(cfg)
 	if cfg.API.FullAccessKey != "" {
 		keys = append(keys, keyrothttp.FullAccessKey("API_KEY", cfg.API.FullAccessKey))
 	}
@@ -123,7 +124,9 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store, aws
 	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{
 		Listen: a.cfg.API.Listen, TLSCert: a.cfg.API.TLSCert, TLSKey: a.cfg.API.TLSKey, Keys: keys,
 		RateLimit: a.cfg.API.RateLimit, Burst: a.cfg.API.Burst, Registry: a.registry, Gatherer: a.registry,
-	}, a.cache, keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics), keyrothttp.WithRecordWriter(a.auditOut))
+		MetricsPublic: a.cfg.API.MetricsPublic,
+	}, a.cache, keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics), keyrothttp.WithRecordWriter(a.auditOut),
+		keyrothttp.WithClock(a.clock))
 	if err != nil {
 		return nil, &config.Error{Field: "api", Reason: err.Error()}
 	}
@@ -134,33 +137,10 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store, aws
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopRun = cancel
 	go func() { _ = a.cache.Run(runCtx, time.Duration(a.cfg.API.Refresh)) }()
-	if a.cfg.API.KeysSecret != "" {
-		go a.reloadKeys(runCtx, awsCfg)
-	}
+	go a.watchKeys(runCtx, awsCfg)
 	addrs["api"] = srv.URL()
 	a.log.Info("api listening", "url", srv.URL(), "keys", len(keys))
 	return addrs, nil
-}
-
-// reloadKeys rereads the API keys kept in Secrets Manager every refresh, so
-// API keys are rotated by editing that secret: add the new key, move the
-// consumers, remove the old one. No restart.
-func (a *apiRuntime) reloadKeys(ctx context.Context, awsCfg aws.Config) {
-	every := time.Duration(a.cfg.API.Refresh)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
-		}
-		keys, err := apiKeys(ctx, a.cfg, awsCfg)
-		if err == nil {
-			err = a.server.SetKeys(keys)
-		}
-		if err != nil {
-			a.log.Error("reload API keys; keeping the current ones", "secret", a.cfg.API.KeysSecret, "error", err)
-		}
-	}
 }
 
 // stop drains the server and stops the refresher.
@@ -195,11 +175,18 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// serve runs no engine, but emails the admin about expiring API keys.
+	notifier, err := app.NewNotifier(ctx, cfg, awsCfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeApp(ctx, notifier, log)
 	api, err := m.newAPI(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}
 	defer api.stop(ctx)
+	api.notifier = notifier
 	addrs, err := api.start(ctx, app.NewStore(awsCfg, cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID), awsCfg)
 	if err != nil {
 		return err
@@ -280,18 +267,4 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	}
 	_, err := m.Stdout.Write(body)
 	return err
-}
-
-func (m *Main) runAPIKey(_ context.Context, args []string) error {
-	if len(args) != 2 || args[0] != "new" {
-		return &usageError{"usage: keyrot apikey new NAME"}
-	}
-	name := args[1]
-	key, hash, err := keyrothttp.GenerateAPIKey()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(m.Stdout, "API key for %s (shown once; give it to the consumer, keep only the hash):\n  %s\n\nAdd to the config under api.keys:\n  - name: %s\n    hash: %s\n    users: [\"*\"]      # names or globs this key may read\n    list: false       # may it call GET /credentials\n",
-		name, key, name, hash)
-	return nil
 }

@@ -32,9 +32,9 @@ func (m *Main) logger(cfg config.Config) *slog.Logger {
 	return app.NewLogger(m.Stderr, cfg.Log, isTerminal(m.Stderr))
 }
 
-// closeApp flushes the app (queued notifications) with a bounded wait, even
-// when ctx is already cancelled by a signal.
-func closeApp(ctx context.Context, a *app.App, log *slog.Logger) {
+// closeApp flushes the app (queued notifications), or a notifier alone,
+// with a bounded wait, even when ctx is already cancelled by a signal.
+func closeApp(ctx context.Context, a interface{ Close(context.Context) error }, log *slog.Logger) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := a.Close(cctx); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/sandbox"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
@@ -28,6 +30,8 @@ type testMain struct {
 	dir    string
 	stdout *testkit.Buffer
 	stderr *testkit.Buffer
+	// clock, if set, is the commands' Main.Clock.
+	clock keyrot.Clock
 }
 
 func newTestMain(t *testing.T) *testMain {
@@ -60,8 +64,41 @@ func (tm *testMain) writeConfig(body string) string {
 func (tm *testMain) run(ctx context.Context, args ...string) int {
 	tm.t.Helper()
 	m := &Main{Stdin: strings.NewReader(""), Stdout: tm.stdout, Stderr: tm.stderr, LookupEnv: os.LookupEnv,
-		Open: func(p string) (io.ReadCloser, error) { return os.Open(p) }}
+		Open: func(p string) (io.ReadCloser, error) { return os.Open(p) }, Clock: tm.clock}
 	return m.Run(ctx, args)
+}
+
+// start runs a long-running command (serve, run) and returns the addresses
+// it serves once it is ready, and stop, which ends it (as SIGTERM would) and
+// waits; the test's end stops it too.
+func (tm *testMain) start(args ...string) (addrs map[string]string, stop func()) {
+	tm.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan map[string]string, 1)
+	done := make(chan int, 1)
+	go func() {
+		m := &Main{Stdin: strings.NewReader(""), Stdout: tm.stdout, Stderr: tm.stderr, LookupEnv: os.LookupEnv, Open: openFile,
+			Ready: func(a map[string]string) { ready <- a }, Clock: tm.clock}
+		done <- m.Run(ctx, args)
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if code := <-done; code != exitOK {
+				tm.t.Errorf("keyrot %s exited %d: %s", args[0], code, tm.stderr)
+			}
+		})
+	}
+	tm.t.Cleanup(stop)
+	select {
+	case addrs = <-ready:
+		return addrs, stop
+	case code := <-done:
+		done <- code
+		tm.t.Fatalf("keyrot %s exited %d before it was ready: %s", args[0], code, tm.stderr)
+		return nil, stop
+	}
 }
 
 func (tm *testMain) createUser(name string) {

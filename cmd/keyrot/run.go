@@ -50,6 +50,7 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, awsCfg *aws.Config
 		return err
 	}
 	defer closeApp(ctx, a, log)
+	api.notifier = a.Notifier
 	addrs, err := api.start(ctx, a.Store, a.AWS)
 	if err != nil {
 		return err
@@ -137,7 +138,7 @@ The REST API, with this run's API key:
   export KEYROT_API_KEY=%s
   curl -H "X-API-Key: $KEYROT_API_KEY" %s/credentials/ci-bot
   go run ./cmd/keyrot credentials ci-bot --api %s --format credential_process
-  curl %s/metrics
+  curl -H "Authorization: Bearer $KEYROT_API_KEY" %s/metrics   # without a key: no user names
 
 Watch the log below for every key event; Ctrl-C stops.
 `, keyrot.FormatDuration(*rotateEvery), keyrot.FormatDuration(*deactivateAfter), keyrot.FormatDuration(*deleteAfter),

@@ -406,6 +406,10 @@ func (c Config) Validate() error {
 			return &Error{Field: fmt.Sprintf("api.keys[%d].expires", i), Value: k.Name, Reason: "is before created"}
 		}
 	}
+	if c.API.Refresh <= 0 {
+		// 0 would spin the refresh loops.
+		return &Error{Field: "api.refresh", Reason: "must be positive"}
+	}
 	if c.API.KeyLifetime < 0 {
 		return &Error{Field: "api.key_lifetime", Reason: "must be 0 (no expiry) or positive"}
 	}

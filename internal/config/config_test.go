@@ -102,6 +102,7 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"concurrency range", base + "rotation: {concurrency: 0}\n", nil, "rotation.concurrency"},
 		{"log format", base + "log: {format: xml}\n", nil, "log.format"},
 		{"negative key lifetime", base + "api: {key_lifetime: -1d}\n", nil, ""},
+		{"no refresh", base + "api: {refresh: 0s}\n", nil, "api.refresh"},
 		{"expires before created", base + "api: {keys: [{name: ci, hash: \"sha256:00\", created: 2026-02-01T00:00:00Z, expires: 2026-01-01T00:00:00Z}]}\n", nil, "api.keys[0].expires"},
 		{"short API_KEY", base, map[string]string{"API_KEY": "a"}, "API_KEY"},
 		{"pass phrase API_KEY", base, map[string]string{"API_KEY": "your-secure-api-key"}, "API_KEY"},
