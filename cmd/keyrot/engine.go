@@ -141,7 +141,7 @@ func (m *Main) runValidate(_ context.Context, args []string) error {
 	fmt.Fprintf(m.Stdout, "# secrets ring: %d secret(s) per user (version quota: at most %d writes per secret per day)\n",
 		p.RingSize(), (int(24*time.Hour/p.RotateEvery)+p.RingSize()-1)/p.RingSize())
 	if cfg.API.FullAccessKey != "" {
-		fmt.Fprintln(m.Stdout, "# API_KEY is set: one full-access API key")
+		fmt.Fprintln(m.Stdout, "# API_KEY is set: one full-access API key, without a lifetime (rotate it by hand)")
 	}
 	return nil
 }
