@@ -4,9 +4,11 @@
 //
 // The server is seed-compatible (GET /credentials/{user} and GET
 // /credentials behind X-API-Key, port 8000) and adds named, scoped API keys
-// stored as hashes, Authorization: Bearer, the credential_process and env
-// formats, an audit record for every credential read, an access log,
-// Prometheus metrics, per-key rate limits, TLS and graceful shutdown. Reads
+// stored as hashes, with an expiry and their rotation (RotateKey),
+// Authorization: Bearer, the credential_process and env formats, an audit
+// record for every credential read, an access log, Prometheus metrics that
+// name users only to an authenticated scrape, per-key rate limits, a limit
+// on failed authentication per client address, TLS and graceful shutdown. Reads
 // are served from a Cache that a rotation in the same process updates the
 // moment a new key is promoted.
 //
