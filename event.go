@@ -40,6 +40,9 @@ const (
 	// use it, so it was deactivated at once and is deleted on the normal
 	// timings.
 	WarnOrphanKey WarningKind = "orphan_key"
+	// WarnAPIKeyExpiring: an API key of keyrot's REST API expires soon, or
+	// has expired (Event.APIKey names it; User is empty).
+	WarnAPIKeyExpiring WarningKind = "api_key_expiring"
 )
 
 // Event is one thing that happened to a user's keys. It never carries a secret.
@@ -60,6 +63,9 @@ type Event struct {
 	LastUsed time.Time
 	// Err is the failure, for EventRotationFailed (already free of secrets).
 	Err string
+	// APIKey is the name (never the key or its hash) of the REST API key an
+	// API-key warning is about; empty for events about IAM users' keys.
+	APIKey string
 }
 
 // Notifier delivers events to people. Notify must not block a rotation: an

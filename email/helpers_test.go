@@ -256,5 +256,16 @@ func sampleEvents() map[string]keyrot.Event {
 			e.Warning = keyrot.WarnKeyLimit
 			e.Summary = "The user has two access keys; keyrot cannot rotate it."
 		}),
+		"warning_api_key_expiring": apiKeyWarning("ci"),
+	}
+}
+
+// apiKeyWarning is the warning the API gives about an expiring API key.
+func apiKeyWarning(name string) keyrot.Event {
+	return keyrot.Event{
+		Kind: keyrot.EventWarning, Warning: keyrot.WarnAPIKeyExpiring, APIKey: name, Time: t0,
+		Summary: `API key "` + name + `" expires at 2025-03-24T09:26:53Z.`,
+		Next:    `The API key stops working: requests with it get 401 "API key expired".`,
+		NextAt:  t0.Add(10 * 24 * time.Hour),
 	}
 }

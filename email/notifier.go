@@ -208,10 +208,12 @@ func (n *Notifier) Notify(ctx context.Context, e keyrot.Event) error {
 	return fmt.Errorf("email: notify %s for user %q: %w", e.Kind, e.User, ErrQueueFull)
 }
 
-// warnKey identifies a warned-about condition within one user.
+// warnKey identifies a warned-about condition within one user (or about
+// one API key).
 type warnKey struct {
 	warning keyrot.WarningKind
 	keyID   string
+	apiKey  string
 }
 
 type warnRecord struct {
@@ -234,7 +236,7 @@ func (n *Notifier) admitWarning(e keyrot.Event, now time.Time) bool {
 		return true
 	}
 	n.pruneWarnings(now)
-	k := warnKey{e.Warning, e.KeyID}
+	k := warnKey{e.Warning, e.KeyID, e.APIKey}
 	fp := fingerprint(e)
 	if r, ok := n.warned[e.User][k]; ok && r.fingerprint == fp && now.Sub(r.at) < n.cfg.QuietPeriod {
 		return false
@@ -252,7 +254,7 @@ func (n *Notifier) forgetWarning(e keyrot.Event) {
 	if e.Kind != keyrot.EventWarning {
 		return
 	}
-	k := warnKey{e.Warning, e.KeyID}
+	k := warnKey{e.Warning, e.KeyID, e.APIKey}
 	if r, ok := n.warned[e.User][k]; ok && r.fingerprint == fingerprint(e) {
 		delete(n.warned[e.User], k)
 	}

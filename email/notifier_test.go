@@ -179,28 +179,9 @@ func TestNotifierWarningDedup(t *testing.T) {
 	cfg := testConfig()
 	cfg.SendRate = 1e12 // no rate limit in the way
 	cfg.QuietPeriod = time.Hour
-	n := startNotifier(t, cfg, sender, email.WithClock(clock))
+	p := &dedupProbe{t: t, clock: clock, sender: sender, n: startNotifier(t, cfg, sender, email.WithClock(clock))}
+	notify, sent := p.notify, p.sent
 	warn := sampleEvents()["warning_key_in_use"]
-	notify := func(e keyrot.Event) {
-		t.Helper()
-		if err := n.Notify(t.Context(), e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sent := func(want bool, why string) {
-		t.Helper()
-		// A marker event after the warning proves the warning was handled:
-		// the queue is FIFO.
-		notify(keyrot.Event{Kind: keyrot.EventKeyDeleted, User: "marker", Time: clock.Now()})
-		m := recv(t, sender.sent)
-		got := m.msg.Headers[email.HeaderEvent] == string(keyrot.EventWarning)
-		if got != want {
-			t.Fatalf("%s: warning sent = %v, want %v", why, got, want)
-		}
-		if got {
-			recv(t, sender.sent) // the marker
-		}
-	}
 	notify(warn)
 	sent(true, "first warning")
 	clock.Advance(10 * time.Minute)
@@ -227,6 +208,67 @@ func TestNotifierWarningDedup(t *testing.T) {
 	recv(t, sender.sent)
 	notify(changed)
 	sent(true, "after a new key for the user")
+}
+
+// TestNotifierAPIKeyWarningOncePerQuietPeriod: the API's warning about an
+// expiring API key, repeated on every key refresh, is emailed once per quiet
+// period and per key, and again when it changes (the key expired).
+func TestNotifierAPIKeyWarningOncePerQuietPeriod(t *testing.T) {
+	clock := newFakeClock(t0)
+	sender := newRecordingSender(clock)
+	cfg := testConfig()
+	cfg.SendRate = 1e12
+	cfg.QuietPeriod = 24 * time.Hour
+	p := &dedupProbe{t: t, clock: clock, sender: sender, n: startNotifier(t, cfg, sender, email.WithClock(clock))}
+	ci, deploy := apiKeyWarning("ci"), apiKeyWarning("deploy")
+	p.notify(ci)
+	p.sent(true, "first warning about ci")
+	for range 5 {
+		clock.Advance(30 * time.Second) // api.refresh
+		ci.Time = clock.Now()
+		p.notify(ci)
+		p.sent(false, "the same warning on the next refresh")
+	}
+	p.notify(deploy)
+	p.sent(true, "another API key")
+	clock.Advance(24 * time.Hour)
+	p.notify(ci)
+	p.sent(true, "after the quiet period")
+	expired := ci
+	expired.Summary = `API key "ci" expired at 2025-03-24T09:26:53Z: requests with it get 401.`
+	p.notify(expired)
+	p.sent(true, "the key expired")
+}
+
+// dedupProbe notifies events and tells whether a warning among them was sent.
+type dedupProbe struct {
+	t      *testing.T
+	n      *email.Notifier
+	sender *recordingSender
+	clock  *fakeClock
+}
+
+func (p *dedupProbe) notify(e keyrot.Event) {
+	p.t.Helper()
+	if err := p.n.Notify(p.t.Context(), e); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// sent checks whether the warnings notified since the last call were sent.
+func (p *dedupProbe) sent(want bool, why string) {
+	p.t.Helper()
+	// A marker event after the warning proves the warning was handled:
+	// the queue is FIFO.
+	p.notify(keyrot.Event{Kind: keyrot.EventKeyDeleted, User: "marker", Time: p.clock.Now()})
+	m := recv(p.t, p.sender.sent)
+	got := m.msg.Headers[email.HeaderEvent] == string(keyrot.EventWarning)
+	if got != want {
+		p.t.Fatalf("%s: warning sent = %v, want %v", why, got, want)
+	}
+	if got {
+		recv(p.t, p.sender.sent) // the marker
+	}
 }
 
 func TestNotifierDigest(t *testing.T) {

@@ -40,6 +40,7 @@ const (
 	HeaderWarning = "X-Keyrot-Warning" // the warning kind, on warnings
 	HeaderUser    = "X-Keyrot-User"
 	HeaderKeyID   = "X-Keyrot-Key-Id"
+	HeaderAPIKey  = "X-Keyrot-Api-Key" // the API key's name, on API-key warnings
 )
 
 // KindDigest is the kind reported to the result hook (and in the
@@ -72,6 +73,9 @@ type EventData struct {
 	LastUsed string
 	// Err is the failure, on failed rotations.
 	Err string
+	// APIKey is the REST API key's name, on API-key warnings (User is
+	// then empty and there is no key to fetch).
+	APIKey string
 	// Action says what the reader should do.
 	Action  string
 	Fetch   Fetch
@@ -196,9 +200,14 @@ func (r *Renderer) Render(e keyrot.Event) (Message, error) {
 		Subject: d.Subject,
 		Headers: map[string]string{
 			HeaderEvent:      string(e.Kind),
-			HeaderUser:       oneLine(e.User),
 			"Auto-Submitted": "auto-generated",
 		},
+	}
+	if e.User != "" {
+		m.Headers[HeaderUser] = oneLine(e.User)
+	}
+	if e.APIKey != "" {
+		m.Headers[HeaderAPIKey] = oneLine(e.APIKey)
 	}
 	if e.KeyID != "" {
 		m.Headers[HeaderKeyID] = oneLine(e.KeyID)
@@ -234,7 +243,7 @@ func (r *Renderer) RenderDigest(to string, events []keyrot.Event) (Message, erro
 			titles = append(titles, ed.Title)
 		}
 		counts[ed.Title]++
-		if !slices.Contains(d.Users, e.User) {
+		if e.User != "" && !slices.Contains(d.Users, e.User) {
 			d.Users = append(d.Users, e.User)
 		}
 		if i < DigestMaxEvents {
@@ -326,6 +335,7 @@ func (r *Renderer) eventData(e keyrot.Event) EventData {
 		Summary: redact(oneLine(e.Summary)),
 		Next:    redact(e.Next),
 		Err:     redact(e.Err),
+		APIKey:  oneLine(e.APIKey),
 		Action:  action(e),
 		Fetch:   r.fetch(e.User),
 		Contact: r.cfg.Contact,
@@ -343,7 +353,9 @@ func (r *Renderer) eventData(e keyrot.Event) EventData {
 			d.LastUsed = stamp(e.LastUsed)
 		}
 	}
-	if d.Summary == "" {
+	if d.Summary == "" && d.APIKey != "" {
+		d.Summary = d.Title + " for API key " + d.APIKey + "."
+	} else if d.Summary == "" {
 		d.Summary = d.Title + " for user " + d.User + "."
 	}
 	if d.Next == "" {
@@ -427,6 +439,8 @@ func warningTitle(w keyrot.WarningKind) string {
 		return "current key inactive"
 	case keyrot.WarnOrphanKey:
 		return "orphan key"
+	case keyrot.WarnAPIKeyExpiring:
+		return "API key expiring"
 	case "":
 		return "condition"
 	}
@@ -434,9 +448,10 @@ func warningTitle(w keyrot.WarningKind) string {
 }
 
 // Subject is an event's subject line: "[keyrot] <Title>: <user> <key id>",
-// for example "[keyrot] key created: ci-bot AKIAEXAMPLE".
+// for example "[keyrot] key created: ci-bot AKIAEXAMPLE", or "[keyrot]
+// WARNING API key expiring: <API key name>".
 func Subject(e keyrot.Event) string {
-	s := "[keyrot] " + Title(e) + ": " + oneLine(e.User)
+	s := "[keyrot] " + Title(e) + ": " + oneLine(e.User) + oneLine(e.APIKey)
 	if e.KeyID != "" {
 		s += " " + oneLine(e.KeyID)
 	}
@@ -471,6 +486,8 @@ func action(e keyrot.Event) string {
 		return "The current key was deactivated outside keyrot and its consumers' calls fail. Re-activate it in IAM if that was a mistake, and find out who did it (CloudTrail: UpdateAccessKey)."
 	case keyrot.WarnOrphanKey:
 		return "keyrot created this key and could not store it, so nobody can have used it. It was deactivated at once and is deleted on the normal timings: nothing to do unless this repeats."
+	case keyrot.WarnAPIKeyExpiring:
+		return "Rotate it before it expires: keyrot apikey rotate " + oneLine(e.APIKey) + " --keys-secret <the api.keys_secret> makes a successor, prints it once, and keeps this key working for an overlap (--overlap, default 7d); hand the new key to the key's consumers within the overlap. For a key kept in the config file, leave out --keys-secret and paste the lines it prints. After it expires, requests with the key get 401 \"API key expired\"."
 	}
 	return "Check the keyrot logs for this user."
 }

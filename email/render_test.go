@@ -79,14 +79,15 @@ func TestRenderGolden(t *testing.T) {
 func TestRenderSubjects(t *testing.T) {
 	events := sampleEvents()
 	for name, want := range map[string]string{
-		"key_created":           "[keyrot] key created: ci-bot AKIAIOSFODNN7EXAMPLE",
-		"key_deactivated":       "[keyrot] key deactivated: ci-bot AKIAI44QH8DHBEXAMPLE",
-		"key_deleted":           "[keyrot] key deleted: ci-bot AKIAI44QH8DHBEXAMPLE",
-		"rotation_failed":       "[keyrot] FAILED rotation: ci-bot",
-		"rotation_recovered":    "[keyrot] RECOVERED rotation: ci-bot",
-		"warning_key_in_use":    "[keyrot] WARNING key in use: ci-bot AKIAI44QH8DHBEXAMPLE",
-		"warning_unmanaged_key": "[keyrot] WARNING unmanaged key: ci-bot AKIAJ5EXAMPLEUNMANAGED",
-		"warning_key_limit":     "[keyrot] WARNING key limit: ci-bot AKIAIOSFODNN7EXAMPLE",
+		"key_created":              "[keyrot] key created: ci-bot AKIAIOSFODNN7EXAMPLE",
+		"key_deactivated":          "[keyrot] key deactivated: ci-bot AKIAI44QH8DHBEXAMPLE",
+		"key_deleted":              "[keyrot] key deleted: ci-bot AKIAI44QH8DHBEXAMPLE",
+		"rotation_failed":          "[keyrot] FAILED rotation: ci-bot",
+		"rotation_recovered":       "[keyrot] RECOVERED rotation: ci-bot",
+		"warning_key_in_use":       "[keyrot] WARNING key in use: ci-bot AKIAI44QH8DHBEXAMPLE",
+		"warning_unmanaged_key":    "[keyrot] WARNING unmanaged key: ci-bot AKIAJ5EXAMPLEUNMANAGED",
+		"warning_key_limit":        "[keyrot] WARNING key limit: ci-bot AKIAIOSFODNN7EXAMPLE",
+		"warning_api_key_expiring": "[keyrot] WARNING API key expiring: ci",
 	} {
 		t.Run(name, func(t *testing.T) {
 			m, err := email.Render(testConfig(), events[name])
@@ -105,6 +106,11 @@ func TestRenderSubjects(t *testing.T) {
 
 // requiredSections are what every event email must say, in both parts.
 func requiredSections(e keyrot.Event) []string {
+	if e.APIKey != "" {
+		// About a REST API key: no user, no key to fetch; how to rotate it.
+		return []string{"Event details", "API key", e.APIKey, e.Time.UTC().Format(time.RFC3339), "What happens next",
+			e.NextAt.UTC().Format(time.RFC3339), "keyrot apikey rotate " + e.APIKey, "--overlap", "Security best practices", "security@example.com"}
+	}
 	s := []string{
 		"Event details",
 		e.User,
@@ -147,7 +153,11 @@ func TestRenderSections(t *testing.T) {
 					t.Errorf("html lacks %q", want)
 				}
 			}
-			if got, want := strings.Join(m.To, ","), "platform-admins@example.com,team-ci@example.com"; got != want {
+			want := "platform-admins@example.com,team-ci@example.com"
+			if e.Owner == "" {
+				want = "platform-admins@example.com"
+			}
+			if got := strings.Join(m.To, ","); got != want {
 				t.Errorf("To = %q, want %q", got, want)
 			}
 		})

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
+	"time"
 )
 
 // APIKeyPrefix starts every key GenerateAPIKey makes, so secret scanners
@@ -38,6 +40,21 @@ type APIKey struct {
 	Users []string `json:"users" yaml:"users"`
 	// List allows GET /credentials (which still returns only Users).
 	List bool `json:"list" yaml:"list"`
+	// Created is when the key was made (keyrot apikey new and rotate set it).
+	Created time.Time `json:"created,omitzero" yaml:"created,omitempty"`
+	// Expires, if set, is when the key stops working: from then on it gets
+	// 401 "API key expired", and its audit records say "expired". Zero is no
+	// expiry (the seed's API_KEY, and keys made with a lifetime of 0).
+	Expires time.Time `json:"expires,omitzero" yaml:"expires,omitempty"`
+	// ReplacedBy names the key's successor once keyrot apikey rotate made
+	// one: the key is retiring, its Expires is the end of the overlap, and
+	// it is not warned about as expiring.
+	ReplacedBy string `json:"replaced_by,omitempty" yaml:"replaced_by,omitempty"`
+}
+
+// Expired reports whether the key has an expiry and now is at or past it.
+func (k APIKey) Expired(now time.Time) bool {
+	return !k.Expires.IsZero() && !now.Before(k.Expires)
 }
 
 // GenerateAPIKey returns a new random API key (256 bits, prefixed with
@@ -82,7 +99,20 @@ func (k APIKey) Validate() error {
 			return fmt.Errorf("api key %q: user pattern %q: %w", k.Name, u, err)
 		}
 	}
+	if !k.Expires.IsZero() && !k.Created.IsZero() && k.Expires.Before(k.Created) {
+		return fmt.Errorf("api key %q: expires %s is before created %s", k.Name, k.Expires.UTC().Format(time.RFC3339), k.Created.UTC().Format(time.RFC3339))
+	}
 	return nil
+}
+
+// allUsers reports whether the key may read every user, whatever its name.
+func (k APIKey) allUsers() bool {
+	for _, p := range k.Users {
+		if p == AllUsers {
+			return true
+		}
+	}
+	return false
 }
 
 // Allows reports whether the key's scope covers user.
@@ -157,15 +187,18 @@ func ParseKeys(r io.Reader) ([]APIKey, error) {
 type keyEntry struct {
 	key  *APIKey
 	hash [sha256.Size]byte
+	// expires is key.Expires in Unix nanoseconds, 0 for none: one integer
+	// compare on the request path.
+	expires int64
 }
 
 type keyring struct {
-	byHash map[[sha256.Size]byte]keyEntry
+	byHash map[[sha256.Size]byte]*keyEntry
 	keys   []APIKey
 }
 
 func newKeyring(keys []APIKey) (*keyring, error) {
-	kr := &keyring{byHash: make(map[[sha256.Size]byte]keyEntry, len(keys)), keys: make([]APIKey, len(keys))}
+	kr := &keyring{byHash: make(map[[sha256.Size]byte]*keyEntry, len(keys)), keys: make([]APIKey, len(keys))}
 	copy(kr.keys, keys)
 	names := make(map[string]bool, len(keys))
 	for i := range kr.keys {
@@ -181,13 +214,26 @@ func newKeyring(keys []APIKey) (*keyring, error) {
 		if other, dup := kr.byHash[sum]; dup {
 			return nil, fmt.Errorf("api keys: keys %q and %q have the same hash", other.key.Name, k.Name)
 		}
-		kr.byHash[sum] = keyEntry{key: k, hash: sum}
+		e := &keyEntry{key: k, hash: sum}
+		if !k.Expires.IsZero() {
+			e.expires = k.Expires.UnixNano()
+		}
+		kr.byHash[sum] = e
 	}
 	return kr, nil
 }
 
 // lookup returns the key whose hash is the hash of presented, or nil.
 func (kr *keyring) lookup(presented string) *APIKey {
+	e := kr.entry(presented)
+	if e == nil {
+		return nil
+	}
+	return e.key
+}
+
+// entry returns the entry of the key whose hash is the hash of presented, or nil.
+func (kr *keyring) entry(presented string) *keyEntry {
 	if presented == "" || len(presented) > maxAPIKeyLen {
 		return nil
 	}
@@ -198,8 +244,88 @@ func (kr *keyring) lookup(presented string) *APIKey {
 	if !ok || subtle.ConstantTimeCompare(sum[:], e.hash[:]) != 1 {
 		return nil
 	}
-	return e.key
+	return e
 }
+
+// expiredAt reports whether the entry's key has expired at now (Unix nanoseconds).
+func (e *keyEntry) expiredAt(now int64) bool { return e.expires != 0 && now >= e.expires }
 
 // maxAPIKeyLen bounds what is hashed; generated keys are 47 bytes.
 const maxAPIKeyLen = 512
+
+// NewKey makes a random API key named name for users (list: may it call
+// GET /credentials), created at now and expiring lifetime later (never with
+// a lifetime of 0). It returns the key, to be shown once, and its entry.
+func NewKey(name string, users []string, list bool, now time.Time, lifetime time.Duration) (key string, entry APIKey, err error) {
+	key, hash, err := GenerateAPIKey()
+	if err != nil {
+		return "", APIKey{}, err
+	}
+	now = now.UTC().Truncate(time.Second)
+	entry = APIKey{Name: name, Hash: hash, Users: append([]string(nil), users...), List: list, Created: now}
+	if lifetime > 0 {
+		entry.Expires = now.Add(lifetime)
+	}
+	if err := entry.Validate(); err != nil {
+		return "", APIKey{}, err
+	}
+	return key, entry, nil
+}
+
+// RetiringSuffix is added to a key's name when RotateKey replaces it.
+const RetiringSuffix = ".old"
+
+// RotateKey replaces the key named name in keys by a successor with the
+// same name and scope (NewKey, with lifetime). The old key stays valid for
+// overlap, renamed name+".old" with ReplacedBy set, so its audit records say
+// which consumers have not switched yet; its expiry only ever moves
+// earlier, so rotating never revives an expired key. A retiring key left
+// from an earlier rotation is dropped once expired; while still valid, the
+// rotation is refused (its consumers may still use it). It returns the new
+// list, in the same order with the successor in the old key's place and the
+// retiring key after it, and the new key, to be shown once.
+func RotateKey(keys []APIKey, name string, now time.Time, lifetime, overlap time.Duration) (next []APIKey, key string, err error) {
+	i := slices.IndexFunc(keys, func(k APIKey) bool { return k.Name == name })
+	if i < 0 {
+		names := make([]string, len(keys))
+		for j, k := range keys {
+			names[j] = k.Name
+		}
+		return nil, "", fmt.Errorf("api keys: no key named %q (have: %s)", name, strings.Join(names, ", "))
+	}
+	old := keys[i]
+	if old.ReplacedBy != "" {
+		return nil, "", fmt.Errorf("api keys: %q is already retiring in favour of %q: rotate %q", name, old.ReplacedBy, old.ReplacedBy)
+	}
+	retiring := name + RetiringSuffix
+	if j := slices.IndexFunc(keys, func(k APIKey) bool { return k.Name == retiring }); j >= 0 {
+		if prev := keys[j]; !prev.Expired(now) {
+			until := "without expiry"
+			if !prev.Expires.IsZero() {
+				until = "until " + prev.Expires.UTC().Format(time.RFC3339)
+			}
+			return nil, "", fmt.Errorf("api keys: %q, the key before the last rotation, is still valid %s and consumers may still use it: rotate again after that, or remove it from the keys first", retiring, until)
+		}
+	}
+	key, successor, err := NewKey(name, old.Users, old.List, now, lifetime)
+	if err != nil {
+		return nil, "", err
+	}
+	end := now.UTC().Truncate(time.Second).Add(overlap)
+	if old.Expires.IsZero() || end.Before(old.Expires) {
+		old.Expires = end
+	}
+	old.Name, old.ReplacedBy = retiring, name
+	for j, k := range keys {
+		switch {
+		case j == i:
+			next = append(next, successor, old)
+		case k.Name != retiring:
+			next = append(next, k)
+		}
+	}
+	if _, err := newKeyring(next); err != nil {
+		return nil, "", err
+	}
+	return next, key, nil
+}

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	keyrothttp "github.com/keyrot/keyrot/http"
 )
@@ -74,6 +75,9 @@ func TestParseKeys(t *testing.T) {
 		{"duplicate hash", `[{"name":"a","hash":"` + h + `","users":["*"]},{"name":"b","hash":"` + h + `","users":["*"]}]`, 0, "same hash"},
 		{"unknown field", `[{"name":"ci","hash":"` + h + `","users":["*"],"key":"krt_a"}]`, 0, "unknown field"},
 		{"not json", `name: ci`, 0, "decode"},
+		{"lifetime", `[{"name":"ci","hash":"` + h + `","users":["*"],"created":"2026-01-01T00:00:00Z","expires":"2026-04-01T00:00:00Z"}]`, 1, ""},
+		{"expires before created", `[{"name":"ci","hash":"` + h + `","users":["*"],"created":"2026-04-01T00:00:00Z","expires":"2026-01-01T00:00:00Z"}]`, 0, "before created"},
+		{"bad expires", `[{"name":"ci","hash":"` + h + `","users":["*"],"expires":"soon"}]`, 0, "decode"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,5 +126,67 @@ func TestKeyRotation(t *testing.T) {
 	}
 	if err := e.srv.SetKeys([]keyrothttp.APIKey{{Name: "x", Hash: "plain", Users: []string{"*"}}}); err == nil {
 		t.Error("SetKeys accepted an invalid key")
+	}
+}
+
+func TestNewKey(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 500, time.UTC)
+	key, k, err := keyrothttp.NewKey("ci", []string{"ci-*"}, true, now, 90*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Hash != keyrothttp.HashAPIKey(key) || k.Name != "ci" || !k.List || !k.Created.Equal(now.Truncate(time.Second)) ||
+		!k.Expires.Equal(time.Date(2026, 5, 30, 12, 0, 0, 0, time.UTC)) {
+		t.Errorf("NewKey = %+v", k)
+	}
+	if _, k, _ := keyrothttp.NewKey("forever", []string{"*"}, false, now, 0); !k.Expires.IsZero() {
+		t.Errorf("lifetime 0: expires %s", k.Expires)
+	}
+	if _, _, err := keyrothttp.NewKey("", []string{"*"}, false, now, 0); err == nil {
+		t.Error("a key without a name")
+	}
+}
+
+func TestRotateKey(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	_, ci, _ := keyrothttp.NewKey("ci", []string{"ci-*"}, true, now.Add(-80*day), 90*day)
+	_, other, _ := keyrothttp.NewKey("other", []string{"*"}, false, now, 0)
+	next, key, err := keyrothttp.RotateKey([]keyrothttp.APIKey{ci, other}, "ci", now, 90*day, 7*day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(next) != 3 || next[0].Name != "ci" || next[1].Name != "ci.old" || next[2].Name != "other" {
+		t.Fatalf("RotateKey = %+v", next)
+	}
+	succ, old := next[0], next[1]
+	if succ.Hash != keyrothttp.HashAPIKey(key) || strings.Join(succ.Users, ",") != "ci-*" || !succ.List || !succ.Expires.Equal(now.Add(90*day)) {
+		t.Errorf("successor = %+v", succ)
+	}
+	if old.Hash != ci.Hash || old.ReplacedBy != "ci" || !old.Expires.Equal(now.Add(7*day)) {
+		t.Errorf("retiring = %+v", old)
+	}
+
+	// The overlap never extends a key's life.
+	_, short, _ := keyrothttp.NewKey("ci", []string{"*"}, false, now.Add(-89*day), 90*day)
+	next, _, _ = keyrothttp.RotateKey([]keyrothttp.APIKey{short}, "ci", now, 90*day, 7*day)
+	if got, want := next[1].Expires, now.Add(day); !got.Equal(want) {
+		t.Errorf("a key with a day left retires at %s, want %s", got, want)
+	}
+
+	_, _, errs := keyrothttp.RotateKey([]keyrothttp.APIKey{other}, "ci", now, 90*day, 7*day)
+	if errs == nil || !strings.Contains(errs.Error(), "have: other") {
+		t.Errorf("unknown name: %v", errs)
+	}
+	twice, _, _ := keyrothttp.RotateKey([]keyrothttp.APIKey{ci}, "ci", now, 90*day, 7*day)
+	if _, _, err := keyrothttp.RotateKey(twice, "ci", now.Add(day), 90*day, 7*day); err == nil || !strings.Contains(err.Error(), "still valid until 2026-03-08T12:00:00Z") {
+		t.Errorf("again within the overlap: %v", err)
+	}
+	if _, _, err := keyrothttp.RotateKey(twice, "ci.old", now, 90*day, 7*day); err == nil || !strings.Contains(err.Error(), "retiring") {
+		t.Errorf("rotating the retiring key: %v", err)
+	}
+	third, _, err := keyrothttp.RotateKey(twice, "ci", now.Add(8*day), 90*day, 7*day)
+	if err != nil || len(third) != 2 || third[1].Hash != twice[0].Hash {
+		t.Errorf("after the overlap, the expired retiring key is dropped: %+v, %v", third, err)
 	}
 }

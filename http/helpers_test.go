@@ -14,6 +14,7 @@ import (
 	"github.com/keyrot/keyrot"
 	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/testkit"
+	"github.com/keyrot/keyrot/mock"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -235,4 +236,60 @@ func (f *fakeSource) ReadCurrent(_ context.Context, ptrs []keyrot.KeyPointer) ([
 		}
 	}
 	return out, failed
+}
+
+// handlerEnv is a server on a mock.Clock called in-process, so that a test
+// drives time and picks each request's client address.
+type handlerEnv struct {
+	srv   *keyrothttp.Server
+	clock *mock.Clock
+	logs  *testkit.Buffer
+	reg   *prometheus.Registry
+}
+
+// newHandlerEnv serves the fixtures with keys; every request has its own
+// rate limit out of the way unless an option sets one.
+func newHandlerEnv(t testing.TB, keys []keyrothttp.APIKey, opts ...envOption) *handlerEnv {
+	t.Helper()
+	h := &handlerEnv{clock: mock.NewClock(t0.Add(2 * time.Minute)), logs: &testkit.Buffer{}, reg: prometheus.NewRegistry()}
+	cfg := keyrothttp.ServerConfig{Keys: keys, RateLimit: -1, Registry: h.reg}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cache := keyrothttp.NewCache(nil, keyrot.DefaultPolicy())
+	for _, c := range fixtures() {
+		cache.Publish(c)
+	}
+	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := keyrothttp.NewServer(cfg, cache, keyrothttp.WithLogger(logger), keyrothttp.WithClock(h.clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv = srv
+	return h
+}
+
+// get serves GET path from the client address remote ("ip:port") with the
+// given headers ("Name: value").
+func (h *handlerEnv) get(t testing.TB, path, remote string, headers ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest("GET", path, nil)
+	req.RemoteAddr = remote
+	for _, hv := range headers {
+		k, v, _ := strings.Cut(hv, ": ")
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.srv.Handler().ServeHTTP(w, req)
+	return w
+}
+
+// newKey returns a fresh API key and its config entry for users.
+func newKey(t testing.TB, name string, users ...string) (string, keyrothttp.APIKey) {
+	t.Helper()
+	k, hash, err := keyrothttp.GenerateAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, keyrothttp.APIKey{Name: name, Hash: hash, Users: users, List: true}
 }

@@ -4,9 +4,11 @@
 //
 // The server is seed-compatible (GET /credentials/{user} and GET
 // /credentials behind X-API-Key, port 8000) and adds named, scoped API keys
-// stored as hashes, Authorization: Bearer, the credential_process and env
-// formats, an audit record for every credential read, an access log,
-// Prometheus metrics, per-key rate limits, TLS and graceful shutdown. Reads
+// stored as hashes, with an expiry and their rotation (RotateKey),
+// Authorization: Bearer, the credential_process and env formats, an audit
+// record for every credential read, an access log, Prometheus metrics that
+// name users only to an authenticated scrape, per-key rate limits, a limit
+// on failed authentication per client address, TLS and graceful shutdown. Reads
 // are served from a Cache that a rotation in the same process updates the
 // moment a new key is promoted.
 //
@@ -129,6 +131,8 @@ var (
 	errNotFound         = errors.New("no such route")
 	errMethodNotAllowed = errors.New("method not allowed")
 	errRateLimited      = errors.New("rate limit exceeded for this API key")
+	errKeyExpired       = errors.New("API key expired")
+	errAuthBlocked      = errors.New("too many failed authentication attempts from this address: retry later")
 	errNotReady         = errors.New("credentials are still loading; retry shortly")
 	errTooLarge         = errors.New("request body too large")
 )
@@ -148,6 +152,10 @@ func statusOf(err error) (status int, code, msg string) {
 		return http.StatusBadRequest, "bad_request", br.msg
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized, "unauthorized", errUnauthorized.Error()
+	case errors.Is(err, errKeyExpired):
+		return http.StatusUnauthorized, "key_expired", errKeyExpired.Error()
+	case errors.Is(err, errAuthBlocked):
+		return http.StatusTooManyRequests, "too_many_failures", errAuthBlocked.Error()
 	case errors.Is(err, errForbidden), errors.Is(err, errListForbidden):
 		return http.StatusForbidden, "forbidden", err.Error()
 	case errors.Is(err, errNotManaged), errors.Is(err, keyrot.ErrUserNotFound), errors.Is(err, keyrot.ErrSecretNotFound):

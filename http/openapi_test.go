@@ -62,6 +62,9 @@ func TestOpenAPI(t *testing.T) {
 	// operation it exercises.
 	limited := newEnv(t, func(c *keyrothttp.ServerConfig) { c.RateLimit, c.Burst = 0.001, 1 })
 	notReady := newEnvSource(t, &fakeSource{})
+	blocked := newEnv(t, func(c *keyrothttp.ServerConfig) { c.AuthFailures = keyrothttp.AuthFailureLimit{Burst: 1} })
+	blocked.do(t, "GET", "/credentials/alice", xkey("krt_wrong"))
+	blocked.do(t, "GET", "/credentials/alice", xkey("krt_wrong"))
 	type probe struct {
 		e           *env
 		op          string // "METHOD /documented/path"
@@ -96,6 +99,10 @@ func TestOpenAPI(t *testing.T) {
 		{e, "GET /readyz", "DELETE", "/readyz", nil},
 		{notReady, "GET /readyz", "GET", "/readyz", nil},
 		{e, "GET /metrics", "GET", "/metrics", nil},
+		{e, "GET /metrics", "GET", "/metrics", []string{bearer(e.keys.reader)}},
+		{e, "GET /metrics", "GET", "/metrics", []string{bearer("krt_wrong")}},
+		{blocked, "GET /metrics", "GET", "/metrics", []string{xkey(blocked.keys.admin)}},
+		{blocked, "GET /credentials/{user}", "GET", "/credentials/alice", []string{xkey(blocked.keys.admin)}},
 		{e, "GET /metrics", "PUT", "/metrics", nil},
 		{e, "GET /openapi.yaml", "GET", "/openapi.yaml", nil},
 		{e, "GET /openapi.yaml", "POST", "/openapi.yaml", nil},

@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +65,14 @@ type ServerConfig struct {
 	// it is a Gatherer).
 	Registry prometheus.Registerer
 	Gatherer prometheus.Gatherer
+	// MetricsPublic serves every series at /metrics without an API key
+	// (api.metrics_public). Off, the default, a scrape without a key gets
+	// only the series that name no user and no API key (metrics.Public);
+	// with a key, those its scope covers (every series for a key that may
+	// read every user).
+	MetricsPublic bool
+	// AuthFailures limits failed authentication per client address.
+	AuthFailures AuthFailureLimit
 }
 
 // Server is the keyrot REST API.
@@ -74,15 +83,19 @@ type Server struct {
 	limiters sync.Map // API key name -> *rate.Limiter
 	limit    rate.Limit
 	burst    int
+	failures *failedAuth
 
 	metrics  *metrics.Metrics
 	routeM   map[string]*metrics.Route // by route label, resolved once
 	gatherer prometheus.Gatherer
-	logger   *slog.Logger
-	access   *slog.Logger
-	audit    *slog.Logger
-	records  io.Writer // hand-encoded request records (WithRecordWriter), or nil
-	clock    keyrot.Clock
+	// metricsAll serves every series, metricsPublic those naming no user
+	// or API key.
+	metricsAll, metricsPublic http.Handler
+	logger                    *slog.Logger
+	access                    *slog.Logger
+	audit                     *slog.Logger
+	records                   io.Writer // hand-encoded request records (WithRecordWriter), or nil
+	clock                     keyrot.Clock
 
 	handler http.Handler
 	srv     *http.Server
@@ -134,6 +147,7 @@ func NewServer(cfg ServerConfig, cache *Cache, opts ...ServerOption) (*Server, e
 	}
 	s.access = s.logger.With("system", "http")
 	s.audit = s.logger.With("system", "audit")
+	s.failures = newFailedAuth(cfg.AuthFailures)
 
 	switch {
 	case cfg.RateLimit < 0:
@@ -167,6 +181,9 @@ func NewServer(cfg ServerConfig, cache *Cache, opts ...ServerOption) (*Server, e
 		return nil, fmt.Errorf("http: %w", err)
 	}
 	if err := s.metrics.WatchCacheStale(cache); err != nil && !errors.As(err, &already) {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	if err := s.metrics.WatchAPIKeyExpiry(s.keyExpiries, s.clock.Now); err != nil && !errors.As(err, &already) {
 		return nil, fmt.Errorf("http: %w", err)
 	}
 	s.handler = s.routes()
@@ -307,7 +324,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /credentials", s.handleList)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.access.Handler(), slog.LevelError)}))
+	s.metricsAll = promhttp.HandlerFor(s.gatherer, s.metricsOpts())
+	s.metricsPublic = promhttp.HandlerFor(metrics.Public(s.gatherer), s.metricsOpts())
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
 		writeBody(w, http.StatusOK, "application/yaml", OpenAPI)
 	})
@@ -331,6 +350,10 @@ type recorder struct {
 	status int
 	apiKey string // the authenticated key's name
 	audit  auditFields
+	// authFailed marks a request refused for a missing or wrong API key,
+	// or because its client is blocked: its access record is sampled.
+	authFailed bool
+	client     netip.Addr // with authFailed
 }
 
 // auditFields are what an audit record says about one credential read; an
@@ -422,6 +445,17 @@ func (s *Server) logRequest(rec *recorder, r *http.Request, start time.Time) {
 		slog.Duration("duration", d),
 		slog.String("remote", r.RemoteAddr),
 	}
+	if rec.authFailed {
+		// A guesser must not be able to fill the disk: one record per
+		// client now and then, with the count of those left out.
+		write, suppressed := s.failures.admitLog(rec.client, now)
+		if write {
+			s.record(r.Context(), s.access.Handler(), "http", now, "request",
+				request[0], request[1], request[2], request[3], request[4],
+				slog.String("outcome", "auth_failed"), slog.Int("suppressed", suppressed))
+		}
+		return
+	}
 	if a := &rec.audit; a.outcome != "" {
 		s.record(r.Context(), s.audit.Handler(), "audit", now, "credentials read",
 			slog.String("api_key", a.apiKey),
@@ -451,25 +485,49 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, status, ErrorResponse{Error: ErrorBody{Code: code, Message: msg}})
 }
 
-// authenticate finds the API key the request presents, in X-API-Key or
-// Authorization: Bearer, and applies its rate limit.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*APIKey, error) {
-	var presented string
+// presentedKey is the API key a request presents, in X-API-Key or
+// Authorization: Bearer, or "".
+func presentedKey(r *http.Request) string {
 	// The header's canonical form, looked up without canonicalising
 	// "X-API-Key" on every request.
-	if v := r.Header["X-Api-Key"]; len(v) > 0 {
-		presented = v[0]
+	if v := r.Header["X-Api-Key"]; len(v) > 0 && v[0] != "" {
+		return v[0]
 	}
-	if presented == "" {
-		if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-			presented = strings.TrimSpace(token)
+	if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(token)
+	}
+	return ""
+}
+
+// authenticate finds the API key the request presents and applies the
+// limits: a client blocked for failed attempts is refused before its key is
+// looked at; a missing or wrong key counts against its address; a known
+// key is rate limited, then refused if it has expired (the key is returned
+// with errRateLimited and errKeyExpired, for the audit record).
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*APIKey, error) {
+	now := s.clock.Now()
+	rec, _ := w.(*recorder)
+	if s.failures.tracked.Load() != 0 {
+		addr := clientAddr(r)
+		if wait := s.failures.blocked(addr, now); wait > 0 {
+			if rec != nil {
+				rec.authFailed, rec.client = true, addr
+			}
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			return nil, errAuthBlocked
 		}
 	}
-	key := s.keys.Load().lookup(presented)
-	if key == nil {
+	e := s.keys.Load().entry(presentedKey(r))
+	if e == nil {
+		addr := clientAddr(r)
+		s.failures.fail(addr, now)
+		if rec != nil {
+			rec.authFailed, rec.client = true, addr
+		}
 		return nil, errUnauthorized
 	}
-	if rec, ok := w.(*recorder); ok {
+	key := e.key
+	if rec != nil {
 		rec.apiKey = key.Name
 	}
 	if s.limit != rate.Inf {
@@ -477,13 +535,24 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*APIKey, 
 		if !ok {
 			lim, _ = s.limiters.LoadOrStore(key.Name, rate.NewLimiter(s.limit, s.burst))
 		}
-		if !lim.(*rate.Limiter).AllowN(s.clock.Now(), 1) {
+		if !lim.(*rate.Limiter).AllowN(now, 1) {
 			retry := max(1, int(math.Ceil(1/float64(s.limit))))
 			w.Header().Set("Retry-After", strconv.Itoa(retry))
 			return key, errRateLimited
 		}
 	}
+	if e.expiredAt(now.UnixNano()) {
+		return key, errKeyExpired
+	}
 	return key, nil
+}
+
+// deniedOutcome is the audit outcome of an authenticated key's refusal.
+func deniedOutcome(err error) string {
+	if errors.Is(err, errKeyExpired) {
+		return "expired"
+	}
+	return "rate_limited"
 }
 
 var noStore = []string{"no-store"}
@@ -545,7 +614,7 @@ func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request) {
 	key, err := s.authenticate(w, r)
 	if err != nil {
 		if key != nil {
-			s.auditRead(w, r, key.Name, user, "", "", "rate_limited")
+			s.auditRead(w, r, key.Name, user, "", "", deniedOutcome(err))
 		}
 		s.error(w, r, err)
 		return
@@ -593,7 +662,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	key, err := s.authenticate(w, r)
 	if err != nil {
 		if key != nil {
-			s.auditRead(w, r, key.Name, "*", "", "", "rate_limited")
+			s.auditRead(w, r, key.Name, "*", "", "", deniedOutcome(err))
 		}
 		s.error(w, r, err)
 		return
@@ -647,10 +716,10 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 // the request is served (one record per request); otherwise it is written
 // now.
 func (s *Server) auditRead(w http.ResponseWriter, r *http.Request, apiKey, user, keyID, format, outcome string) {
-	if keyID == "" {
+	if keyID == "" && user != AllUsers {
 		// A denied read names a user the caller typed: if that is an API
 		// key or a secret access key pasted in the wrong place, keep it
-		// out of the log.
+		// out of the log. ("*" is a denied list.)
 		user = s.redactUser(user)
 	}
 	a := auditFields{apiKey: apiKey, user: user, keyID: keyID, format: format, outcome: outcome}
@@ -689,4 +758,54 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) metricsOpts() promhttp.HandlerOpts {
+	return promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.access.Handler(), slog.LevelError)}
+}
+
+// handleMetrics serves /metrics. Series that name a user or an API key
+// (metrics.LabelUser, metrics.LabelAPIKey) go only to a scrape with an API
+// key, and only those its scope covers, so that /metrics cannot tell a
+// stranger which users exist; api.metrics_public serves them all to anyone.
+// A scrape without a key gets the rest; one with a wrong key gets 401 and
+// counts as a failed attempt.
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.MetricsPublic {
+		s.metricsAll.ServeHTTP(w, r)
+		return
+	}
+	if presentedKey(r) == "" {
+		s.metricsPublic.ServeHTTP(w, r)
+		return
+	}
+	key, err := s.authenticate(w, r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if key.allUsers() {
+		s.metricsAll.ServeHTTP(w, r)
+		return
+	}
+	scoped := metrics.Filter(s.gatherer, func(label, value string) bool {
+		switch label {
+		case metrics.LabelUser:
+			return key.Allows(value)
+		case metrics.LabelAPIKey:
+			return value == key.Name
+		}
+		return true
+	})
+	promhttp.HandlerFor(scoped, s.metricsOpts()).ServeHTTP(w, r)
+}
+
+// keyExpiries lists the accepted keys' expiries for keyrot_api_key_expiry_seconds.
+func (s *Server) keyExpiries() []metrics.APIKeyExpiry {
+	keys := s.keys.Load().keys
+	out := make([]metrics.APIKeyExpiry, len(keys))
+	for i, k := range keys {
+		out[i] = metrics.APIKeyExpiry{Name: k.Name, Expires: k.Expires}
+	}
+	return out
 }

@@ -309,7 +309,12 @@ func TestAuditAndAccessLog(t *testing.T) {
 // access key shows outside the 200 responses that carry it, and no API key
 // anywhere: not in error bodies, logs, audit records or metrics.
 func TestNoSecretLeaks(t *testing.T) {
-	e := newEnv(t, func(c *keyrothttp.ServerConfig) { c.RateLimit, c.Burst = 1, 3 })
+	e := newEnv(t, func(c *keyrothttp.ServerConfig) {
+		c.RateLimit, c.Burst = 1, 3
+		// The wrong keys below would get this client blocked before it
+		// tried every path (TestFailedAuthLimit covers the limit).
+		c.AuthFailures.Off = true
+	})
 	apiKeys := []string{e.keys.admin, e.keys.ci, e.keys.reader, e.keys.nolist}
 	var bodies []string
 	for _, path := range []string{"/credentials/alice", "/credentials/bob", "/credentials/ci-deploy", "/credentials/ghost", "/credentials", "/credentials/alice?format=credential_process", "/credentials/alice?format=env", "/credentials/alice?format=" + aliceSecret, "/credentials/" + e.keys.admin, "/nope"} {
@@ -322,7 +327,8 @@ func TestNoSecretLeaks(t *testing.T) {
 			}
 		}
 	}
-	metrics := e.do(t, "GET", "/metrics")
+	e.clock.Advance(5 * time.Second) // the admin key's rate limit refills
+	metrics := e.do(t, "GET", "/metrics", bearer(e.keys.admin))
 	if metrics.status != 200 || !strings.Contains(metrics.body, "keyrot_http_requests_total") || !strings.Contains(metrics.body, `keyrot_key_age_seconds{user="alice"}`) {
 		t.Fatalf("metrics: %d %s", metrics.status, metrics.body)
 	}
@@ -353,7 +359,7 @@ func TestMetrics(t *testing.T) {
 	e.do(t, "GET", "/credentials/alice", xkey(e.keys.admin))
 	e.do(t, "GET", "/credentials/ghost", xkey(e.keys.admin))
 	e.do(t, "GET", "/credentials/alice")
-	m := e.do(t, "GET", "/metrics").body
+	m := e.do(t, "GET", "/metrics", bearer(e.keys.admin)).body
 	for _, want := range []string{
 		`keyrot_http_requests_total{code="200",route="GET /credentials/{user}"} 1`,
 		`keyrot_http_requests_total{code="404",route="GET /credentials/{user}"} 1`,

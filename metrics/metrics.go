@@ -3,13 +3,16 @@
 //
 // Every collector is registered on an injected prometheus.Registerer; the
 // package keeps no global state and never touches the default registry.
-// No metric carries a secret: labels are routes, status codes, event kinds
-// and IAM user names, never access key ids or secret keys.
+// No metric carries a secret: labels are routes, status codes, event kinds,
+// IAM user names and API key names, never access key ids, secret keys, API
+// keys or their hashes. Series that name users or API keys carry LabelUser
+// or LabelAPIKey, and Public leaves them out for unauthenticated scrapes.
 package metrics
 
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/keyrot/keyrot"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are keyrot's collectors. Create them with New; every method is
@@ -189,20 +193,53 @@ type KeySource interface {
 // WatchKeyAges registers keyrot_key_age_seconds{user}: the age of each
 // user's current key, computed from src at scrape time with now.
 func (m *Metrics) WatchKeyAges(src KeySource, now func() time.Time) error {
-	if m == nil {
-		return nil
-	}
 	if now == nil {
 		now = time.Now
 	}
-	c := &keyAgeCollector{
-		src: src,
-		now: now,
-		desc: prometheus.NewDesc("keyrot_key_age_seconds",
-			"Age of each managed user's current access key.", []string{"user"}, nil),
+	return m.registerGauges("keyrot_key_age_seconds", "Age of each managed user's current access key.", LabelUser, func(add func(string, float64)) {
+		t := now()
+		for _, cr := range src.Current() {
+			add(cr.UserName, t.Sub(cr.CreateDate).Seconds())
+		}
+	})
+}
+
+// APIKeyExpiry is one API key's name and expiry (zero for none).
+type APIKeyExpiry struct {
+	Name    string
+	Expires time.Time
+}
+
+// WatchAPIKeyExpiry registers keyrot_api_key_expiry_seconds{key}: the
+// seconds until each API key expires, negative once it has, +Inf for a key
+// without expiry (the seed's API_KEY); keys lists them at scrape time. The
+// label is the key's name, never the key or its hash.
+func (m *Metrics) WatchAPIKeyExpiry(keys func() []APIKeyExpiry, now func() time.Time) error {
+	if now == nil {
+		now = time.Now
 	}
+	return m.registerGauges("keyrot_api_key_expiry_seconds",
+		"Seconds until each API key of the REST API expires (negative once expired; +Inf without expiry).", LabelAPIKey, func(add func(string, float64)) {
+			t := now()
+			for _, k := range keys() {
+				left := math.Inf(1)
+				if !k.Expires.IsZero() {
+					left = k.Expires.Sub(t).Seconds()
+				}
+				add(k.Name, left)
+			}
+		})
+}
+
+// registerGauges registers a gauge with one label whose series collect
+// lists at scrape time, calling add once per label value.
+func (m *Metrics) registerGauges(name, help, label string, collect func(add func(value string, v float64))) error {
+	if m == nil {
+		return nil
+	}
+	c := &gaugeCollector{desc: prometheus.NewDesc(name, help, []string{label}, nil), collect: collect}
 	if err := m.reg.Register(c); err != nil {
-		return fmt.Errorf("metrics: register key ages: %w", err)
+		return fmt.Errorf("metrics: register %s: %w", name, err)
 	}
 	return nil
 }
@@ -232,18 +269,63 @@ func (m *Metrics) WatchCacheStale(src StaleSource) error {
 	return nil
 }
 
-type keyAgeCollector struct {
-	src  KeySource
-	now  func() time.Time
-	desc *prometheus.Desc
+// gaugeCollector exports the series its collect function lists.
+type gaugeCollector struct {
+	desc    *prometheus.Desc
+	collect func(add func(value string, v float64))
 }
 
-func (c *keyAgeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *gaugeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
-func (c *keyAgeCollector) Collect(ch chan<- prometheus.Metric) {
-	now := c.now()
-	for _, cr := range c.src.Current() {
-		age := now.Sub(cr.CreateDate).Seconds()
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, age, cr.UserName)
+func (c *gaugeCollector) Collect(ch chan<- prometheus.Metric) {
+	c.collect(func(value string, v float64) {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, value)
+	})
+}
+
+// Label names that name a managed IAM user or an API key. A series carrying
+// either tells who exists: the API serves it only to a scrape authenticated
+// with an API key whose scope covers it (see Filter). Give any new per-user
+// or per-key series one of these labels, so it is kept from strangers too.
+const (
+	LabelUser   = "user"
+	LabelAPIKey = "key"
+)
+
+// Filter returns a Gatherer with g's series whose every label passes keep
+// (called with the label's name and value); families left empty are
+// dropped.
+func Filter(g prometheus.Gatherer, keep func(label, value string) bool) prometheus.Gatherer {
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		families, err := g.Gather()
+		out := families[:0]
+		for _, f := range families {
+			kept := f.Metric[:0]
+			for _, m := range f.Metric {
+				if keepsAll(m.GetLabel(), keep) {
+					kept = append(kept, m)
+				}
+			}
+			if len(kept) > 0 {
+				f.Metric = kept
+				out = append(out, f)
+			}
+		}
+		return out, err
+	})
+}
+
+func keepsAll(labels []*dto.LabelPair, keep func(label, value string) bool) bool {
+	for _, l := range labels {
+		if !keep(l.GetName(), l.GetValue()) {
+			return false
+		}
 	}
+	return true
+}
+
+// Public returns a Gatherer with g's series that name no user and no API
+// key: what an unauthenticated scrape may see.
+func Public(g prometheus.Gatherer) prometheus.Gatherer {
+	return Filter(g, func(label, _ string) bool { return label != LabelUser && label != LabelAPIKey })
 }

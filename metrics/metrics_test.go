@@ -102,3 +102,56 @@ func TestNilMetricsRecordsNothing(t *testing.T) {
 		t.Error("New(nil) succeeded")
 	}
 }
+
+// TestPublicAndFilter: Public drops every series labelled with a user or an
+// API key, and the families left empty; Filter keeps what its rule allows.
+func TestPublicAndFilter(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	if err := m.WatchKeyAges(keys{{UserName: "alice", CreateDate: now}, {UserName: "bob", CreateDate: now}}, func() time.Time { return now }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WatchAPIKeyExpiry(func() []metrics.APIKeyExpiry {
+		return []metrics.APIKeyExpiry{{Name: "ci", Expires: now.Add(time.Hour)}, {Name: "API_KEY"}}
+	}, func() time.Time { return now }); err != nil {
+		t.Fatal(err)
+	}
+	m.CacheHit()
+	names := func(g prometheus.Gatherer) string {
+		t.Helper()
+		families, err := g.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, f := range families {
+			for _, s := range f.GetMetric() {
+				var labels []string
+				for _, l := range s.GetLabel() {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+				out = append(out, f.GetName()+"{"+strings.Join(labels, ",")+"}")
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	if got, want := names(metrics.Public(reg)), "keyrot_cache_hits_total{} keyrot_cache_misses_total{}"; got != want {
+		t.Errorf("Public = %s, want %s", got, want)
+	}
+	onlyAlice := metrics.Filter(reg, func(label, value string) bool { return label != metrics.LabelUser || value == "alice" })
+	if got, want := names(onlyAlice), "keyrot_api_key_expiry_seconds{key=API_KEY} keyrot_api_key_expiry_seconds{key=ci} keyrot_cache_hits_total{} keyrot_cache_misses_total{} keyrot_key_age_seconds{user=alice}"; got != want {
+		t.Errorf("Filter = %s, want %s", got, want)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP keyrot_api_key_expiry_seconds Seconds until each API key of the REST API expires (negative once expired; +Inf without expiry).
+# TYPE keyrot_api_key_expiry_seconds gauge
+keyrot_api_key_expiry_seconds{key="API_KEY"} +Inf
+keyrot_api_key_expiry_seconds{key="ci"} 3600
+`), "keyrot_api_key_expiry_seconds"); err != nil {
+		t.Error(err)
+	}
+}

@@ -39,7 +39,10 @@ type apiRuntime struct {
 	store    *secretsmanager.Store
 	clock    keyrot.Clock
 	stopRun  context.CancelFunc
-	running  sync.WaitGroup // the cache refresh and the API-key reload
+	running  sync.WaitGroup // the cache refresh and the API-key watcher
+	// notifier is told about API keys close to expiry (the engine's, or
+	// serve's own); nil sends nothing.
+	notifier keyrot.Notifier
 	// auditOut buffers the server's audit and access records, JSON lines
 	// whatever log.format says (flushed every 100 ms and on stop), so a read
 	// makes no write system call of its own.
@@ -101,10 +104,7 @@ func (a *apiRuntime) appOptions(o app.Options) app.Options {
 // apiKeys gathers the API keys: the config's, API_KEY's, and those kept in a
 // Secrets Manager secret (read through store).
 func apiKeys(ctx context.Context, cfg config.Config, store *secretsmanager.Store) ([]keyrothttp.APIKey, error) {
-	var keys []keyrothttp.APIKey
-	for _, k := range cfg.API.Keys {
-		keys = append(keys, keyrothttp.APIKey{Name: k.Name, Hash: k.Hash, Users: k.Users, List: k.List})
-	}
+	keys := configKeys(cfg)
 	if cfg.API.FullAccessKey != "" {
 		keys = append(keys, keyrothttp.FullAccessKey("API_KEY", cfg.API.FullAccessKey))
 	}
@@ -146,7 +146,9 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store) (ma
 	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{
 		Listen: a.cfg.API.Listen, TLSCert: a.cfg.API.TLSCert, TLSKey: a.cfg.API.TLSKey, Keys: keys,
 		RateLimit: a.cfg.API.RateLimit, Burst: a.cfg.API.Burst, Registry: a.registry, Gatherer: a.registry,
-	}, a.cache, keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics), keyrothttp.WithRecordWriter(a.auditOut))
+		MetricsPublic: a.cfg.API.MetricsPublic,
+	}, a.cache, keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics), keyrothttp.WithRecordWriter(a.auditOut),
+		keyrothttp.WithClock(a.clock))
 	if err != nil {
 		return nil, &config.Error{Field: "api", Reason: err.Error()}
 	}
@@ -160,33 +162,10 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store) (ma
 	// api.refresh, at most a quarter of deactivate_after (APIPoll).
 	poll, _ := a.cfg.APIPoll()
 	a.running.Go(func() { _ = a.cache.Run(runCtx, poll) })
-	if a.cfg.API.KeysSecret != "" {
-		a.running.Go(func() { a.reloadKeys(runCtx) })
-	}
+	a.running.Go(func() { a.watchKeys(runCtx) })
 	addrs["api"] = srv.URL()
 	a.log.Info("api listening", "url", srv.URL(), "keys", len(keys), "poll", poll.String())
 	return addrs, nil
-}
-
-// reloadKeys rereads the API keys kept in Secrets Manager every refresh, so
-// API keys are rotated by editing that secret: add the new key, move the
-// consumers, remove the old one. No restart.
-func (a *apiRuntime) reloadKeys(ctx context.Context) {
-	every := time.Duration(a.cfg.API.Refresh) // positive: config.Validate
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.clock.After(every):
-		}
-		keys, err := apiKeys(ctx, a.cfg, a.store)
-		if err == nil {
-			err = a.server.SetKeys(keys)
-		}
-		if err != nil {
-			a.log.Error("reload API keys; keeping the current ones", "secret", a.cfg.API.KeysSecret, "error", err)
-		}
-	}
 }
 
 // stop drains the server and stops the refresher.
@@ -222,11 +201,18 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// serve runs no engine, but emails the admin about expiring API keys.
+	notifier, err := app.NewNotifier(ctx, cfg, awsCfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeApp(ctx, notifier, log)
 	api, err := m.newAPI(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}
 	defer api.stop(ctx)
+	api.notifier = notifier
 	addrs, err := api.start(ctx, app.NewStore(awsCfg, cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID))
 	if err != nil {
 		return err
@@ -347,20 +333,6 @@ func credentialCache(dir string) *credcache.Cache {
 		dir = filepath.Join(base, "keyrot")
 	}
 	return &credcache.Cache{Dir: dir}
-}
-
-func (m *Main) runAPIKey(_ context.Context, args []string) error {
-	if len(args) != 2 || args[0] != "new" {
-		return &usageError{"usage: keyrot apikey new NAME"}
-	}
-	name := args[1]
-	key, hash, err := keyrothttp.GenerateAPIKey()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(m.Stdout, "API key for %s (shown once; give it to the consumer, keep only the hash):\n  %s\n\nAdd to the config under api.keys:\n  - name: %s\n    hash: %s\n    users: [\"*\"]      # names or globs this key may read\n    list: false       # may it call GET /credentials\n",
-		name, key, name, hash)
-	return nil
 }
 
 // flagSet reports whether the flag name was given on the command line.

@@ -32,9 +32,9 @@ func (m *Main) logger(cfg config.Config) *slog.Logger {
 	return app.NewLogger(m.Stderr, cfg.Log, isTerminal(m.Stderr))
 }
 
-// closeApp flushes the app (queued notifications) with a bounded wait, even
-// when ctx is already cancelled by a signal.
-func closeApp(ctx context.Context, a *app.App, log *slog.Logger) {
+// closeApp flushes the app (queued notifications), or a notifier alone,
+// with a bounded wait, even when ctx is already cancelled by a signal.
+func closeApp(ctx context.Context, a interface{ Close(context.Context) error }, log *slog.Logger) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := a.Close(cctx); err != nil {
@@ -141,7 +141,7 @@ func (m *Main) runValidate(_ context.Context, args []string) error {
 	fmt.Fprintf(m.Stdout, "# secrets ring: %d secret(s) per user (version quota: at most %d writes per secret per day)\n",
 		p.RingSize(), (int(24*time.Hour/p.RotateEvery)+p.RingSize()-1)/p.RingSize())
 	if cfg.API.FullAccessKey != "" {
-		fmt.Fprintln(m.Stdout, "# API_KEY is set: one full-access API key")
+		fmt.Fprintln(m.Stdout, "# API_KEY is set: one full-access API key, without a lifetime (rotate it by hand)")
 	}
 	for _, w := range app.Warnings(cfg) {
 		fmt.Fprintf(m.Stderr, "keyrot validate: warning: %s\n", w)

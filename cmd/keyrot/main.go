@@ -8,12 +8,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/keyrot/keyrot"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/internal/config"
 )
 
@@ -42,8 +42,9 @@ type Main struct {
 	// Ready, if set, is called by long-running commands once they serve
 	// (tests use it to learn the bound addresses).
 	Ready func(addrs map[string]string)
-	// Clock, if set, is the engine's and the API's clock instead of the
-	// wall clock (tests drive it, with a sandbox on the same clock).
+	// Clock, if set, is the clock of the engine, the API and the apikey
+	// command instead of the wall clock (tests drive it, with a sandbox on
+	// the same clock).
 	Clock keyrot.Clock
 }
 
@@ -71,7 +72,10 @@ Usage:
   keyrot validate     --config F              check the config and print it (no secrets)
   keyrot serve        --config F              the REST API alone, reading Secrets Manager
   keyrot credentials  USER [--api URL] [--format json|env|credential_process] [--direct] [--no-cache]
-  keyrot apikey new   NAME                    make an API key and the hash for the config
+  keyrot apikey new   NAME [--keys-secret ID] [--lifetime 90d] [--users U,..] [--list]
+                                              make an API key: the hash for the config, or into the keys secret
+  keyrot apikey rotate NAME [--keys-secret ID] [--overlap 7d]
+                                              replace an API key; the old one works for the overlap
   keyrot sandbox      [--listen 127.0.0.1:4566] [--data DIR]
                                               a local AWS endpoint for tests (not for real keys)
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +65,39 @@ func (tm *testMain) run(ctx context.Context, args ...string) int {
 	m := &Main{Stdin: strings.NewReader(""), Stdout: tm.stdout, Stderr: tm.stderr, LookupEnv: os.LookupEnv,
 		Open: func(p string) (io.ReadCloser, error) { return os.Open(p) }, Clock: tm.clock}
 	return m.Run(ctx, args)
+}
+
+// start runs a long-running command (serve, run) and returns the addresses
+// it serves once it is ready, and stop, which ends it (as SIGTERM would) and
+// waits; the test's end stops it too.
+func (tm *testMain) start(args ...string) (addrs map[string]string, stop func()) {
+	tm.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan map[string]string, 1)
+	done := make(chan int, 1)
+	go func() {
+		m := &Main{Stdin: strings.NewReader(""), Stdout: tm.stdout, Stderr: tm.stderr, LookupEnv: os.LookupEnv, Open: openFile,
+			Ready: func(a map[string]string) { ready <- a }, Clock: tm.clock}
+		done <- m.Run(ctx, args)
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if code := <-done; code != exitOK {
+				tm.t.Errorf("keyrot %s exited %d: %s", args[0], code, tm.stderr)
+			}
+		})
+	}
+	tm.t.Cleanup(stop)
+	select {
+	case addrs = <-ready:
+		return addrs, stop
+	case code := <-done:
+		done <- code
+		tm.t.Fatalf("keyrot %s exited %d before it was ready: %s", args[0], code, tm.stderr)
+		return nil, stop
+	}
 }
 
 func (tm *testMain) createUser(name string) {

@@ -50,6 +50,7 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, awsCfg *aws.Config
 		return err
 	}
 	defer closeApp(ctx, a, log)
+	api.notifier = a.Notifier
 	addrs, err := api.start(ctx, a.Store)
 	if err != nil {
 		return err
@@ -138,7 +139,7 @@ The REST API, with this run's API key:
   export KEYROT_API_KEY=%s
   curl -H "X-API-Key: $KEYROT_API_KEY" %s/credentials/ci-bot
   go run ./cmd/keyrot credentials ci-bot --api %s --format credential_process
-  curl %s/metrics
+  curl -H "Authorization: Bearer $KEYROT_API_KEY" %s/metrics   # without a key: no user names
 
 Straight from Secrets Manager (it follows the ring of secrets to the current key):
   AWS_ENDPOINT_URL=%s AWS_REGION=%s AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s go run ./cmd/keyrot credentials ci-bot --direct

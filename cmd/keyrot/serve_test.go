@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"testing"
@@ -66,21 +65,14 @@ log: {format: json}
 
 	get := func(key string) (int, keyrothttp.CredentialsResponse) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", api+"/credentials/ci-bot", nil)
-		req.Header.Set("X-API-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
+		status, body := apiGet(t, api, "/credentials/ci-bot", key)
 		var c keyrothttp.CredentialsResponse
-		if resp.StatusCode == 200 {
+		if status == 200 {
 			if err := json.Unmarshal(body, &c); err != nil {
 				t.Fatal(err)
 			}
 		}
-		return resp.StatusCode, c
+		return status, c
 	}
 	// eventually polls a condition the background refresh makes true.
 	eventually := func(what string, ok func() bool) {

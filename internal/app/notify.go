@@ -34,6 +34,13 @@ func emailConfig(cfg config.Config, region string) email.Config {
 	return ec
 }
 
+// NewNotifier builds and starts the email notifier the config describes,
+// alone: for `keyrot serve`, which runs no engine but tells the admin about
+// API keys close to expiry. Close it to deliver what is queued.
+func NewNotifier(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Logger) (*email.Notifier, error) {
+	return newNotifier(ctx, cfg, awsCfg, log, nil, nil)
+}
+
 // newNotifier builds the email notifier the config describes and starts
 // its delivery goroutine; the returned func drains and stops it.
 func newNotifier(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Logger, clock keyrot.Clock, onResult func(keyrot.EventKind, error)) (*email.Notifier, error) {

@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/mail"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -121,17 +123,28 @@ type API struct {
 	// check runs at least every quarter of rotation.deactivate_after
 	// (APIPoll), so a replaced key is served for at most that long.
 	Refresh Duration `yaml:"refresh"`
+	// KeyLifetime is how long a key made by `keyrot apikey new` or
+	// `rotate` lives (0: no expiry); KeyWarnBefore how long before a key
+	// expires the admin is told.
+	KeyLifetime   Duration `yaml:"key_lifetime"`
+	KeyWarnBefore Duration `yaml:"key_warn_before"`
+	// MetricsPublic serves the per-user and per-API-key series of /metrics
+	// without an API key.
+	MetricsPublic bool `yaml:"metrics_public,omitempty"`
 	// FullAccessKey is the seed's API_KEY: one key that reads every user.
 	// Environment only, never printed.
 	FullAccessKey string `yaml:"-"`
 }
 
-// APIKey is a named API key, stored as a hash.
+// APIKey is a named API key, stored as a hash, with its lifetime.
 type APIKey struct {
-	Name  string   `yaml:"name"`
-	Hash  string   `yaml:"hash"`
-	Users []string `yaml:"users,omitempty"`
-	List  bool     `yaml:"list,omitempty"`
+	Name       string    `yaml:"name"`
+	Hash       string    `yaml:"hash"`
+	Users      []string  `yaml:"users,omitempty"`
+	List       bool      `yaml:"list,omitempty"`
+	Created    time.Time `yaml:"created,omitempty"`
+	Expires    time.Time `yaml:"expires,omitempty"` // RFC 3339; zero: no expiry
+	ReplacedBy string    `yaml:"replaced_by,omitempty"`
 }
 
 // Log configures logging.
@@ -139,6 +152,12 @@ type Log struct {
 	Format string `yaml:"format"` // json | text | "" (text on a terminal, else json)
 	Level  string `yaml:"level"`  // debug | info | warn | error
 }
+
+// Defaults for the API keys' lifetime.
+const (
+	DefaultKeyLifetime   = 90 * 24 * time.Hour
+	DefaultKeyWarnBefore = 14 * 24 * time.Hour
+)
 
 // Default returns the seed's defaults.
 func Default() Config {
@@ -153,8 +172,9 @@ func Default() Config {
 		},
 		Secrets: Secrets{Prefix: "iam-key-rotation/"},
 		Notify:  Notify{Via: "ses", APIURL: "http://localhost:8000", QuietPeriod: Duration(24 * time.Hour), SendRate: 1, SMTP: SMTP{TLS: "starttls"}},
-		API:     API{Listen: ":8000", RateLimit: 50, Burst: 100, Refresh: Duration(30 * time.Second)},
-		Log:     Log{Level: "info"},
+		API: API{Listen: ":8000", RateLimit: 50, Burst: 100, Refresh: Duration(30 * time.Second),
+			KeyLifetime: Duration(DefaultKeyLifetime), KeyWarnBefore: Duration(DefaultKeyWarnBefore)},
+		Log: Log{Level: "info"},
 	}
 }
 
@@ -396,6 +416,25 @@ func (c Config) Validate() error {
 		if k.Name == "" || !strings.HasPrefix(k.Hash, "sha256:") {
 			return &Error{Field: fmt.Sprintf("api.keys[%d]", i), Value: k.Name, Reason: "needs a name and a hash \"sha256:<hex>\" (make one with: keyrot apikey new NAME)"}
 		}
+		if !k.Created.IsZero() && !k.Expires.IsZero() && k.Expires.Before(k.Created) {
+			return &Error{Field: fmt.Sprintf("api.keys[%d].expires", i), Value: k.Name, Reason: "is before created"}
+		}
+	}
+	if c.API.Refresh <= 0 {
+		// 0 would spin the refresh loops.
+		return &Error{Field: "api.refresh", Reason: "must be positive"}
+	}
+	if c.API.KeyLifetime < 0 {
+		return &Error{Field: "api.key_lifetime", Reason: "must be 0 (no expiry) or positive"}
+	}
+	if c.API.KeyWarnBefore < 0 {
+		return &Error{Field: "api.key_warn_before", Reason: "must be 0 (no warning) or positive"}
+	}
+	if k := c.API.FullAccessKey; k != "" {
+		if bits := KeyStrength(k); bits < MinAPIKeyBits {
+			// The key itself is never echoed.
+			return &Error{Field: "API_KEY", Reason: fmt.Sprintf("too weak to be an API key (about %d bits; at least %d needed): make a random one with `keyrot apikey new NAME` (256 bits) or `openssl rand -hex 32`", bits, MinAPIKeyBits)}
+		}
 	}
 	switch c.Log.Format {
 	case "", "json", "text":
@@ -440,4 +479,51 @@ func (c Config) Redacted() Config {
 	}
 	c.Notify.SMTP.Username, c.Notify.SMTP.Password = "", ""
 	return c
+}
+
+// MinAPIKeyBits is the least strength KeyStrength must find in API_KEY.
+const MinAPIKeyBits = 128
+
+// KeyStrength estimates the bits of a key typed or pasted as text: its
+// length times log2 of the alphabet its character classes span (lower,
+// upper, digits, others; 16 for hex digits), so 32 hex digits, 22 base64
+// characters or a keyrot key (krt_ and 43 base64url characters) pass 128 and
+// a pass phrase does not. A key of fewer than 8 distinct characters is not
+// random: 0.
+func KeyStrength(key string) int {
+	distinct := map[rune]bool{}
+	var lower, upper, digit, other bool
+	hex := true
+	for _, r := range key {
+		distinct[r] = true
+		switch {
+		case r >= 'a' && r <= 'z':
+			lower = true
+			hex = hex && r <= 'f'
+		case r >= 'A' && r <= 'Z':
+			upper = true
+			hex = hex && r <= 'F'
+		case r >= '0' && r <= '9':
+			digit = true
+		default:
+			other = true
+			hex = false
+		}
+	}
+	if len(distinct) < 8 {
+		return 0
+	}
+	if hex && !(lower && upper) {
+		return 4 * utf8.RuneCountInString(key)
+	}
+	alphabet := 0
+	for _, c := range []struct {
+		used bool
+		size int
+	}{{lower, 26}, {upper, 26}, {digit, 10}, {other, 32}} {
+		if c.used {
+			alphabet += c.size
+		}
+	}
+	return int(float64(utf8.RuneCountInString(key)) * math.Log2(float64(alphabet)))
 }

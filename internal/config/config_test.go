@@ -56,7 +56,7 @@ rotation:
 notify: {sender: keyrot@example.com, admin: sec@example.com}
 `
 	cfg, err := config.Load("k.yaml", open(map[string]string{"k.yaml": file}), env(map[string]string{
-		"KEYROT_DELETE_AFTER": "1d", "KEYROT_USERS": "a, b ,c", "API_KEY": "s3cret-api-key",
+		"KEYROT_DELETE_AFTER": "1d", "KEYROT_USERS": "a, b ,c", "API_KEY": strongKey,
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -70,10 +70,10 @@ notify: {sender: keyrot@example.com, admin: sec@example.com}
 	if got, want := strings.Join(cfg.Users.Names, ","), "a,b,c"; got != want {
 		t.Errorf("users = %q, want %q", got, want)
 	}
-	if cfg.API.FullAccessKey != "s3cret-api-key" {
+	if cfg.API.FullAccessKey != strongKey {
 		t.Error("API_KEY not read")
 	}
-	if got := cfg.Redacted().API.FullAccessKey; got == "s3cret-api-key" {
+	if got := cfg.Redacted().API.FullAccessKey; got == strongKey {
 		t.Error("Redacted keeps the API key")
 	}
 }
@@ -103,6 +103,10 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"log format", base + "log: {format: xml}\n", nil, "log.format"},
 		{"zero refresh", base + "api: {refresh: 0s}\n", nil, "api.refresh"},
 		{"negative refresh", base + "api: {refresh: -5s}\n", nil, ""}, // refused by the duration parser
+		{"negative key lifetime", base + "api: {key_lifetime: -1d}\n", nil, ""},
+		{"expires before created", base + "api: {keys: [{name: ci, hash: \"sha256:00\", created: 2026-02-01T00:00:00Z, expires: 2026-01-01T00:00:00Z}]}\n", nil, "api.keys[0].expires"},
+		{"short API_KEY", base, map[string]string{"API_KEY": "a"}, "API_KEY"},
+		{"pass phrase API_KEY", base, map[string]string{"API_KEY": "your-secure-api-key"}, "API_KEY"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,6 +154,42 @@ func TestAPIPoll(t *testing.T) {
 				t.Errorf("Warnings = %q, want an api.refresh warning: %v", w, tt.warned)
 			}
 		})
+	}
+}
+
+// strongKey is shaped like a key from keyrot apikey new.
+const strongKey = "krt_q8Vd0mX3nB7rT2kLp9sW4yZc1aF6hJ5uE0oI3gN8xQ2"
+
+// TestAPIKeyStrength: API_KEY must carry at least 128 bits, and the refusal
+// says how to make one without echoing the key.
+func TestAPIKeyStrength(t *testing.T) {
+	for _, tt := range []struct {
+		key  string
+		pass bool
+	}{
+		{"a", false},
+		{"your-secure-api-key", false},
+		{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false}, // long, not random
+		{"0123456789abcdef0123456789abcd", false},                   // 30 hex digits: 120 bits
+		{"3f9c2b7e1a4d8f6c0b5e9a2d7c1f4e8b", true},                  // openssl rand -hex 16
+		{"Qm9yZWQgc3RyaW5nIGhlcmU=", true},                          // openssl rand -base64 16
+		{strongKey, true},
+	} {
+		base := map[string]string{"KEYROT_USERS": "x", "KEYROT_NOTIFY_VIA": "log", "API_KEY": tt.key}
+		_, err := config.FromEnv(env(base))
+		if tt.pass {
+			if err != nil {
+				t.Errorf("%q (%d bits) refused: %v", tt.key, config.KeyStrength(tt.key), err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%q (%d bits) accepted", tt.key, config.KeyStrength(tt.key))
+			continue
+		}
+		if msg := err.Error(); (len(tt.key) > 8 && strings.Contains(msg, tt.key)) || !strings.Contains(msg, "keyrot apikey new") || !strings.Contains(msg, "128") {
+			t.Errorf("refusal of %q: %v", tt.key, err)
+		}
 	}
 }
 
