@@ -190,18 +190,52 @@ type KeySource interface {
 	Current() []keyrot.Credentials
 }
 
-// WatchKeyAges registers keyrot_key_age_seconds{user}: the age of each
-// user's current key, computed from src at scrape time with now.
+// WatchKeyAges registers, computed from src at scrape time with now,
+// keyrot_key_age_seconds{user}: the age of each user's current key;
+// keyrot_rotation_overdue_seconds{user}: how long past its NextRotation a
+// user's key still is (the engine stopped or failing: consumers are still
+// served it, with an Expiration that moves forward); and
+// keyrot_rotations_overdue: how many users are overdue, without names, for
+// an alert any scrape can see.
 func (m *Metrics) WatchKeyAges(src KeySource, now func() time.Time) error {
+	if m == nil {
+		return nil
+	}
 	if now == nil {
 		now = time.Now
 	}
-	return m.registerGauges("keyrot_key_age_seconds", "Age of each managed user's current access key.", LabelUser, func(add func(string, float64)) {
+	if err := m.registerGauges("keyrot_key_age_seconds", "Age of each managed user's current access key.", LabelUser, func(add func(string, float64)) {
 		t := now()
 		for _, cr := range src.Current() {
 			add(cr.UserName, t.Sub(cr.CreateDate).Seconds())
 		}
+	}); err != nil {
+		return err
+	}
+	if err := m.registerGauges("keyrot_rotation_overdue_seconds", "How long each managed user's rotation is past due (0: on time).", LabelUser, func(add func(string, float64)) {
+		t := now()
+		for _, cr := range src.Current() {
+			add(cr.UserName, cr.Overdue(t).Seconds())
+		}
+	}); err != nil {
+		return err
+	}
+	overdue := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "keyrot_rotations_overdue",
+		Help: "How many managed users' rotations are past due (the engine is stopped or failing).",
+	}, func() float64 {
+		t, n := now(), 0
+		for _, cr := range src.Current() {
+			if cr.Overdue(t) > 0 {
+				n++
+			}
+		}
+		return float64(n)
 	})
+	if err := m.reg.Register(overdue); err != nil {
+		return fmt.Errorf("metrics: register overdue rotations: %w", err)
+	}
+	return nil
 }
 
 // APIKeyExpiry is one API key's name and expiry (zero for none).

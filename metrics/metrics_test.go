@@ -139,11 +139,11 @@ func TestPublicAndFilter(t *testing.T) {
 		}
 		return strings.Join(out, " ")
 	}
-	if got, want := names(metrics.Public(reg)), "keyrot_cache_hits_total{} keyrot_cache_misses_total{}"; got != want {
+	if got, want := names(metrics.Public(reg)), "keyrot_cache_hits_total{} keyrot_cache_misses_total{} keyrot_rotations_overdue{}"; got != want {
 		t.Errorf("Public = %s, want %s", got, want)
 	}
 	onlyAlice := metrics.Filter(reg, func(label, value string) bool { return label != metrics.LabelUser || value == "alice" })
-	if got, want := names(onlyAlice), "keyrot_api_key_expiry_seconds{key=API_KEY} keyrot_api_key_expiry_seconds{key=ci} keyrot_cache_hits_total{} keyrot_cache_misses_total{} keyrot_key_age_seconds{user=alice}"; got != want {
+	if got, want := names(onlyAlice), "keyrot_api_key_expiry_seconds{key=API_KEY} keyrot_api_key_expiry_seconds{key=ci} keyrot_cache_hits_total{} keyrot_cache_misses_total{} keyrot_key_age_seconds{user=alice} keyrot_rotation_overdue_seconds{user=alice} keyrot_rotations_overdue{}"; got != want {
 		t.Errorf("Filter = %s, want %s", got, want)
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
@@ -152,6 +152,39 @@ func TestPublicAndFilter(t *testing.T) {
 keyrot_api_key_expiry_seconds{key="API_KEY"} +Inf
 keyrot_api_key_expiry_seconds{key="ci"} 3600
 `), "keyrot_api_key_expiry_seconds"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestOverdueRotations: a stalled engine shows in the metrics, by user for
+// authenticated scrapes and as a count for any.
+func TestOverdueRotations(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	src := keys{
+		{UserName: "alice", CreateDate: now.Add(-10 * time.Minute)}, // due 5m01s after creation: overdue
+		{UserName: "bob", CreateDate: now.Add(-time.Minute)},
+	}
+	for i := range src {
+		src[i] = src[i].Annotate(now)
+	}
+	if err := m.WatchKeyAges(src, func() time.Time { return now }); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP keyrot_rotation_overdue_seconds How long each managed user's rotation is past due (0: on time).
+# TYPE keyrot_rotation_overdue_seconds gauge
+keyrot_rotation_overdue_seconds{user="alice"} 299
+keyrot_rotation_overdue_seconds{user="bob"} 0
+# HELP keyrot_rotations_overdue How many managed users' rotations are past due (the engine is stopped or failing).
+# TYPE keyrot_rotations_overdue gauge
+keyrot_rotations_overdue 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "keyrot_rotation_overdue_seconds", "keyrot_rotations_overdue"); err != nil {
 		t.Error(err)
 	}
 }

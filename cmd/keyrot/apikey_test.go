@@ -89,16 +89,17 @@ func TestAPIKeyRotateWithRunningServer(t *testing.T) {
 		t.Fatalf("the key before rotation: %d", code)
 	}
 	// refresh advances the driven clock by d and waits until the server's
-	// key refresh has run and waits for the next one.
+	// key refresh has run and waits for the next one (two waiters on the
+	// clock: the key watcher and the cache's poll).
 	refresh := func(d time.Duration) {
 		t.Helper()
 		bctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
-		if err := clock.BlockUntil(bctx, 1); err != nil {
+		if err := clock.BlockUntil(bctx, 2); err != nil {
 			t.Fatal(err)
 		}
 		clock.Advance(d)
-		if err := clock.BlockUntil(bctx, 1); err != nil {
+		if err := clock.BlockUntil(bctx, 2); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -192,12 +193,12 @@ func TestAPIKeyExpiryWarnedOnce(t *testing.T) {
 	bctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for range 5 {
-		if err := clock.BlockUntil(bctx, 1); err != nil {
+		if err := clock.BlockUntil(bctx, 2); err != nil {
 			t.Fatal(err)
 		}
 		clock.Advance(time.Minute)
 	}
-	if err := clock.BlockUntil(bctx, 1); err != nil {
+	if err := clock.BlockUntil(bctx, 2); err != nil {
 		t.Fatal(err)
 	}
 	stop() // delivers what the notifier queued
