@@ -58,6 +58,7 @@ func run() error {
 		h["Cache-Control"] = []string{"no-store"}
 		h["Content-Type"] = []string{"application/json"}
 		h["X-Content-Type-Options"] = []string{"nosniff"}
+		h["X-Keyrot-Cache-Age"] = []string{"0"}
 		_, _ = w.Write(body)
 	})
 
