@@ -6,17 +6,30 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/keyrot/keyrot"
 	keyrothttp "github.com/keyrot/keyrot/http"
+	"github.com/keyrot/keyrot/mock"
 )
 
 // BenchmarkCredentialsHit measures the handler for a cache hit, with
 // authentication, rate limiting, the audit record (slog JSON, to a
 // discarding writer) and metrics on: go test -run '^$' -bench CredentialsHit ./http/
 func BenchmarkCredentialsHit(b *testing.B) {
+	// The fixtures' keys are current at their own time, not the wall clock's.
+	benchmarkCredentials(b, mock.NewClock(t0))
+}
+
+// BenchmarkCredentialsHitOverdue is the same an hour after the keys'
+// rotation was due (the engine stopped): Expiration moves with the clock.
+func BenchmarkCredentialsHitOverdue(b *testing.B) {
+	benchmarkCredentials(b, mock.NewClock(t0.Add(time.Hour)))
+}
+
+func benchmarkCredentials(b *testing.B, clock keyrot.Clock) {
 	key, hash, _ := keyrothttp.GenerateAPIKey()
-	cache := keyrothttp.NewCache(nil, keyrot.DefaultPolicy())
+	cache := keyrothttp.NewCache(nil, keyrot.DefaultPolicy(), keyrothttp.WithCacheClock(clock))
 	for _, c := range fixtures() {
 		cache.Publish(c)
 	}

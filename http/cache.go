@@ -75,6 +75,13 @@ type entry struct {
 	// could not confirm it. Both change in place, under Cache.mu.
 	confirmed atomic.Int64
 	stale     atomic.Bool
+
+	// late is the entry rendered again for one second past its
+	// NextRotation (an overdue key's Expiration moves with the clock), kept
+	// for that second: a stalled fleet costs a render per user per second,
+	// not per request. lateAt is the Unix second a late rendering is for.
+	late   atomic.Pointer[entry]
+	lateAt int64
 }
 
 // CacheOption configures a Cache.
@@ -128,9 +135,17 @@ func (c *Cache) fresh(e *entry) *entry {
 	if now.Before(e.creds.NextRotation) {
 		return e
 	}
-	f := c.newEntry(e.creds, e.epoch, now)
+	sec := now.Unix()
+	if l := e.late.Load(); l != nil && l.lateAt == sec {
+		return l
+	}
+	// Rendered at the whole second: the Expiration it gives is at most a
+	// second early, never late.
+	f := c.newEntry(e.creds, e.epoch, time.Unix(sec, 0))
 	f.confirmed.Store(e.confirmed.Load())
 	f.stale.Store(e.stale.Load())
+	f.lateAt = sec
+	e.late.Store(f)
 	return f
 }
 
