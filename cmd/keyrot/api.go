@@ -75,30 +75,6 @@ func (a *apiRuntime) appOptions(o app.Options) app.Options {
 	return o
 }
 
-// apiKeys gathers the API keys: the config's, API_KEY's, and those kept in a
-// Secrets Manager secret.
-func apiKeys(ctx context.Context, cfg config.Config, awsCfg aws.Config) ([]keyrothttp.APIKey, error) {
-	var keys []keyrothttp.APIKey
-	for _, k := range cfg.API.Keys {
-		keys = append(keys, keyrothttp.APIKey{Name: k.Name, Hash: k.Hash, Users: k.Users, List: k.List})
-	}
-	if cfg.API.FullAccessKey != "" {
-		keys = append(keys, keyrothttp.FullAccessKey("API_KEY", cfg.API.FullAccessKey))
-	}
-	if name := cfg.API.KeysSecret; name != "" {
-		out, err := awssm.NewFromConfig(awsCfg).GetSecretValue(ctx, &awssm.GetSecretValueInput{SecretId: aws.String(name)})
-		if err != nil {
-			return nil, fmt.Errorf("api: read API keys from secret %q: %w", name, err)
-		}
-		more, err := keyrothttp.ParseKeys(strings.NewReader(aws.ToString(out.SecretString)))
-		if err != nil {
-			return nil, &config.Error{Field: "api.keys_secret", Value: name, Reason: err.Error()}
-		}
-		keys = append(keys, more...)
-	}
-	return keys, nil
-}
-
 // start loads the cache and opens the server (when serving).
 func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store, awsCfg aws.Config) (map[string]string, error) {
 	a.store = store
@@ -106,7 +82,7 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store, aws
 	if !a.serve {
 		return addrs, nil
 	}
-	keys, err := apiKeys(ctx, a.cfg, awsCfg)
+	keys, err := app.APIKeys(ctx, a.cfg, awssm.NewFromConfig(awsCfg))
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +129,7 @@ func (a *apiRuntime) reloadKeys(ctx context.Context, awsCfg aws.Config) {
 			return
 		case <-time.After(every):
 		}
-		keys, err := apiKeys(ctx, a.cfg, awsCfg)
+		keys, err := app.APIKeys(ctx, a.cfg, awssm.NewFromConfig(awsCfg))
 		if err == nil {
 			err = a.server.SetKeys(keys)
 		}
