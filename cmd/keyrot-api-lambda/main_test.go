@@ -67,6 +67,21 @@ func newFixture(t *testing.T) *fixture {
 	clock.SetAutoAdvance(true) // waits inside a rotation (STS propagation) cost nothing
 	sb := sandboxtest.Start(t, sandbox.Options{Clock: clock, Seed: 11})
 	cfg := sandboxtest.Config(t, sb)
+	f := &fixture{t: t, sb: sb, clock: clock, aws: cfg, engine: seedStack(t, cfg, clock), out: &testkit.Buffer{}}
+	f.rotate(false)
+	var err error
+	f.h, err = newHandler(context.Background(), options{LookupEnv: lookup(env), Stdout: f.out, AWS: &cfg, Clock: clock})
+	if err != nil {
+		t.Fatalf("newHandler: %v", err)
+	}
+	return f
+}
+
+// seedStack makes in the sandbox what the stack and a first rotation leave:
+// the managed user "deployer" and the API keys secret holding apiKey; it
+// returns the rotation engine (clock nil: the wall clock).
+func seedStack(t *testing.T, cfg aws.Config, clock keyrot.Clock) *app.App {
+	t.Helper()
 	ctx := context.Background()
 	if _, err := awsiam.NewFromConfig(cfg).CreateUser(ctx, &awsiam.CreateUserInput{UserName: aws.String("deployer")}); err != nil {
 		t.Fatal(err)
@@ -78,18 +93,11 @@ func newFixture(t *testing.T) *fixture {
 	}
 	engineCfg := config.Default()
 	engineCfg.Users.Names = []string{"deployer"}
-	engineCfg.Notify.Via = "log"
 	engine, err := app.New(ctx, engineCfg, app.Options{AWS: &cfg, Clock: clock, Notifier: &mock.Notifier{NotifyFn: func(context.Context, keyrot.Event) error { return nil }}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, sb: sb, clock: clock, aws: cfg, engine: engine, out: &testkit.Buffer{}}
-	f.rotate(false)
-	f.h, err = newHandler(ctx, options{LookupEnv: lookup(env), Stdout: f.out, AWS: &cfg, Clock: clock})
-	if err != nil {
-		t.Fatalf("newHandler: %v", err)
-	}
-	return f
+	return engine
 }
 
 // rotate runs a pass (forced: a new key now) and returns the current key.
