@@ -20,6 +20,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -61,7 +62,7 @@ func main() {
 // options are the handler's outside world, injected so tests run it whole.
 type options struct {
 	LookupEnv func(string) (string, bool)
-	Stdout    interface{ Write([]byte) (int, error) }
+	Stdout    io.Writer
 	// AWS and Clock replace the defaults in tests.
 	AWS   *aws.Config
 	Clock keyrot.Clock
