@@ -20,13 +20,15 @@ BUCKET      ?=
 PREFIX      ?= keyrot
 # The version `keyrot version` prints: the git tag (or commit) by default.
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 BUILD       := build
 RELEASE_DIR ?= $(BUILD)/release
 
 # Reproducible: static (no cgo), no path of this machine (-trimpath), no
 # build id; the same source and toolchain give the same bytes.
 BUILDFLAGS  := -trimpath
-LDFLAGS     := -s -w -buildid= -X github.com/keyrot/keyrot/internal/buildinfo.version=$(VERSION)
+LDFLAGS     := -s -w -buildid= -X github.com/keyrot/keyrot/internal/buildinfo.version=$(VERSION) \
+               -X github.com/keyrot/keyrot/internal/buildinfo.commit=$(COMMIT)
 
 # Lambda names the instruction set x86_64, Go names it amd64.
 GOARCH_arm64  := arm64

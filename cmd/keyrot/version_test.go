@@ -47,15 +47,18 @@ func TestVersionCommand(t *testing.T) {
 }
 
 // TestVersionLinkedByRelease builds keyrot as `make release` does (the
-// version set with -ldflags -X, -trimpath, no build id) and runs `keyrot
-// version`: the linked version is printed, and the binary holds no path of
-// the machine that built it.
+// version and commit set with -ldflags -X, -trimpath, no build id) and runs
+// `keyrot version`: the linked version and commit are printed, and the
+// binary holds no path of the machine that built it.
 func TestVersionLinkedByRelease(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a binary")
 	}
 	bin := filepath.Join(t.TempDir(), "keyrot")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -buildid= -X github.com/keyrot/keyrot/internal/buildinfo.version=v9.8.7-test", "-o", bin, ".")
+	const commit = "0123456789abcdef0123456789abcdef01234567"
+	// -buildvcs=false: the linked commit, not the checkout's, names the build.
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags",
+		"-s -w -buildid= -X github.com/keyrot/keyrot/internal/buildinfo.version=v9.8.7-test -X github.com/keyrot/keyrot/internal/buildinfo.commit="+commit, "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -64,8 +67,12 @@ func TestVersionLinkedByRelease(t *testing.T) {
 	if err != nil {
 		t.Fatalf("keyrot version: %v\n%s", err, out)
 	}
-	if got, want := strings.SplitN(string(out), "\n", 2)[0], "keyrot v9.8.7-test"; got != want {
+	lines := strings.Split(string(out), "\n")
+	if got, want := lines[0], "keyrot v9.8.7-test"; got != want {
 		t.Errorf("first line %q, want %q", got, want)
+	}
+	if got, want := lines[1], "commit: "+commit; got != want {
+		t.Errorf("second line %q, want %q", got, want)
 	}
 	wd, err := os.Getwd()
 	if err != nil {

@@ -10,12 +10,14 @@ import (
 	"strings"
 )
 
-// version is set at link time by `make release`:
+// version and commit are set at link time by `make release`:
 //
-//	-ldflags "-X github.com/keyrot/keyrot/internal/buildinfo.version=v1.2.3"
+//	-ldflags "-X github.com/keyrot/keyrot/internal/buildinfo.version=v1.2.3
+//	          -X github.com/keyrot/keyrot/internal/buildinfo.commit=<sha>"
 //
-// It is a package variable because -X can set nothing else; only Read uses it.
-var version string
+// (commit for builds without VCS stamping, -buildvcs=false). They are
+// package variables because -X can set nothing else; only Read uses them.
+var version, commit string
 
 // Info describes a build.
 type Info struct {
@@ -36,13 +38,14 @@ type Info struct {
 // Read returns this binary's build information.
 func Read() Info {
 	bi, _ := debug.ReadBuildInfo()
-	return fromBuildInfo(version, bi)
+	return fromBuildInfo(version, commit, bi)
 }
 
-// fromBuildInfo derives Info from the linked version and the embedded build
-// information (nil when the binary has none).
-func fromBuildInfo(linked string, bi *debug.BuildInfo) Info {
-	info := Info{Version: linked, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+// fromBuildInfo derives Info from the linked version and commit and the
+// embedded build information (nil when the binary has none). The VCS
+// stamp, when there is one, names the commit.
+func fromBuildInfo(linked, linkedCommit string, bi *debug.BuildInfo) Info {
+	info := Info{Version: linked, Commit: linkedCommit, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	if bi == nil {
 		if info.Version == "" {
 			info.Version = "devel"

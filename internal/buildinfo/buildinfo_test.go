@@ -13,16 +13,24 @@ func TestFromBuildInfo(t *testing.T) {
 		{Key: "vcs.modified", Value: "false"},
 	}
 	tests := []struct {
-		name   string
-		linked string
-		bi     *debug.BuildInfo
-		want   Info
+		name         string
+		linked       string
+		linkedCommit string
+		bi           *debug.BuildInfo
+		want         Info
 	}{
 		{
 			name:   "make release: the linked version wins",
 			linked: "v1.2.3",
 			bi:     &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.0.0-20261102090000-0123456789ab+dirty"}, Settings: vcs},
 			want:   Info{Version: "v1.2.3", Commit: "0123456789abcdef0123456789abcdef01234567", GoVersion: "go1.26.8", Platform: "darwin/arm64"},
+		},
+		{
+			name:         "make release without VCS stamping: the linked commit",
+			linked:       "v1.2.3",
+			linkedCommit: "89abcdef0123456789abcdef0123456789abcdef",
+			bi:           &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}, Settings: vcs[:2]},
+			want:         Info{Version: "v1.2.3", Commit: "89abcdef0123456789abcdef0123456789abcdef", GoVersion: "go1.26.8", Platform: "darwin/arm64"},
 		},
 		{
 			name: "go install @v1.4.0: the module version",
@@ -51,7 +59,7 @@ func TestFromBuildInfo(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := fromBuildInfo(tt.linked, tt.bi); got != tt.want {
+			if got := fromBuildInfo(tt.linked, tt.linkedCommit, tt.bi); got != tt.want {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}
 		})
