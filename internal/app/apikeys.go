@@ -47,7 +47,7 @@ func APIKeys(ctx context.Context, cfg config.Config, sm SecretReader) ([]keyroth
 		if err != nil {
 			return nil, fmt.Errorf("api: read API keys from secret %q: %w", name, err)
 		}
-		more, err := parseKeysSecret(aws.ToString(out.SecretString))
+		more, err := ParseKeysSecret(aws.ToString(out.SecretString))
 		if err != nil {
 			return nil, &config.Error{Field: "api.keys_secret", Value: name, Reason: err.Error()}
 		}
@@ -56,9 +56,12 @@ func APIKeys(ctx context.Context, cfg config.Config, sm SecretReader) ([]keyroth
 	return keys, nil
 }
 
-// parseKeysSecret reads a keys secret in either of its forms. Its errors
-// never quote the secret.
-func parseKeysSecret(s string) ([]keyrothttp.APIKey, error) {
+// ParseKeysSecret reads the value of an API keys secret in either of its
+// forms: keyrot's keys document (keyrothttp.ParseKeys), or one full-access
+// key in clear, {"name": "...", "key": "..."}, as the CloudFormation stack
+// generates it (name "default" when absent; at least 32 characters). Its
+// errors never quote the secret.
+func ParseKeysSecret(s string) ([]keyrothttp.APIKey, error) {
 	var generated struct {
 		Name string `json:"name"`
 		Key  string `json:"key"`
