@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"reflect"
@@ -24,9 +25,12 @@ import (
 const (
 	templatePath = "key_rotation.yaml"
 	rootCopyPath = "../key_rotation.yaml"
-	// codeZip is where the template's Code points, relative to deploy/;
-	// the Makefile's lambda target must write the zip there.
-	codeZip = "../build/keyrot-lambda.zip"
+	// codeZip and apiCodeZip are where the functions' Code point, relative
+	// to deploy/; the Makefile's lambda target must write the zips there.
+	codeZip    = "../build/keyrot-lambda.zip"
+	apiCodeZip = "../build/keyrot-api-lambda.zip"
+	// apiKeysJSON is an ApiKeys parameter: keyrot's keys JSON, hashes only.
+	apiKeysJSON = `[{"name":"ci","hash":"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","users":["ci-*"],"list":false}]`
 
 	testAccount = "123456789012"
 	testRegion  = "eu-west-1"
@@ -34,7 +38,8 @@ const (
 )
 
 // deployments are the parameter sets the template is checked with: the
-// seed's command (only the two emails), and one that flips every condition.
+// seed's command (only the two emails), one that flips every condition but
+// the API's, and one without the API.
 var deployments = []struct {
 	name   string
 	params map[string]string
@@ -53,6 +58,7 @@ var deployments = []struct {
 			"AdminEmail":           "admin@example.com",
 			"CreateSenderIdentity": "false",
 			"ApiUrl":               "https://keyrot.example.com",
+			"ApiKeys":              apiKeysJSON,
 			"ManagedUserNames":     "ci-deployer,app-uploader",
 			"ManagedUserTag":       "",
 			"ManagedUserPath":      "/ci/",
@@ -72,6 +78,14 @@ var deployments = []struct {
 			"AlarmTopic":           "arn:aws:sns:eu-west-1:123456789012:ops-alarms",
 		},
 	},
+	{
+		name: "no API",
+		params: map[string]string{
+			"SenderEmail": "keys@example.com",
+			"AdminEmail":  "admin@example.com",
+			"ServeApi":    "false",
+		},
+	},
 }
 
 // configEnv is every environment variable keyrot's config reads.
@@ -81,11 +95,17 @@ var configEnv = []string{
 	"KEYROT_SECRET_PREFIX", "KEYROT_KMS_KEY_ID", "KEYROT_NOTIFY_SENDER",
 	"KEYROT_NOTIFY_ADMIN", "KEYROT_NOTIFY_VIA", "KEYROT_API_URL", "KEYROT_LOG_FORMAT",
 	"LOG_LEVEL", "KEYROT_EXEMPT_GROUP", "KEYROT_EXEMPT_TAG", "KEYROT_CONCURRENCY",
-	"KEYROT_IAM_RATE",
+	"KEYROT_IAM_RATE", "KEYROT_API_KEYS_SECRET",
 }
 
-// roleActions is every action the function's role may be granted: the calls
-// the engine makes. A new grant must be added here on purpose.
+// policyActions is, for each role's policy, every action it may grant: the
+// calls its function makes. A new grant must be added here on purpose.
+var policyActions = map[string][]string{
+	"RolePolicy":    roleActions,
+	"ApiRolePolicy": apiRoleActions,
+}
+
+// roleActions are the rotation function's calls.
 var roleActions = []string{
 	"iam:GetUser", "iam:ListUserTags", "iam:ListAccessKeys", "iam:CreateAccessKey",
 	"iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:GetAccessKeyLastUsed",
@@ -100,11 +120,22 @@ var roleActions = []string{
 	"logs:CreateLogStream", "logs:PutLogEvents",
 }
 
+// apiRoleActions are the API function's calls: it reads, and writes nothing.
+var apiRoleActions = []string{
+	"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
+	"secretsmanager:ListSecrets", "secretsmanager:BatchGetSecretValue",
+	"kms:Decrypt",
+	"logs:CreateLogStream", "logs:PutLogEvents",
+}
+
 // starResourceExceptions are the role statements allowed Resource "*", by
-// Sid, with the only action each may hold: AWS offers no narrower resource
+// Sid, with the only actions each may hold: AWS offers no narrower resource
 // for them (see the comments in the template and deploy/README.md).
-var starResourceExceptions = map[string]string{
-	"FindUsersByTag": "iam:ListUsers", // IAM ListUsers has no resource type
+var starResourceExceptions = map[string][]string{
+	"FindUsersByTag": {"iam:ListUsers"}, // IAM ListUsers has no resource type
+	// Neither has a resource type; BatchGetSecretValue also needs
+	// GetSecretValue on each secret, which is scoped to the prefix.
+	"ListManagedSecrets": {"secretsmanager:ListSecrets", "secretsmanager:BatchGetSecretValue"},
 }
 
 // TestTemplateSchema resolves the template for each deployment as
@@ -134,8 +165,19 @@ func TestTemplateSchema(t *testing.T) {
 			}
 			// goformation's typed model must know every resource type too.
 			// (Only the resources: its Parameter type wants MinValue as a
-			// number where its schema wants a string; CloudFormation takes both.)
-			js, err := json.Marshal(map[string]any{"Resources": resources})
+			// number where its schema wants a string; CloudFormation takes both.
+			// And without InvokedViaFunctionUrl, newer than its model.)
+			typedView := map[string]any{}
+			for name, r := range resources {
+				res := maps.Clone(r.(map[string]any))
+				if p, ok := res["Properties"].(map[string]any); ok && res["Type"] == "AWS::Lambda::Permission" {
+					p = maps.Clone(p)
+					delete(p, "InvokedViaFunctionUrl")
+					res["Properties"] = p
+				}
+				typedView[name] = res
+			}
+			js, err := json.Marshal(map[string]any{"Resources": typedView})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -348,21 +390,18 @@ func TestTemplateParameterPatterns(t *testing.T) {
 	}
 }
 
-// TestTemplateRole checks the role against least privilege: no wildcard
+// TestTemplateRole checks both roles against least privilege: no wildcard
 // action, no Resource "*" but the documented exceptions, IAM scoped to the
-// managed users' path, Secrets Manager to the prefix, KMS through Secrets
-// Manager, SES to the identities, logs to the function's own log group.
+// managed users' path, Secrets Manager to the prefix (and the API keys
+// secret), KMS through Secrets Manager, SES to the identities, logs to each
+// function's own log group; the API's role reads and writes nothing.
 func TestTemplateRole(t *testing.T) {
 	raw := readTemplate(t, templatePath)
 	for _, d := range deployments {
 		t.Run(d.name, func(t *testing.T) {
 			tpl := resolve(t, raw, d.params)
-			param := func(name string) string {
-				if v, ok := d.params[name]; ok {
-					return v
-				}
-				return raw["Parameters"].(map[string]any)[name].(map[string]any)["Default"].(string)
-			}
+			param := paramOf(raw, d.params)
+			hostsAPI := param("ServeApi") == "true"
 
 			// Nowhere in the template: an action with a wildcard, NotAction or NotResource.
 			walk(tpl, func(key string, v any) {
@@ -378,90 +417,120 @@ func TestTemplateRole(t *testing.T) {
 				}
 			})
 
-			role := props(t, tpl, "Role")
-			if got := role["Policies"]; got != nil {
-				t.Errorf("Role has inline Policies %v; its permissions belong in RolePolicy", got)
+			roles := map[string]string{"Role": "RolePolicy"}
+			if hostsAPI {
+				roles["ApiRole"] = "ApiRolePolicy"
+			} else if got := resourceType(tpl, "ApiRole"); got != "" {
+				t.Errorf("ServeApi false: ApiRole is still created")
 			}
-			if got := role["ManagedPolicyArns"]; got != nil {
-				t.Errorf("Role has managed policies %v", got)
-			}
-			trust := role["AssumeRolePolicyDocument"].(map[string]any)["Statement"].([]any)
-			if got, want := len(trust), 1; got != want {
-				t.Fatalf("trust policy has %d statements, want %d", got, want)
-			}
-			if got, want := dig(trust[0].(map[string]any), "Principal", "Service"), "lambda.amazonaws.com"; got != want {
-				t.Errorf("trust principal %v, want %v", got, want)
+			granted := map[string][]string{}
+			for role, policy := range roles {
+				r := props(t, tpl, role)
+				if got := r["Policies"]; got != nil {
+					t.Errorf("%s has inline Policies %v; its permissions belong in %s", role, got, policy)
+				}
+				if got := r["ManagedPolicyArns"]; got != nil {
+					t.Errorf("%s has managed policies %v", role, got)
+				}
+				if got := r["RoleName"]; got != nil {
+					t.Errorf("%s has a fixed name %v: CAPABILITY_NAMED_IAM would be needed", role, got)
+				}
+				trust := r["AssumeRolePolicyDocument"].(map[string]any)["Statement"].([]any)
+				if got, want := len(trust), 1; got != want {
+					t.Fatalf("%s trust policy has %d statements, want %d", role, got, want)
+				}
+				if got, want := dig(trust[0].(map[string]any), "Principal", "Service"), "lambda.amazonaws.com"; got != want {
+					t.Errorf("%s trust principal %v, want %v", role, got, want)
+				}
+				rp := props(t, tpl, policy)
+				if got, want := rp["Roles"], []any{"ref:" + role}; !reflect.DeepEqual(got, want) {
+					t.Errorf("%s.Roles = %v, want %v", policy, got, want)
+				}
+				granted[policy] = checkPolicy(t, policy, rp, param)
 			}
 
-			rp := props(t, tpl, "RolePolicy")
-			if got, want := rp["Roles"], []any{"ref:Role"}; !reflect.DeepEqual(got, want) {
-				t.Errorf("RolePolicy.Roles = %v, want %v", got, want)
-			}
-			userARN := "arn:aws:iam::" + testAccount + ":user" + param("ManagedUserPath") + "*"
-			secretARN := "arn:aws:secretsmanager:" + testRegion + ":" + testAccount + ":secret:" + param("SecretPrefix") + "*"
-			var granted []string
-			for _, s := range rp["PolicyDocument"].(map[string]any)["Statement"].([]any) {
-				st := s.(map[string]any)
-				sid, _ := st["Sid"].(string)
-				if got, want := st["Effect"], "Allow"; got != want {
-					t.Errorf("statement %s: Effect %v, want %v", sid, got, want)
-				}
-				actions := strs(st["Action"])
-				resources := strs(st["Resource"])
-				granted = append(granted, actions...)
-				for _, a := range actions {
-					if !slices.Contains(roleActions, a) {
-						t.Errorf("statement %s grants %s, which the engine does not call", sid, a)
-					}
-				}
-				if slices.Contains(resources, "*") {
-					want, ok := starResourceExceptions[sid]
-					if !ok || len(resources) != 1 || !slices.Equal(actions, []string{want}) {
-						t.Errorf("statement %s: Resource \"*\" for %v: only %v may have it", sid, actions, starResourceExceptions)
-					}
-					continue
-				}
-				for _, a := range actions {
-					service, _, _ := strings.Cut(a, ":")
-					for _, r := range resources {
-						if !scoped(service, r, userARN, secretARN, param) {
-							t.Errorf("statement %s: %s on %q is not scoped to the managed users, the prefix, the key, the identities or the log group", sid, a, r)
-						}
-					}
-				}
-				if service, _, _ := strings.Cut(actions[0], ":"); service == "kms" {
-					if got, want := dig(st, "Condition", "StringEquals", "kms:ViaService"), "secretsmanager."+testRegion+".amazonaws.com"; got != want {
-						t.Errorf("statement %s: kms:ViaService = %v, want %v", sid, got, want)
-					}
-					if got, want := dig(st, "Condition", "ArnLike", "kms:EncryptionContext:SecretARN"), secretARN; got != want {
-						t.Errorf("statement %s: kms:EncryptionContext:SecretARN = %v, want %v", sid, got, want)
-					}
-				}
-			}
-			if got, want := slices.Contains(granted, "iam:ListUsers"), param("ManagedUserTag") != ""; got != want {
+			rotation := granted["RolePolicy"]
+			if got, want := slices.Contains(rotation, "iam:ListUsers"), param("ManagedUserTag") != ""; got != want {
 				t.Errorf("iam:ListUsers granted: %v, want %v (only to find users by tag)", got, want)
 			}
-			if got, want := slices.Contains(granted, "iam:GetGroup"), param("ExemptGroup") != ""; got != want {
+			if got, want := slices.Contains(rotation, "iam:GetGroup"), param("ExemptGroup") != ""; got != want {
 				t.Errorf("iam:GetGroup granted: %v, want %v (only to read the exempt group)", got, want)
 			}
 			for _, a := range []string{"iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "secretsmanager:PutSecretValue", "ses:SendEmail"} {
-				if !slices.Contains(granted, a) {
-					t.Errorf("role lacks %s, which the engine needs", a)
+				if !slices.Contains(rotation, a) {
+					t.Errorf("the rotation role lacks %s, which the engine needs", a)
+				}
+			}
+			if hostsAPI {
+				for _, a := range []string{"secretsmanager:BatchGetSecretValue", "secretsmanager:ListSecrets", "secretsmanager:GetSecretValue", "kms:Decrypt"} {
+					if !slices.Contains(granted["ApiRolePolicy"], a) {
+						t.Errorf("the API role lacks %s, which reading the secrets needs", a)
+					}
 				}
 			}
 		})
 	}
 }
 
-// scoped reports whether resource r is a scoped resource for service.
-func scoped(service, r, userARN, secretARN string, param func(string) string) bool {
+// checkPolicy checks one role policy's statements and returns the actions
+// it grants.
+func checkPolicy(t *testing.T, policy string, rp map[string]any, param func(string) string) []string {
+	t.Helper()
+	userARN := "arn:aws:iam::" + testAccount + ":user" + param("ManagedUserPath") + "*"
+	secretARN := "arn:aws:secretsmanager:" + testRegion + ":" + testAccount + ":secret:" + param("SecretPrefix") + "*"
+	var granted []string
+	for _, s := range rp["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+		st := s.(map[string]any)
+		sid, _ := st["Sid"].(string)
+		if got, want := st["Effect"], "Allow"; got != want {
+			t.Errorf("%s statement %s: Effect %v, want %v", policy, sid, got, want)
+		}
+		actions := strs(st["Action"])
+		resources := strs(st["Resource"])
+		granted = append(granted, actions...)
+		for _, a := range actions {
+			if !slices.Contains(policyActions[policy], a) {
+				t.Errorf("%s statement %s grants %s, which its function does not call", policy, sid, a)
+			}
+		}
+		if slices.Contains(resources, "*") {
+			want, ok := starResourceExceptions[sid]
+			if !ok || len(resources) != 1 || !slices.Equal(actions, want) {
+				t.Errorf("%s statement %s: Resource \"*\" for %v: only %v may have it", policy, sid, actions, starResourceExceptions)
+			}
+			continue
+		}
+		for _, a := range actions {
+			for _, r := range resources {
+				if !scoped(policy, a, r, userARN, secretARN, param) {
+					t.Errorf("%s statement %s: %s on %q is not scoped to the managed users, the prefix, the key, the identities or the log group", policy, sid, a, r)
+				}
+			}
+		}
+		if service, _, _ := strings.Cut(actions[0], ":"); service == "kms" {
+			if got, want := dig(st, "Condition", "StringEquals", "kms:ViaService"), "secretsmanager."+testRegion+".amazonaws.com"; got != want {
+				t.Errorf("%s statement %s: kms:ViaService = %v, want %v", policy, sid, got, want)
+			}
+			if got, want := dig(st, "Condition", "ArnLike", "kms:EncryptionContext:SecretARN"), secretARN; got != want {
+				t.Errorf("%s statement %s: kms:EncryptionContext:SecretARN = %v, want %v", policy, sid, got, want)
+			}
+		}
+	}
+	return granted
+}
+
+// scoped reports whether resource r is a scoped resource for action a in policy.
+func scoped(policy, a, r, userARN, secretARN string, param func(string) string) bool {
+	service, _, _ := strings.Cut(a, ":")
+	logGroup := map[string]string{"RolePolicy": "LogGroup", "ApiRolePolicy": "ApiLogGroup"}[policy]
 	switch service {
 	case "iam":
 		return r == userARN ||
 			r == "arn:aws:iam::"+testAccount+":group/"+param("ExemptGroup") ||
 			r == "arn:aws:iam::"+testAccount+":group/*/"+param("ExemptGroup")
 	case "secretsmanager":
-		return r == secretARN
+		// The API reads its keys from the stack's secret, outside the prefix.
+		return r == secretARN || (policy == "ApiRolePolicy" && a == "secretsmanager:GetSecretValue" && r == "ref:ApiKeysSecret")
 	case "kms":
 		if k := param("KmsKeyArn"); k != "" {
 			return r == k
@@ -471,54 +540,246 @@ func scoped(service, r, userARN, secretARN string, param func(string) string) bo
 		return r == "arn:aws:ses:"+testRegion+":"+testAccount+":identity/"+param("SenderEmail") ||
 			r == "arn:aws:ses:"+testRegion+":"+testAccount+":identity/"+param("AdminEmail")
 	case "logs":
-		return r == "arn:aws:test:"+testRegion+":"+testAccount+":LogGroup/Arn"
+		return r == "arn:aws:test:"+testRegion+":"+testAccount+":"+logGroup+"/Arn"
 	}
 	return false
 }
 
-// TestTemplateKeyPolicy checks the key policy: Resource "*" there means the
-// key itself (AWS requires it), no kms:* for anyone, and cryptographic use
-// only through Secrets Manager for secrets under the prefix.
+// paramOf returns a deployment's parameter values, defaults included.
+func paramOf(raw map[string]any, params map[string]string) func(string) string {
+	return func(name string) string {
+		if v, ok := params[name]; ok {
+			return v
+		}
+		return fmt.Sprint(raw["Parameters"].(map[string]any)[name].(map[string]any)["Default"])
+	}
+}
+
+// cryptoActions are the KMS actions that use a key rather than administer it.
+var cryptoActions = []string{
+	"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo",
+	"kms:GenerateDataKeyWithoutPlaintext", "kms:GenerateDataKeyPair", "kms:GenerateDataKeyPairWithoutPlaintext",
+	"kms:CreateGrant", "kms:Sign", "kms:Verify", "kms:GenerateMac", "kms:VerifyMac", "kms:DeriveSharedSecret",
+}
+
+// TestTemplateKeyPolicy checks the key policy: the account administers the
+// key (no lockout) without using it; the rotation role, the API role and
+// the managed users use it, each only through Secrets Manager for secrets
+// under the prefix (a user only for its own); nobody else is named.
+// Resource "*" there means the key itself (AWS requires it).
 func TestTemplateKeyPolicy(t *testing.T) {
 	raw := readTemplate(t, templatePath)
-	tpl := resolve(t, raw, deployments[0].params)
-	secretARN := "arn:aws:secretsmanager:" + testRegion + ":" + testAccount + ":secret:iam-key-rotation/*"
-	crypto := []string{"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKeyWithoutPlaintext", "kms:CreateGrant"}
-	policy := props(t, tpl, "Key")["KeyPolicy"].(map[string]any)
-	for _, s := range policy["Statement"].([]any) {
-		st := s.(map[string]any)
-		sid := st["Sid"]
-		if got, want := strs(st["Resource"]), []string{"*"}; !slices.Equal(got, want) {
-			t.Errorf("key policy statement %v: Resource %v, want %v (the key itself)", sid, got, want)
-		}
-		usesKey := slices.ContainsFunc(strs(st["Action"]), func(a string) bool { return slices.Contains(crypto, a) })
-		if !usesKey {
-			continue
-		}
-		if got, want := dig(st, "Condition", "StringEquals", "kms:ViaService"), "secretsmanager."+testRegion+".amazonaws.com"; got != want {
-			t.Errorf("key policy statement %v: kms:ViaService = %v, want %v", sid, got, want)
-		}
-		if got, want := dig(st, "Condition", "ArnLike", "kms:EncryptionContext:SecretARN"), secretARN; got != want {
-			t.Errorf("key policy statement %v: SecretARN context = %v, want %v", sid, got, want)
-		}
-		if dig(st, "Principal", "AWS") == "*" {
-			if got, want := dig(st, "Condition", "StringEquals", "kms:CallerAccount"), testAccount; got != want {
-				t.Errorf("key policy statement %v: open principal without kms:CallerAccount = %v", sid, got)
+	for _, d := range []int{0, 2} { // with and without the API; deployment 1 brings its own key
+		d := deployments[d]
+		t.Run(d.name, func(t *testing.T) {
+			tpl := resolve(t, raw, d.params)
+			hostsAPI := paramOf(raw, d.params)("ServeApi") == "true"
+			prefixARN := "arn:aws:secretsmanager:" + testRegion + ":" + testAccount + ":secret:iam-key-rotation/"
+			root := "arn:aws:iam::" + testAccount + ":root"
+			wantUse := map[string][]string{ // principal -> the crypto actions it may have
+				"arn:aws:test:" + testRegion + ":" + testAccount + ":Role/Arn": {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"},
+				"*": {"kms:Decrypt"},
 			}
-			if got, want := dig(st, "Condition", "ArnLike", "aws:PrincipalArn"), "arn:aws:iam::"+testAccount+":user/*"; got != want {
-				t.Errorf("key policy statement %v: aws:PrincipalArn = %v, want %v", sid, got, want)
+			if hostsAPI {
+				wantUse["arn:aws:test:"+testRegion+":"+testAccount+":ApiRole/Arn"] = []string{"kms:Decrypt"}
 			}
-			if got, want := strs(st["Action"]), []string{"kms:Decrypt"}; !slices.Equal(got, want) {
-				t.Errorf("key policy statement %v: the managed users get %v, want %v", sid, got, want)
+			seen := map[string]bool{}
+			policy := props(t, tpl, "Key")["KeyPolicy"].(map[string]any)
+			for _, s := range policy["Statement"].([]any) {
+				st := s.(map[string]any)
+				sid := st["Sid"]
+				principal, _ := dig(st, "Principal", "AWS").(string)
+				actions := strs(st["Action"])
+				seen[principal] = true
+				if got, want := st["Effect"], "Allow"; got != want {
+					t.Errorf("key policy statement %v: Effect %v", sid, got)
+				}
+				if got, want := strs(st["Resource"]), []string{"*"}; !slices.Equal(got, want) {
+					t.Errorf("key policy statement %v: Resource %v, want %v (the key itself)", sid, got, want)
+				}
+				uses := slices.DeleteFunc(slices.Clone(actions), func(a string) bool { return !slices.Contains(cryptoActions, a) })
+				if principal == root {
+					if len(uses) > 0 {
+						t.Errorf("key policy statement %v: the account may use the key (%v): only the named principals may", sid, uses)
+					}
+					for _, a := range []string{"kms:PutKeyPolicy", "kms:GetKeyPolicy", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:DisableKey", "kms:EnableKey", "kms:DescribeKey"} {
+						if !slices.Contains(actions, a) {
+							t.Errorf("key policy statement %v: the account cannot %s: the key could be locked out", sid, a)
+						}
+					}
+					continue
+				}
+				want, ok := wantUse[principal]
+				if !ok {
+					t.Errorf("key policy statement %v names %q, which may not use the key", sid, principal)
+					continue
+				}
+				if !slices.Equal(actions, want) {
+					t.Errorf("key policy statement %v: %s gets %v, want %v", sid, principal, actions, want)
+				}
+				if got, want := dig(st, "Condition", "StringEquals", "kms:ViaService"), "secretsmanager."+testRegion+".amazonaws.com"; got != want {
+					t.Errorf("key policy statement %v: kms:ViaService = %v, want %v", sid, got, want)
+				}
+				context := strs(dig(st, "Condition", "ArnLike", "kms:EncryptionContext:SecretARN"))
+				if principal != "*" {
+					if !slices.Equal(context, []string{prefixARN + "*"}) {
+						t.Errorf("key policy statement %v: SecretARN context = %v, want the prefix", sid, context)
+					}
+					continue
+				}
+				// The managed users: this account's users under the path, each
+				// for its own secret and ring members only.
+				if got, want := dig(st, "Condition", "StringEquals", "kms:CallerAccount"), testAccount; got != want {
+					t.Errorf("key policy statement %v: open principal without kms:CallerAccount = %v", sid, got)
+				}
+				if got, want := dig(st, "Condition", "ArnLike", "aws:PrincipalArn"), "arn:aws:iam::"+testAccount+":user/*"; got != want {
+					t.Errorf("key policy statement %v: aws:PrincipalArn = %v, want %v", sid, got, want)
+				}
+				if want := []string{prefixARN + "${aws:username}-??????", prefixARN + "${aws:username}/*"}; !slices.Equal(context, want) {
+					t.Errorf("key policy statement %v: SecretARN context = %v, want each user's own secrets %v", sid, context, want)
+				}
 			}
+			if !seen[root] {
+				t.Error("the key policy does not let the account administer the key: it could be locked out")
+			}
+			for p := range wantUse {
+				if !seen[p] {
+					t.Errorf("the key policy does not let %s use the key", p)
+				}
+			}
+		})
+	}
+}
+
+// TestTemplateAPI checks the REST API's resources: the function, its URL
+// and permissions, the API keys secret, and how the rotation function's
+// emails learn the URL.
+func TestTemplateAPI(t *testing.T) {
+	raw := readTemplate(t, templatePath)
+	seed := resolve(t, raw, deployments[0].params)
+	for name, typ := range map[string]string{
+		"ApiFunction":            "AWS::Lambda::Function",
+		"ApiRole":                "AWS::IAM::Role",
+		"ApiRolePolicy":          "AWS::IAM::Policy",
+		"ApiFunctionUrl":         "AWS::Lambda::Url",
+		"ApiUrlPermission":       "AWS::Lambda::Permission",
+		"ApiUrlInvokePermission": "AWS::Lambda::Permission",
+		"ApiKeysSecret":          "AWS::SecretsManager::Secret",
+		"ApiLogGroup":            "AWS::Logs::LogGroup",
+		"ApiErrorsAlarm":         "AWS::CloudWatch::Alarm",
+	} {
+		if got := resourceType(seed, name); got != typ {
+			t.Errorf("resource %s: type %q, want %q", name, got, typ)
+		}
+	}
+	fn := props(t, seed, "ApiFunction")
+	env, _ := dig(fn, "Environment", "Variables").(map[string]any)
+	checks := []struct {
+		what      string
+		got, want any
+	}{
+		{"ApiFunction.Runtime", fn["Runtime"], "provided.al2023"},
+		{"ApiFunction.Handler", fn["Handler"], "bootstrap"},
+		{"ApiFunction.Code (local path for aws cloudformation package)", fn["Code"], apiCodeZip},
+		{"ApiFunction.Role", fn["Role"], "arn:aws:test:" + testRegion + ":" + testAccount + ":ApiRole/Arn"},
+		{"ApiFunction.Architectures", fn["Architectures"], []any{"arm64"}},
+		{"ApiFunction.LoggingConfig.LogGroup", dig(fn, "LoggingConfig", "LogGroup"), "ref:ApiLogGroup"},
+		{"ApiFunction env KEYROT_API_KEYS_SECRET", env["KEYROT_API_KEYS_SECRET"], "ref:ApiKeysSecret"},
+		{"ApiFunction env KEYROT_SECRET_PREFIX", env["KEYROT_SECRET_PREFIX"], "iam-key-rotation/"},
+		{"ApiFunction env KEYROT_ROTATE_EVERY", env["KEYROT_ROTATE_EVERY"], "5m"},
+		{"ApiFunctionUrl.AuthType", props(t, seed, "ApiFunctionUrl")["AuthType"], "NONE"},
+		{"ApiFunctionUrl.TargetFunctionArn", props(t, seed, "ApiFunctionUrl")["TargetFunctionArn"], "arn:aws:test:" + testRegion + ":" + testAccount + ":ApiFunction/Arn"},
+		{"ApiUrlPermission", props(t, seed, "ApiUrlPermission"), map[string]any{"FunctionName": "ref:ApiFunction", "Action": "lambda:InvokeFunctionUrl", "Principal": "*", "FunctionUrlAuthType": "NONE"}},
+		{"ApiUrlInvokePermission", props(t, seed, "ApiUrlInvokePermission"), map[string]any{"FunctionName": "ref:ApiFunction", "Action": "lambda:InvokeFunction", "Principal": "*", "InvokedViaFunctionUrl": true}},
+		{"ApiKeysSecret.SecretString (generated)", props(t, seed, "ApiKeysSecret")["SecretString"], nil},
+		{"ApiKeysSecret.GenerateSecretString", props(t, seed, "ApiKeysSecret")["GenerateSecretString"], map[string]any{
+			"SecretStringTemplate": `{"name":"default"}`, "GenerateStringKey": "key", "PasswordLength": float64(48), "ExcludePunctuation": true}},
+		{"ApiKeysSecret.KmsKeyId (AWS managed key: administrators read it)", props(t, seed, "ApiKeysSecret")["KmsKeyId"], nil},
+		{"the rotation function's emails quote the API", dig(props(t, seed, "Function"), "Environment", "Variables", "KEYROT_API_URL"), "https://ApiFunctionUrl.lambda-url." + testRegion + ".on.aws"},
+	}
+	for _, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s = %#v, want %#v", c.what, c.got, c.want)
+		}
+	}
+	for name := range env {
+		if !slices.Contains(configEnv, name) {
+			t.Errorf("ApiFunction sets %s, which keyrot's config does not read", name)
+		}
+	}
+	// The keys secret must not be under the prefix, where the rotation
+	// function writes and the API lists users.
+	if name := props(t, seed, "ApiKeysSecret")["Name"].(string); strings.HasPrefix(name, "iam-key-rotation/") {
+		t.Errorf("ApiKeysSecret %q is under the secret prefix", name)
+	}
+
+	// Hashes given as a parameter, and a custom URL for the emails.
+	alt := resolve(t, raw, deployments[1].params)
+	if got := props(t, alt, "ApiKeysSecret")["SecretString"]; got != apiKeysJSON {
+		t.Errorf("ApiKeys given: SecretString = %#v, want the parameter", got)
+	}
+	if got := props(t, alt, "ApiKeysSecret")["GenerateSecretString"]; got != nil {
+		t.Errorf("ApiKeys given: a key is still generated: %#v", got)
+	}
+	if got, want := dig(props(t, alt, "Function"), "Environment", "Variables", "KEYROT_API_URL"), "https://keyrot.example.com"; got != want {
+		t.Errorf("ApiUrl given: KEYROT_API_URL = %#v, want %q", got, want)
+	}
+
+	// No API: none of its resources, and no API in the emails.
+	off := resolve(t, raw, deployments[2].params)
+	for name := range off["Resources"].(map[string]any) {
+		if strings.HasPrefix(name, "Api") {
+			t.Errorf("ServeApi false: resource %s is still created", name)
+		}
+	}
+	if got := dig(props(t, off, "Function"), "Environment", "Variables", "KEYROT_API_URL"); got != "" {
+		t.Errorf("ServeApi false: KEYROT_API_URL = %#v, want empty", got)
+	}
+}
+
+// TestTemplateOutputs checks what the stack tells its deployer: the API's
+// URL, how to read the generated API key, and how to fetch a key.
+func TestTemplateOutputs(t *testing.T) {
+	raw := readTemplate(t, templatePath)
+	outputs := func(d int) map[string]any {
+		tpl := resolve(t, raw, deployments[d].params)
+		out := map[string]any{}
+		for name, o := range tpl["Outputs"].(map[string]any) {
+			out[name] = o.(map[string]any)["Value"]
+		}
+		return out
+	}
+	url := "https://ApiFunctionUrl.lambda-url." + testRegion + ".on.aws"
+	seed := outputs(0)
+	for name, want := range map[string]any{
+		"ApiUrl":                  url,
+		"ApiKeysSecretArn":        "ref:ApiKeysSecret",
+		"ReadApiKeyCommand":       "aws secretsmanager get-secret-value --region " + testRegion + " --secret-id ref:ApiKeysSecret --query SecretString --output text | jq -r .key",
+		"FetchCredentialsCommand": `curl -H "X-API-Key: $KEYROT_API_KEY" ` + url + "/credentials/USER",
+		"ApiFunctionName":         "ref:ApiFunction",
+		"FunctionName":            "ref:Function",
+		"KmsKeyArn":               "arn:aws:test:" + testRegion + ":" + testAccount + ":Key/Arn",
+		"SecretPrefix":            "iam-key-rotation/",
+	} {
+		if got := seed[name]; got != want {
+			t.Errorf("output %s = %#v, want %#v", name, got, want)
+		}
+	}
+	// Hashes given: no key in clear to read.
+	if got, ok := outputs(1)["ReadApiKeyCommand"]; ok {
+		t.Errorf("ApiKeys given: ReadApiKeyCommand = %#v, want none", got)
+	}
+	off := outputs(2)
+	for _, name := range []string{"ApiUrl", "ApiKeysSecretArn", "ReadApiKeyCommand", "FetchCredentialsCommand"} {
+		if got, ok := off[name]; ok {
+			t.Errorf("ServeApi false: output %s = %#v, want none", name, got)
 		}
 	}
 }
 
 // TestRootTemplateCopy checks that key_rotation.yaml at the repository root
-// (the seed's file name) is the template in deploy/, or its packaged form
-// written by `make package`: the same but for the function's Code, which
-// then points at S3.
+// (the seed's file name) is the template in deploy/, byte for byte:
+// `make package` writes the packaged form to build/, never over it.
 func TestRootTemplateCopy(t *testing.T) {
 	src, err := os.ReadFile(templatePath)
 	if err != nil {
@@ -528,34 +789,27 @@ func TestRootTemplateCopy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the seed's file name must exist at the repository root: %v", err)
 	}
-	if bytes.Equal(src, root) {
-		return
-	}
-	a, b := readTemplate(t, templatePath), readTemplate(t, rootCopyPath)
-	code, _ := dig(b, "Resources", "Function", "Properties", "Code").(map[string]any)
-	if code["S3Bucket"] == nil || code["S3Key"] == nil {
-		t.Fatalf("%s differs from %s and is not its packaged form (Function.Code = %v): copy deploy/%s over it", rootCopyPath, templatePath, code, templatePath)
-	}
-	b["Resources"].(map[string]any)["Function"].(map[string]any)["Properties"].(map[string]any)["Code"] = codeZip
-	if !reflect.DeepEqual(a, b) {
-		t.Errorf("packaged %s differs from %s beyond Function.Code: run make package again", rootCopyPath, templatePath)
+	if !bytes.Equal(src, root) {
+		t.Fatalf("%s differs from deploy/%s: cp deploy/%s %s", rootCopyPath, templatePath, templatePath, templatePath)
 	}
 }
 
-// TestMakefileBuildsTheZip checks that the Makefile writes the zip where the
-// template's Code points, and packages deploy/ into the root copy.
+// TestMakefileBuildsTheZip checks that the Makefile writes the zips where
+// the template's Code points, and packages deploy/ into build/.
 func TestMakefileBuildsTheZip(t *testing.T) {
 	mk, err := os.ReadFile("../Makefile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	zip := strings.TrimPrefix(codeZip, "../")
 	for _, want := range []string{
-		zip,
 		"aws cloudformation package",
 		"--template-file deploy/key_rotation.yaml",
-		"--output-template-file key_rotation.yaml",
+		"--output-template-file build/key_rotation.yaml",
 		"-tags lambda.norpc",
+		"-trimpath",
+		"-buildid=",
+		"github.com/keyrot/keyrot/internal/buildinfo.version",
+		"SHA256SUMS",
 	} {
 		if !bytes.Contains(mk, []byte(want)) {
 			t.Errorf("Makefile does not contain %q", want)
@@ -570,6 +824,14 @@ func TestMakefileBuildsTheZip(t *testing.T) {
 	}
 	if !bytes.Contains(out, []byte("--s3-bucket my-artifacts")) {
 		t.Errorf("make package does not pass BUCKET to aws cloudformation package:\n%s", out)
+	}
+	if bytes.Contains(out, []byte("--output-template-file key_rotation.yaml")) {
+		t.Errorf("make package overwrites the tracked key_rotation.yaml:\n%s", out)
+	}
+	for _, want := range []string{"./cmd/keyrot-lambda", "./cmd/keyrot-api-lambda", strings.TrimPrefix(codeZip, "../"), strings.TrimPrefix(apiCodeZip, "../")} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("make package does not build %s:\n%s", want, out)
+		}
 	}
 }
 
@@ -600,7 +862,8 @@ type noValue struct{}
 // outputs whose condition is false are dropped, and intrinsics are replaced
 // by their values. A reference to a resource becomes "ref:<Name>" and an
 // attribute "arn:aws:test:<region>:<account>:<Name>/<Attr>", strings of the
-// type CloudFormation would put there.
+// type CloudFormation would put there (a function URL's FunctionUrl is
+// "https://<Name>.lambda-url.<region>.on.aws/", as Lambda makes them).
 type resolver struct {
 	tpl        map[string]any
 	params     map[string]any
@@ -808,6 +1071,17 @@ func (r *resolver) intrinsic(fn string, arg any) (any, error) {
 		return nil, err
 	}
 	list, _ := args.([]any)
+	if fn == "Fn::And" || fn == "Fn::Or" || fn == "Fn::Not" {
+		// goformation's YAML reader turns "!Condition Name" into the bare
+		// string "Name": in these functions a string names a condition.
+		for i, e := range list {
+			if name, ok := e.(string); ok {
+				if list[i], err = r.condition(name); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	switch fn {
 	case "Fn::Equals":
 		if len(list) != 2 {
@@ -846,6 +1120,31 @@ func (r *resolver) intrinsic(fn string, arg any) (any, error) {
 			return nil, fmt.Errorf("Fn::Join of %T", list[1])
 		}
 		return strings.Join(strs(parts), list[0].(string)), nil
+	case "Fn::Split":
+		if len(list) != 2 {
+			return nil, fmt.Errorf("Fn::Split takes 2 arguments, got %v", args)
+		}
+		sep, ok1 := list[0].(string)
+		str, ok2 := list[1].(string)
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("Fn::Split of %T, %T", list[0], list[1])
+		}
+		var out []any
+		for _, p := range strings.Split(str, sep) {
+			out = append(out, p)
+		}
+		return out, nil
+	case "Fn::Select":
+		if len(list) != 2 {
+			return nil, fmt.Errorf("Fn::Select takes 2 arguments, got %v", args)
+		}
+		i, err := strconv.Atoi(fmt.Sprint(list[0]))
+		items, ok := list[1].([]any)
+		if err != nil || !ok || i < 0 || i >= len(items) {
+			// CloudFormation fails the deployment here.
+			return nil, fmt.Errorf("Fn::Select %v of %v: out of range", list[0], list[1])
+		}
+		return items[i], nil
 	}
 	return nil, fmt.Errorf("intrinsic %s is not modelled by this test", fn)
 }
@@ -875,6 +1174,9 @@ func (r *resolver) ref(name string) (any, error) {
 func (r *resolver) getAtt(name, attr string) (any, error) {
 	if _, ok := r.resources[name]; !ok {
 		return nil, fmt.Errorf("Fn::GetAtt of %q: no such (deployed) resource", name)
+	}
+	if attr == "FunctionUrl" {
+		return "https://" + name + ".lambda-url." + testRegion + ".on.aws/", nil
 	}
 	return "arn:aws:test:" + testRegion + ":" + testAccount + ":" + name + "/" + attr, nil
 }
@@ -929,15 +1231,22 @@ func (r *resolver) sub(arg any) (any, error) {
 	return out, failed
 }
 
-// packageCode does what `aws cloudformation package` does to the function:
+// packageCode does what `aws cloudformation package` does to the functions:
 // the local path in Code becomes the S3 location it uploaded the zip to.
 func packageCode(t *testing.T, tpl map[string]any) {
 	t.Helper()
-	fn := tpl["Resources"].(map[string]any)["Function"].(map[string]any)["Properties"].(map[string]any)
-	if got, want := fn["Code"], codeZip; got != want {
-		t.Fatalf("Function.Code = %v, want the local path %s", got, want)
+	resources := tpl["Resources"].(map[string]any)
+	for name, zip := range map[string]string{"Function": codeZip, "ApiFunction": apiCodeZip} {
+		res, ok := resources[name].(map[string]any)
+		if !ok {
+			continue // not deployed
+		}
+		fn := res["Properties"].(map[string]any)
+		if got := fn["Code"]; got != zip {
+			t.Fatalf("%s.Code = %v, want the local path %s", name, got, zip)
+		}
+		fn["Code"] = map[string]any{"S3Bucket": "my-artifacts", "S3Key": "0123456789abcdef0123456789abcdef"}
 	}
-	fn["Code"] = map[string]any{"S3Bucket": "my-artifacts", "S3Key": "0123456789abcdef0123456789abcdef"}
 }
 
 // validator validates templates and resources against goformation's
@@ -961,6 +1270,11 @@ func newValidator(t *testing.T) *validator {
 	// The schema's $id names the draft-4 meta-schema itself; give it its own.
 	delete(m, "$id")
 	m["$schema"] = "http://json-schema.org/draft-04/schema#"
+	// goformation's schema predates InvokedViaFunctionUrl (October 2025),
+	// which a public function URL's lambda:InvokeFunction permission needs;
+	// cfn-lint's schema has it.
+	perm := m["definitions"].(map[string]any)["AWS::Lambda::Permission"].(map[string]any)
+	perm["properties"].(map[string]any)["Properties"].(map[string]any)["properties"].(map[string]any)["InvokedViaFunctionUrl"] = map[string]any{"type": "boolean"}
 	// The whole template is checked here, but each resource against its own
 	// type below: the root's anyOf over 1,400 types gives no useful error.
 	m["properties"].(map[string]any)["Resources"] = map[string]any{

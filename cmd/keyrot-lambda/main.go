@@ -31,6 +31,7 @@ import (
 
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/internal/app"
+	"github.com/keyrot/keyrot/internal/buildinfo"
 	"github.com/keyrot/keyrot/internal/config"
 )
 
@@ -111,8 +112,9 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyrot-lambda: %w", err)
 	}
-	// The default API URL is the daemon's local one; a Lambda serves no API,
-	// so without KEYROT_API_URL the emails leave the API instructions out.
+	// The default API URL is the daemon's local one; this function serves no
+	// API itself (the stack's API function does, and the stack passes its
+	// URL), so without KEYROT_API_URL the emails leave the API instructions out.
 	if v, _ := o.LookupEnv("KEYROT_API_URL"); v == "" {
 		cfg.Notify.APIURL = ""
 	}
@@ -145,7 +147,7 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 		// enough that the last one ends before Lambda stops the function.
 		h.margin = time.Duration(cfg.Rotation.VerifyTimeout) + stepSlack
 	}
-	log.Info("ready", "init_ms", time.Since(processStart).Milliseconds(),
+	log.Info("ready", "version", buildinfo.Read().Version, "init_ms", time.Since(processStart).Milliseconds(),
 		"users", cfg.Users.Names, "user_tag", cfg.Users.Tag, "path_prefix", cfg.Users.PathPrefix,
 		"rotate_every", keyrot.FormatDuration(time.Duration(cfg.Rotation.RotateEvery)),
 		"deactivate_after", keyrot.FormatDuration(time.Duration(cfg.Rotation.DeactivateAfter)),

@@ -101,27 +101,6 @@ func (a *apiRuntime) appOptions(o app.Options) app.Options {
 	return o
 }
 
-// apiKeys gathers the API keys: the config's, API_KEY's, and those kept in a
-// Secrets Manager secret (read through store).
-func apiKeys(ctx context.Context, cfg config.Config, store *secretsmanager.Store) ([]keyrothttp.APIKey, error) {
-	keys := configKeys(cfg)
-	if cfg.API.FullAccessKey != "" {
-		keys = append(keys, keyrothttp.FullAccessKey("API_KEY", cfg.API.FullAccessKey))
-	}
-	if name := cfg.API.KeysSecret; name != "" {
-		value, err := store.Value(ctx, name)
-		if err != nil {
-			return nil, fmt.Errorf("api: read API keys: %w", err)
-		}
-		more, err := keyrothttp.ParseKeys(strings.NewReader(value))
-		if err != nil {
-			return nil, &config.Error{Field: "api.keys_secret", Value: name, Reason: err.Error()}
-		}
-		keys = append(keys, more...)
-	}
-	return keys, nil
-}
-
 // start loads the cache and opens the server (when serving).
 func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store) (map[string]string, error) {
 	a.store = store
@@ -129,7 +108,7 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store) (ma
 	if !a.serve {
 		return addrs, nil
 	}
-	keys, err := apiKeys(ctx, a.cfg, store)
+	keys, err := app.APIKeys(ctx, a.cfg, store)
 	if err != nil {
 		return nil, err
 	}

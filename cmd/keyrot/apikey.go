@@ -146,10 +146,10 @@ func (m *Main) rotateAPIKey(ctx context.Context, ks *keysSecret, cfg config.Conf
 		}
 	}
 	if !inSecret || !hasKey(keys, name) {
-		if !hasKey(configKeys(cfg), name) && inSecret {
+		if !hasKey(app.ConfigKeys(cfg), name) && inSecret {
 			return fmt.Errorf("apikey rotate: no key named %q in the secret %s nor in the config's api.keys", name, ks.id)
 		}
-		inSecret, keys = false, configKeys(cfg)
+		inSecret, keys = false, app.ConfigKeys(cfg)
 	}
 	next, key, err := keyrothttp.RotateKey(keys, name, now, lifetime, overlap)
 	if err != nil {
@@ -204,19 +204,6 @@ func printKeys(m *Main, keys ...keyrothttp.APIKey) error {
 	}
 	fmt.Fprintln(m.Stdout)
 	return nil
-}
-
-// httpKey is a config file's API key as the API takes it.
-func httpKey(k config.APIKey) keyrothttp.APIKey {
-	return keyrothttp.APIKey{Name: k.Name, Hash: k.Hash, Users: k.Users, List: k.List, Created: k.Created, Expires: k.Expires, ReplacedBy: k.ReplacedBy}
-}
-
-func configKeys(cfg config.Config) []keyrothttp.APIKey {
-	var keys []keyrothttp.APIKey
-	for _, k := range cfg.API.Keys {
-		keys = append(keys, httpKey(k))
-	}
-	return keys
 }
 
 // keysSecretAPI is the part of Secrets Manager that apikey uses.
@@ -301,7 +288,7 @@ func (a *apiRuntime) watchKeys(ctx context.Context) {
 		if a.cfg.API.KeysSecret == "" {
 			continue
 		}
-		keys, err := apiKeys(ctx, a.cfg, a.store)
+		keys, err := app.APIKeys(ctx, a.cfg, a.store)
 		if err == nil {
 			err = a.server.SetKeys(keys)
 		}

@@ -78,6 +78,7 @@ Usage:
                                               replace an API key; the old one works for the overlap
   keyrot sandbox      [--listen 127.0.0.1:4566] [--data DIR]
                                               a local AWS endpoint for tests (not for real keys)
+  keyrot version                              the version, commit and Go toolchain of this build
 
 Exit status: 0 ok, 1 some user failed, 2 bad usage or config.
 Run "keyrot COMMAND -h" for a command's flags.
@@ -99,8 +100,12 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		"serve":       m.runServe,
 		"credentials": m.runCredentials,
 		"apikey":      m.runAPIKey,
+		"version":     m.runVersion,
 	}
 	name := args[0]
+	if name == "--version" {
+		name = "version"
+	}
 	if name == "help" || name == "-h" || name == "--help" {
 		fmt.Fprint(m.Stdout, usage)
 		return exitOK
