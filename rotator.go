@@ -351,11 +351,16 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 	if u.Exempt {
 		return res
 	}
-	if _, held := r.busy.LoadOrStore(u.User.Name, struct{}{}); held {
-		res.Busy = true
-		return res
+	// A dry run changes nothing, so it neither waits for a pass that acts
+	// nor holds one up: views of the fleet (the UI) must never delay a
+	// rotation step.
+	if !opts.DryRun {
+		if _, held := r.busy.LoadOrStore(u.User.Name, struct{}{}); held {
+			res.Busy = true
+			return res
+		}
+		defer r.busy.Delete(u.User.Name)
 	}
-	defer r.busy.Delete(u.User.Name)
 	seen := map[string]bool{}
 	var last Observation
 	var standing map[WarningKind]bool // warnings of the last plan
