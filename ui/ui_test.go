@@ -263,16 +263,12 @@ func TestSourceFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodGet, "/ui", nil)
-	req.Header.Set("Authorization", "Bearer anything")
-	h.ServeHTTP(rec, req)
+	rec := getDirect(h, "/ui")
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "AccessDenied") {
 		t.Errorf("no snapshot: %d %s", rec.Code, rec.Body.String())
 	}
 	src.last = fleet.Snapshot{At: fleettest.T0, Users: []fleet.User{{Name: "alice"}}}
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
+	rec = getDirect(h, "/ui")
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `role="alert"`) || !strings.Contains(rec.Body.String(), `data-user="alice"`) {
 		t.Errorf("an old snapshot: %d, want it shown under a banner", rec.Code)
 	}
@@ -286,13 +282,19 @@ func TestTargetsSeam(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodGet, "/ui", nil)
-	req.Header.Set("Authorization", "Bearer anything")
-	h.ServeHTTP(rec, req)
+	rec := getDirect(h, "/ui")
 	if !strings.Contains(rec.Body.String(), "<th>Delivery</th>") || !strings.Contains(rec.Body.String(), "github:org/repo: delivered") {
 		t.Errorf("targets not shown")
 	}
+}
+
+// getDirect serves GET path with a bearer key on h alone, without a server.
+func getDirect(h http.Handler, path string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	req.Header.Set("Authorization", "Bearer anything")
+	h.ServeHTTP(rec, req)
+	return rec
 }
 
 type failingSource struct {
