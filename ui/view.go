@@ -336,6 +336,8 @@ func drawTimeline(u fleet.User, p keyrot.Policy, now time.Time) timeline {
 			ln.Marks = append(ln.Marks, mark{X: x(rot.Add(p.DeactivateAfter + p.DeleteAfter)), Class: "delete planned", Title: "deleted (planned)"})
 		case fleet.RoleExempt, fleet.RoleUnmanaged:
 			add(k.Created, now, "other", "not managed by keyrot")
+		case fleet.RolePending:
+			add(k.Created, now, "pending", "created by a rotation not finished yet")
 		default:
 			replaced := k.Created
 			if cur, ok := u.Current(); ok && k.Role == fleet.RolePrevious && !cur.CurrentSince.IsZero() {
