@@ -70,6 +70,31 @@ type Plan struct {
 	// Next says what it is.
 	NextAt time.Time
 	Next   string
+	// Retiring says, for each key on its way out, when keyrot will
+	// deactivate and delete it as planned now: the schedule a person
+	// reviewing the user sees. A key keyrot leaves alone (unmanaged_keys:
+	// report) has no entry.
+	Retiring map[string]Retirement
+}
+
+// Retirement is a key's way out as planned: deactivated at DeactivateAt
+// (zero if it is already inactive), deleted at DeleteAt. A time at or before
+// the plan's now means the step is due now.
+type Retirement struct {
+	DeactivateAt time.Time
+	DeleteAt     time.Time
+	// InactiveSince is when keyrot deactivated the key or first saw it
+	// inactive (zero while it is active, or before keyrot recorded it).
+	InactiveSince time.Time
+	// Adopted marks a key keyrot did not create, rotated out on its timings.
+	Adopted bool
+}
+
+func (p *Plan) retire(id string, r Retirement) {
+	if p.Retiring == nil {
+		p.Retiring = map[string]Retirement{}
+	}
+	p.Retiring[id] = r
 }
 
 func (p *Plan) schedule(at time.Time, what string) {
@@ -262,21 +287,26 @@ func rotateReason(force bool, cur *StoredKey, now time.Time) string {
 // after it became inactive. It returns when the key will be gone (now, if a
 // step removing it is due now).
 func retireKey(plan *Plan, k AccessKey, s SecretState, p Policy, now, since time.Time) time.Time {
+	adopted := !s.Owns(k.ID)
 	if k.Status == KeyActive {
 		deactivateAt := since.Add(p.DeactivateAfter)
 		if now.Before(deactivateAt) {
 			plan.schedule(deactivateAt, "deactivate key "+k.ID)
+			plan.retire(k.ID, Retirement{DeactivateAt: deactivateAt, DeleteAt: deactivateAt.Add(p.DeleteAfter), Adopted: adopted})
 			return deactivateAt.Add(p.DeleteAfter)
 		}
 		plan.add(Step{Kind: StepDeactivate, KeyID: k.ID, Reason: "superseded by the current key"})
+		plan.retire(k.ID, Retirement{DeactivateAt: now, DeleteAt: now.Add(p.DeleteAfter), Adopted: adopted})
 		return now.Add(p.DeleteAfter)
 	}
 	inactiveSince, ok := s.Inactive[k.ID]
 	if !ok {
 		plan.add(Step{Kind: StepRecordInactive, KeyID: k.ID, Reason: "found inactive without a record"})
+		plan.retire(k.ID, Retirement{DeleteAt: now.Add(p.DeleteAfter), Adopted: adopted})
 		return now.Add(p.DeleteAfter)
 	}
 	deleteAt := inactiveSince.Add(p.DeleteAfter)
+	plan.retire(k.ID, Retirement{DeleteAt: deleteAt, InactiveSince: inactiveSince, Adopted: adopted})
 	if now.Before(deleteAt) {
 		plan.schedule(deleteAt, "delete key "+k.ID)
 		return deleteAt
@@ -327,9 +357,11 @@ func planWithoutCurrent(plan *Plan, o Observation, p Policy, now time.Time, keys
 		plan.warn(WarnKeyLimit, lru.ID, fmt.Sprintf("user %q has two keys keyrot did not create, both used (or created) within the last %s; keyrot deactivates the less recently used one, %s, once it has been idle that long; delete one yourself to rotate sooner",
 			o.User.Name, FormatDuration(p.DeactivateAfter), lru.ID))
 		plan.schedule(idleAt, "deactivate key "+lru.ID+" once idle")
+		plan.retire(lru.ID, Retirement{DeactivateAt: idleAt, DeleteAt: idleAt.Add(p.DeleteAfter), Adopted: true})
 		return
 	}
 	plan.add(Step{Kind: StepDeactivate, KeyID: lru.ID, Reason: "two keys keyrot did not create: deactivating the idle, least recently used one to make room"})
+	plan.retire(lru.ID, Retirement{DeactivateAt: now, DeleteAt: now.Add(p.DeleteAfter), Adopted: true})
 }
 
 // Owns reports whether keyrot's records name the key: its current, pending

@@ -1069,3 +1069,75 @@ func TestPlanUserProperties(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanUserRetiring checks the schedule a plan gives each key on its way
+// out: what status, the report and the UI show as "deactivated at, deleted at".
+func TestPlanUserRetiring(t *testing.T) {
+	p := keyrot.DefaultPolicy() // 5m, 2m, 1m
+	tests := []struct {
+		name   string
+		obs    keyrot.Observation
+		policy func(*keyrot.Policy)
+		want   map[string]keyrot.Retirement
+	}{
+		{
+			name: "current only: nothing retiring",
+			obs:  obs(current(ago(time.Minute), ""), active(curID, ago(time.Minute))),
+		},
+		{
+			name: "previous key active: deactivated deactivate_after after the promotion, deleted delete_after later",
+			obs:  obs(current(ago(30*time.Second), prevID), active(prevID, ago(6*time.Minute)), active(curID, ago(30*time.Second))),
+			want: map[string]keyrot.Retirement{prevID: {DeactivateAt: now.Add(90 * time.Second), DeleteAt: now.Add(150 * time.Second)}},
+		},
+		{
+			name: "previous key due now: deactivated now",
+			obs:  obs(current(ago(3*time.Minute), prevID), active(prevID, ago(8*time.Minute)), active(curID, ago(3*time.Minute))),
+			want: map[string]keyrot.Retirement{prevID: {DeactivateAt: now, DeleteAt: now.Add(time.Minute)}},
+		},
+		{
+			name: "previous key inactive: deleted delete_after after its deactivation",
+			obs: obs(withInactive(current(ago(150*time.Second), prevID), prevID, ago(30*time.Second)),
+				inactive(prevID, ago(8*time.Minute)), active(curID, ago(150*time.Second))),
+			want: map[string]keyrot.Retirement{prevID: {DeleteAt: now.Add(30 * time.Second), InactiveSince: ago(30 * time.Second)}},
+		},
+		{
+			name: "a key keyrot did not create, older than the current one: adopted on the same timings",
+			obs:  obs(current(ago(time.Minute), ""), active(foreignID, ago(time.Hour)), active(curID, ago(time.Minute))),
+			want: map[string]keyrot.Retirement{foreignID: {DeactivateAt: now.Add(time.Minute), DeleteAt: now.Add(2 * time.Minute), Adopted: true}},
+		},
+		{
+			name:   "unmanaged_keys: report: the foreign key is left alone",
+			obs:    obs(current(ago(time.Minute), ""), active(foreignID, ago(time.Hour)), active(curID, ago(time.Minute))),
+			policy: report,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pol := p
+			if tt.policy != nil {
+				tt.policy(&pol)
+			}
+			plan := keyrot.PlanUser(tt.obs, pol, now, false)
+			if !reflect.DeepEqual(plan.Retiring, tt.want) {
+				t.Errorf("Retiring = %+v, want %+v", plan.Retiring, tt.want)
+			}
+		})
+	}
+}
+
+func TestSecretStateWithoutSecrets(t *testing.T) {
+	s := current(ago(time.Minute), prevID)
+	s.Current.Creds = keyrot.Credentials{AccessKeyID: curID, SecretAccessKey: "cur-secret"}
+	s = withIntent(s, now, stored(newID, 4, now))
+	s.Pending.Creds = keyrot.Credentials{AccessKeyID: newID, SecretAccessKey: "pending-secret"}
+	clean := s.WithoutSecrets()
+	if clean.Current.Creds.SecretAccessKey != "" || clean.Pending.Creds.SecretAccessKey != "" {
+		t.Errorf("WithoutSecrets kept a secret: %+v %+v", clean.Current.Creds, clean.Pending.Creds)
+	}
+	if clean.Current.KeyID != curID || clean.Pending.KeyID != newID {
+		t.Errorf("WithoutSecrets lost the key ids: %s %s", clean.Current.KeyID, clean.Pending.KeyID)
+	}
+	if s.Current.Creds.SecretAccessKey != "cur-secret" || s.Pending.Creds.SecretAccessKey != "pending-secret" {
+		t.Error("WithoutSecrets changed the state it was called on")
+	}
+}

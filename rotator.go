@@ -153,7 +153,12 @@ type UserResult struct {
 	Warnings []Event
 	NextAt   time.Time
 	Next     string
-	Err      error
+	// Retiring is the plan's schedule for the keys on their way out.
+	Retiring map[string]Retirement
+	// Secret is the user's secret state as last observed, without any
+	// secret access key (for views: status, report, the UI).
+	Secret SecretState
+	Err    error
 }
 
 // Summary is the outcome of one pass over all users.
@@ -346,11 +351,16 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 	if u.Exempt {
 		return res
 	}
-	if _, held := r.busy.LoadOrStore(u.User.Name, struct{}{}); held {
-		res.Busy = true
-		return res
+	// A dry run changes nothing, so it neither waits for a pass that acts
+	// nor holds one up: views of the fleet (the UI) must never delay a
+	// rotation step.
+	if !opts.DryRun {
+		if _, held := r.busy.LoadOrStore(u.User.Name, struct{}{}); held {
+			res.Busy = true
+			return res
+		}
+		defer r.busy.Delete(u.User.Name)
 	}
-	defer r.busy.Delete(u.User.Name)
 	seen := map[string]bool{}
 	var last Observation
 	var standing map[WarningKind]bool // warnings of the last plan
@@ -373,7 +383,7 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 		plan := PlanUser(obs, r.cfg.Policy, now, opts.Force && round == 0)
 		last, standing = obs, map[WarningKind]bool{}
 		res.describe(obs)
-		res.NextAt, res.Next = plan.NextAt, plan.Next
+		res.NextAt, res.Next, res.Retiring = plan.NextAt, plan.Next, plan.Retiring
 		for _, w := range plan.Warnings {
 			standing[w.Warning] = true
 			if key := string(w.Warning) + "/" + w.KeyID; !seen[key] {
@@ -448,6 +458,7 @@ func (r *Rotator) clearEndedWarnings(ctx context.Context, o Observation, standin
 
 func (res *UserResult) describe(o Observation) {
 	res.Current, res.Others, res.CurrentSince = nil, nil, o.Secret.CurrentSince
+	res.Secret = o.Secret.WithoutSecrets()
 	for _, k := range o.Keys {
 		if o.Secret.Current != nil && k.ID == o.Secret.Current.KeyID {
 			res.Current = &k

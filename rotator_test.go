@@ -1711,3 +1711,38 @@ func TestIsThrottle(t *testing.T) {
 		}
 	}
 }
+
+// TestRotatorDryRunDoesNotHoldUsers: a dry run (a view of the fleet) runs
+// beside a pass that acts on the same user, and neither waits for the
+// other nor makes it skip the user.
+func TestRotatorDryRunDoesNotHoldUsers(t *testing.T) {
+	w := newWorld(t)
+	w.addUser("alice", nil)
+	inStep, release := make(chan struct{}), make(chan struct{})
+	r := w.rotator(func(c *keyrot.RotatorConfig) {
+		c.StepHook = func(_ context.Context, point string) error {
+			if point == "after-store-pending" {
+				close(inStep)
+				<-release
+			}
+			return nil
+		}
+	})
+	done := make(chan keyrot.UserResult)
+	go func() {
+		res, _ := r.Reconcile(context.Background(), "alice", keyrot.RunOptions{})
+		done <- res
+	}()
+	<-inStep // the acting pass is in the middle of alice's rotation
+	view, err := r.ReconcileAll(context.Background(), keyrot.RunOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := view.Results[0]; res.Busy || res.Err != nil {
+		t.Errorf("dry run beside an acting pass: busy %v, err %v; want a view of the user", res.Busy, res.Err)
+	}
+	close(release)
+	if res := <-done; res.Busy || res.Err != nil || len(res.Done) == 0 {
+		t.Errorf("the acting pass: busy %v, err %v, done %v; want its rotation finished", res.Busy, res.Err, res.Done)
+	}
+}

@@ -106,6 +106,19 @@ type SecretState struct {
 	Warned map[WarningKind]WarnRecord
 }
 
+// WithoutSecrets returns s with the stored keys' credentials removed, so
+// it can be shown and kept by views that must never hold a secret.
+func (s SecretState) WithoutSecrets() SecretState {
+	for _, k := range []**StoredKey{&s.Current, &s.Pending} {
+		if *k != nil {
+			c := **k
+			c.Creds = Credentials{}
+			*k = &c
+		}
+	}
+	return s
+}
+
 // WarnRecord is when a warning about a condition was last sent, and which
 // key it named.
 type WarnRecord struct {

@@ -98,6 +98,7 @@ type Server struct {
 	clock                     keyrot.Clock
 
 	handler http.Handler
+	mounts  []mount // WithHandler
 	srv     *http.Server
 	ln      net.Listener
 	tls     bool
@@ -337,6 +338,9 @@ func (s *Server) routes() http.Handler {
 			w.Header().Set("Allow", "GET, HEAD")
 			s.error(w, r, errMethodNotAllowed)
 		})
+	}
+	for _, m := range s.mounts {
+		mux.Handle(m.pattern, m.handler)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.error(w, r, errNotFound) })
 	return s.middleware(mux)

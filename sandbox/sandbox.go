@@ -448,17 +448,7 @@ func (s *Server) adminMux() http.Handler {
 	mux.HandleFunc("GET /_sandbox/healthz", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /_sandbox/ses/outbox", func(w http.ResponseWriter, r *http.Request) {
-		out := s.Outbox()
-		if out == nil {
-			out = []Email{}
-		}
-		adminJSON(w, http.StatusOK, out)
-	})
-	mux.HandleFunc("DELETE /_sandbox/ses/outbox", func(w http.ResponseWriter, r *http.Request) {
-		s.ClearOutbox()
-		w.WriteHeader(http.StatusNoContent)
-	})
+	s.outboxRoutes(mux)
 	mux.HandleFunc("GET /_sandbox/faults", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, s.Faults())
 	})

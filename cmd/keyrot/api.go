@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/fleet"
 	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/config"
@@ -43,6 +44,10 @@ type apiRuntime struct {
 	// notifier is told about API keys close to expiry (the engine's, or
 	// serve's own); nil sends nothing.
 	notifier keyrot.Notifier
+	// views is the engine /ui observes (the daemon's; nil: build one), and
+	// events what it emitted, for /ui's user pages.
+	views  *app.App
+	events *fleet.EventLog
 	// auditOut buffers the server's audit and access records, JSON lines
 	// whatever log.format says (flushed every 100 ms and on stop), so a read
 	// makes no write system call of its own.
@@ -61,6 +66,7 @@ func (m *Main) newAPI(_ context.Context, cfg config.Config, log *slog.Logger, se
 	}
 	a := &apiRuntime{cfg: cfg, log: log, serve: serve, registry: reg, metrics: mt, clock: m.clock()}
 	a.auditOut = app.NewBufferedWriter(m.Stderr, auditFlushEvery)
+	a.events = fleet.NewEventLog(uiEventsPerUser, a.clock.Now())
 	a.cache = keyrothttp.NewCache(a, cfg.Policy(), keyrothttp.WithCacheLogger(log.With("system", "cache")), keyrothttp.WithCacheClock(a.clock))
 	for _, w := range app.Warnings(cfg) {
 		log.Warn("config warning", "warning", w)
@@ -96,7 +102,10 @@ func (a *apiRuntime) appOptions(o app.Options) app.Options {
 	if a.serve {
 		o.Publisher = a.cache
 	}
-	o.Observe = a.metrics.ObserveEvent
+	o.Observe = func(e keyrot.Event) {
+		a.metrics.ObserveEvent(e)
+		a.events.Add(e)
+	}
 	o.NotifyResult = a.metrics.ObserveNotification
 	return o
 }
@@ -122,12 +131,16 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store) (ma
 	if err := a.metrics.WatchKeyAges(a.cache, a.clock.Now); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	mountUI, err := a.uiOption(ctx)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{
 		Listen: a.cfg.API.Listen, TLSCert: a.cfg.API.TLSCert, TLSKey: a.cfg.API.TLSKey, Keys: keys,
 		RateLimit: a.cfg.API.RateLimit, Burst: a.cfg.API.Burst, Registry: a.registry, Gatherer: a.registry,
 		MetricsPublic: a.cfg.API.MetricsPublic,
 	}, a.cache, keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics), keyrothttp.WithRecordWriter(a.auditOut),
-		keyrothttp.WithClock(a.clock))
+		keyrothttp.WithClock(a.clock), mountUI)
 	if err != nil {
 		return nil, &config.Error{Field: "api", Reason: err.Error()}
 	}

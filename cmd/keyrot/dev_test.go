@@ -51,7 +51,7 @@ func TestDevShowsTheWholeFlow(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	banner := out.String()
-	for _, want := range []string{"test double for AWS", "_sandbox/ses/outbox", "export KEYROT_API_KEY=krt_", "/credentials/ci-bot"} {
+	for _, want := range []string{"test double for AWS", "_sandbox/ses/outbox", "status page: " + addrs["api"] + "/ui", "export KEYROT_API_KEY=krt_", "/credentials/ci-bot"} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner)
 		}

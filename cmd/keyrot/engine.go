@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/fleet"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/config"
 )
@@ -185,17 +186,6 @@ type report struct {
 	Results     []userReport `json:"results"`
 }
 
-func stepText(s keyrot.Step) string {
-	t := string(s.Kind)
-	if s.KeyID != "" {
-		t += " " + s.KeyID
-	}
-	if s.Reason != "" {
-		t += " (" + s.Reason + ")"
-	}
-	return t
-}
-
 func passReport(sum keyrot.Summary, dryRun bool) report {
 	r := report{DryRun: dryRun, Users: sum.Users, Created: sum.Created, Deactivated: sum.Deactivated, Deleted: sum.Deleted, Warnings: sum.Warnings, Failed: sum.Failed}
 	for _, res := range sum.Results {
@@ -204,10 +194,10 @@ func passReport(sum keyrot.Summary, dryRun bool) report {
 			u.NextAt = res.NextAt.UTC().Format(time.RFC3339)
 		}
 		for _, s := range res.Planned {
-			u.Steps = append(u.Steps, stepText(s))
+			u.Steps = append(u.Steps, fleet.StepText(s))
 		}
 		for _, s := range res.Done {
-			u.Done = append(u.Done, stepText(s))
+			u.Done = append(u.Done, fleet.StepText(s))
 		}
 		for _, w := range res.Warnings {
 			u.Warnings = append(u.Warnings, string(w.Warning)+": "+w.Summary)
@@ -288,7 +278,7 @@ func statusRows(sum keyrot.Summary, now time.Time) []statusRow {
 		}
 		r.PreviousKey, r.PreviousStatus = strings.Join(others, ","), strings.Join(statuses, ",")
 		if len(res.Planned) > 0 {
-			r.Next, r.NextAt = stepText(res.Planned[0]), "now"
+			r.Next, r.NextAt = fleet.StepText(res.Planned[0]), "now"
 		} else if !res.NextAt.IsZero() {
 			r.NextAt = res.NextAt.UTC().Format(time.RFC3339)
 		}

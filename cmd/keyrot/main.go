@@ -69,6 +69,8 @@ Usage:
   keyrot rotate       --config F [--user U] [--force] [--dry-run]
                                               one reconcile pass (what the Lambda runs)
   keyrot status       --config F [-o table|json]
+  keyrot report       --config F [-o table|csv|json|markdown] [--max-age 90d] [--max-unused 45d]
+                                              compliance report; exit 1 if a user is out of policy
   keyrot validate     --config F              check the config and print it (no secrets)
   keyrot serve        --config F              the REST API alone, reading Secrets Manager
   keyrot credentials  USER [--api URL] [--format json|env|credential_process] [--direct] [--no-cache]
@@ -94,6 +96,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		"run":         m.runDaemon,
 		"rotate":      m.runRotate,
 		"status":      m.runStatus,
+		"report":      m.runReport,
 		"validate":    m.runValidate,
 		"dev":         m.runDev,
 		"sandbox":     m.runSandbox,

@@ -51,6 +51,7 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, awsCfg *aws.Config
 	}
 	defer closeApp(ctx, a, log)
 	api.notifier = a.Notifier
+	api.views = a
 	addrs, err := api.start(ctx, a.Store)
 	if err != nil {
 		return err
@@ -133,7 +134,8 @@ func (m *Main) runDev(ctx context.Context, args []string) error {
   users ci-bot (with an old key keyrot did not create: adopted and rotated out) and deploy-bot
   rotate every %s, deactivate the previous key after %s, delete it %s later
   sandbox AWS endpoint: %s   (AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s)
-  emails sent (SES outbox): %s/_sandbox/ses/outbox
+  emails sent (SES outbox): %s/_sandbox/ses/outbox   (a page per mail in a browser, JSON to curl)
+  status page: %s/ui   (log in with the API key below)
 
 The REST API, with this run's API key:
   export KEYROT_API_KEY=%s
@@ -146,7 +148,7 @@ Straight from Secrets Manager (it follows the ring of secrets to the current key
 
 Watch the log below for every key event; Ctrl-C stops.
 `, keyrot.FormatDuration(*rotateEvery), keyrot.FormatDuration(*deactivateAfter), keyrot.FormatDuration(*deleteAfter),
-			sb.URL(), f.keyID, f.secret, sb.URL(), apiKey, api, api, api, sb.URL(), f.region, f.keyID, f.secret)
+			sb.URL(), f.keyID, f.secret, sb.URL(), api, apiKey, api, api, api, sb.URL(), f.region, f.keyID, f.secret)
 		addrs["sandbox"] = sb.URL()
 	})
 }
