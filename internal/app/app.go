@@ -21,8 +21,8 @@ import (
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/email"
 	"github.com/keyrot/keyrot/iam"
-	"github.com/keyrot/keyrot/internal/console"
 	"github.com/keyrot/keyrot/internal/config"
+	"github.com/keyrot/keyrot/internal/console"
 	"github.com/keyrot/keyrot/secretsmanager"
 )
 
