@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -52,7 +51,7 @@ func TestBootstrapUnderRIE(t *testing.T) {
 	}
 	id, secret := sb.AdminCredentials()
 
-	api, rapi := freeAddr(t), freeAddr(t)
+	api, rapi := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	cmd := exec.Command(rie, "--runtime-interface-emulator-address", api, "--runtime-api-address", rapi, bootstrap)
 	cmd.Dir = t.TempDir()
 	cmd.Env = []string{
@@ -197,16 +196,6 @@ func buildBootstrap(t *testing.T) string {
 	return path
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // invokeRIE posts an event to RIE's Invoke API and returns the response.
 // RIE listens a moment after it logs its start: a refused connection is

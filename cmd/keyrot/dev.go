@@ -144,8 +144,10 @@ func devConfig(users []devUser, t devTimings) config.Config {
 	cfg.Rotation.OrphanGrace = config.Duration(20 * time.Second)
 	cfg.Rotation.VerifyTimeout = config.Duration(30 * time.Second)
 	cfg.Rotation.Resync = config.Duration(10 * time.Second)
-	// The sandbox does not throttle: a fleet's passes keep up with its cadence.
+	// The sandbox does not throttle, and each new key waits out the
+	// propagation delay: a fleet's first round fits well within a cycle.
 	cfg.Rotation.IAMRate = max(cfg.Rotation.IAMRate, float64(4*len(users)))
+	cfg.Rotation.Concurrency = max(cfg.Rotation.Concurrency, min(64, len(users)/4))
 	cfg.Notify = config.Notify{Via: "ses", Sender: "keyrot@example.com", Admin: "security@example.com",
 		// Under the sandbox SES account's rate of 1 a second.
 		QuietPeriod: config.Duration(time.Hour), SendRate: 0.9, SMTP: config.SMTP{TLS: "none"}}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/config"
 	"github.com/keyrot/keyrot/internal/testkit"
 )
@@ -294,5 +295,27 @@ func TestDevUsersFlag(t *testing.T) {
 	}
 	if len(users) != 15 || users[0].Name != "ci-bot" || users[14].Name != "svc-15" || one != 5 || two != 3 {
 		t.Errorf("devUsers(15): %d users, %d with an old key, %d with two: %+v", len(users), one, two, users)
+	}
+}
+
+// `keyrot serve` (and run) on a busy api.listen: exit 2, naming the setting.
+func TestServeBusyPortNamesTheSetting(t *testing.T) {
+	tm := newTestMain(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, hash, _ := keyrothttp.GenerateAPIKey()
+	cfg := tm.writeConfig(`
+users: {names: [ci-bot]}
+notify: {via: log}
+api: {listen: "` + busy.Addr().String() + `", keys: [{name: k, hash: "` + hash + `", users: ["*"]}]}
+`)
+	if code := tm.run(context.Background(), "serve", "--config", cfg); code != exitUsage {
+		t.Errorf("exit %d, want %d: %s", code, exitUsage, tm.stderr)
+	}
+	if msg := tm.stderr.String(); !strings.Contains(msg, "api.listen") || !strings.Contains(msg, "in use") || !strings.Contains(msg, "KEYROT_API_LISTEN") {
+		t.Errorf("message does not name api.listen: %s", msg)
 	}
 }

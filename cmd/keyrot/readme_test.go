@@ -26,7 +26,7 @@ var raceEnabled bool
 // keyrot dev runs in the background as in a first terminal, and the blocks
 // after it use the config and environment it wrote. HOME is a scratch
 // directory, the AWS and KEYROT variables of the test's own environment are
-// dropped, and the README's ports (4566, 4567, 8000) become free ones.
+// dropped, and the README's ports (4566, 4567, 8000, 8001) become free ones.
 func TestREADME(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds keyrot and runs the README's commands (about 15 s)")
@@ -83,8 +83,8 @@ func newReadmeRun(t *testing.T) *readmeRun {
 			t.Fatal(err)
 		}
 	}
-	for _, p := range []string{"4566", "4567", "8000"} {
-		r.ports[p] = freePort(t)
+	for _, p := range []string{"4566", "4567", "8000", "8001"} {
+		_, r.ports[p], _ = net.SplitHostPort(testkit.FreeAddr(t))
 	}
 	// The reader's curl shows an error's body; the test's fails on it.
 	if err := os.WriteFile(filepath.Join(r.home, ".curlrc"), []byte("fail\nsilent\nshow-error\n"), 0o600); err != nil {
@@ -128,17 +128,7 @@ func newReadmeRun(t *testing.T) *readmeRun {
 	return r
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-}
-
-var readmeAddr = regexp.MustCompile(`\b(127\.0\.0\.1|localhost):(4566|4567|8000)\b`)
+var readmeAddr = regexp.MustCompile(`\b(127\.0\.0\.1|localhost):(4566|4567|8000|8001)\b`)
 
 // text is the block as the test runs it: the README's ports made free ones.
 func (r *readmeRun) text(b snippets.Snippet) string {
