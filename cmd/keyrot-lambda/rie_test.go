@@ -196,7 +196,6 @@ func buildBootstrap(t *testing.T) string {
 	return path
 }
 
-
 // invokeRIE posts an event to RIE's Invoke API and returns the response.
 // RIE listens a moment after it logs its start: a refused connection is
 // retried, for at most 5 s.
