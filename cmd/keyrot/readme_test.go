@@ -17,9 +17,6 @@ import (
 	"github.com/keyrot/keyrot/internal/testkit"
 )
 
-// raceEnabled is set by race_test.go when the tests run with -race.
-var raceEnabled bool
-
 // TestREADME runs the README's runnable blocks in order, as a reader in a
 // shell would, so the README cannot drift from what keyrot does: its
 // install line builds keyrot from the tree into a directory first on PATH,
@@ -102,26 +99,23 @@ func newReadmeRun(t *testing.T) *readmeRun {
 	}
 
 	// The Go settings that live under the real HOME stay where they are,
-	// so the install line reuses the build cache.
+	// so the install line reuses the build cache (in CI, go vet has
+	// compiled every package it needs).
 	out, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE", "GOPATH", "GOENV").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	goEnv := strings.Fields(string(out))
-	goFlags := os.Getenv("GOFLAGS")
-	if raceEnabled {
-		goFlags += " -race" // this test's own packages, already compiled
-	}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch {
 		case strings.HasPrefix(k, "AWS_"), strings.HasPrefix(k, "KEYROT_"), strings.HasPrefix(k, "XDG_"),
-			k == "API_KEY", k == "LOG_LEVEL", k == "HOME", k == "PATH", k == "GOBIN", k == "GOFLAGS":
+			k == "API_KEY", k == "LOG_LEVEL", k == "HOME", k == "PATH", k == "GOBIN":
 			continue
 		}
 		r.env = append(r.env, kv)
 	}
-	r.env = append(r.env, "HOME="+r.home, "GOBIN="+r.bin, "GOFLAGS="+strings.TrimSpace(goFlags),
+	r.env = append(r.env, "HOME="+r.home, "GOBIN="+r.bin,
 		"GOCACHE="+goEnv[0], "GOMODCACHE="+goEnv[1], "GOPATH="+goEnv[2], "GOENV="+goEnv[3],
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_PAGER=",
 		"KEYROT_SANDBOX_LISTEN=127.0.0.1:"+r.ports["4566"], "KEYROT_API_LISTEN=127.0.0.1:"+r.ports["8000"])
