@@ -47,6 +47,10 @@ const (
 type ServerConfig struct {
 	// Listen is the address to listen on (default ":8000", as the seed).
 	Listen string
+	// Listener, if set, is served instead of listening on Listen: the
+	// caller bound it (to learn a ":0" port before the server starts, or
+	// to report a busy port in its own terms). Close closes it.
+	Listener net.Listener
 	// TLSCert and TLSKey are PEM files; with both set the server speaks
 	// HTTPS only (TLS 1.2 or later). Setting one without the other is an error.
 	TLSCert, TLSKey string
@@ -252,9 +256,12 @@ func (s *Server) Open() error {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		s.tls = true
 	}
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("http: listen on %q: %w", s.cfg.Listen, err)
+	ln := s.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+			return fmt.Errorf("http: listen on %q: %w", s.cfg.Listen, err)
+		}
 	}
 	s.ln = ln
 	s.srv = &http.Server{
@@ -290,16 +297,25 @@ func (s *Server) URL() string {
 	if s.ln == nil {
 		return ""
 	}
+	return BaseURL(s.ln.Addr(), s.tls)
+}
+
+// BaseURL is the URL a client on this machine uses for a server listening
+// on addr: localhost when it listens on all addresses.
+func BaseURL(addr net.Addr, tls bool) string {
 	scheme := "http"
-	if s.tls {
+	if tls {
 		scheme = "https"
 	}
-	addr := s.ln.Addr().(*net.TCPAddr)
-	host := addr.IP.String()
-	if addr.IP.IsUnspecified() {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return scheme + "://" + addr.String()
+	}
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
 		host = "localhost"
 	}
-	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(tcp.Port))
 }
 
 // Close stops accepting connections and waits for in-flight requests until

@@ -459,6 +459,41 @@ func TestOpenBindError(t *testing.T) {
 	}
 }
 
+// A listener the caller bound is served as given: its port is known
+// before the server starts, and Close releases it.
+func TestServeCallersListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, hash, _ := keyrothttp.GenerateAPIKey()
+	cache := keyrothttp.NewCache(nil, keyrot.DefaultPolicy())
+	cache.Publish(fixtures()[0])
+	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{Listen: "ignored:1", Listener: ln,
+		Keys: []keyrothttp.APIKey{{Name: "k", Hash: hash, Users: []string{"*"}}}}, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Open(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := srv.URL(), "http://"+ln.Addr().String(); got != want {
+		t.Errorf("URL = %q, want %q", got, want)
+	}
+	c := &keyrothttp.Client{BaseURL: srv.URL(), APIKey: key}
+	if got, err := c.Get(context.Background(), "alice"); err != nil || got.SecretAccessKey != aliceSecret {
+		t.Errorf("get alice: %v", err)
+	}
+	if err := srv.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	again, err := net.Listen("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("the port is still held after Close: %v", err)
+	}
+	again.Close()
+}
+
 func TestTLS(t *testing.T) {
 	certFile, keyFile, pool := testkit.Files(t)
 	key, hash, _ := keyrothttp.GenerateAPIKey()

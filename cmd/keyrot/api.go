@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +41,7 @@ type apiRuntime struct {
 	server   *keyrothttp.Server
 	store    *secretsmanager.Store
 	clock    keyrot.Clock
+	listener net.Listener // bound by the caller, or nil to listen on api.listen
 	stopRun  context.CancelFunc
 	running  sync.WaitGroup // the cache refresh and the API-key watcher
 	// notifier is told about API keys close to expiry (the engine's, or
@@ -136,7 +139,7 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store) (ma
 		return nil, err
 	}
 	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{
-		Listen: a.cfg.API.Listen, TLSCert: a.cfg.API.TLSCert, TLSKey: a.cfg.API.TLSKey, Keys: keys,
+		Listen: a.cfg.API.Listen, Listener: a.listener, TLSCert: a.cfg.API.TLSCert, TLSKey: a.cfg.API.TLSKey, Keys: keys,
 		RateLimit: a.cfg.API.RateLimit, Burst: a.cfg.API.Burst, Registry: a.registry, Gatherer: a.registry,
 		MetricsPublic: a.cfg.API.MetricsPublic,
 	}, a.cache, keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics), keyrothttp.WithRecordWriter(a.auditOut),
@@ -145,6 +148,10 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store) (ma
 		return nil, &config.Error{Field: "api", Reason: err.Error()}
 	}
 	if err := srv.Open(); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, &config.Error{Field: "api.listen", Value: a.cfg.API.Listen,
+				Reason: "the address is in use by another process: choose another with api.listen or KEYROT_API_LISTEN (port 0 takes any free one)"}
+		}
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	a.server = srv
@@ -219,12 +226,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 
 func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	fs := m.flags("credentials")
-	envOr := func(k, def string) string {
-		if v, ok := m.LookupEnv(k); ok && v != "" {
-			return v
-		}
-		return def
-	}
+	envOr := m.envOr
 	apiURL := fs.String("api", envOr("KEYROT_API_URL", "http://localhost:8000"), "keyrot API base URL (env KEYROT_API_URL); the API key comes from KEYROT_API_KEY")
 	format := fs.String("format", keyrothttp.FormatJSON, "json, env or credential_process")
 	direct := fs.Bool("direct", false, "read Secrets Manager directly with your own AWS credentials instead of the API")

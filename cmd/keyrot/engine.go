@@ -29,8 +29,14 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
+// logger is the log the config asks for, on stderr; the console form is
+// the command's output for a person, so it goes to stdout.
 func (m *Main) logger(cfg config.Config) *slog.Logger {
-	return app.NewLogger(m.Stderr, cfg.Log, isTerminal(m.Stderr))
+	w := m.Stderr
+	if cfg.Log.Format == "console" {
+		w = m.Stdout
+	}
+	return app.NewLogger(w, cfg.Log, isTerminal(w))
 }
 
 // closeApp flushes the app (queued notifications), or a notifier alone,

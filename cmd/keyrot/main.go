@@ -168,3 +168,11 @@ func parse(fs *flag.FlagSet, args []string) error {
 func (m *Main) loadConfig(path string) (config.Config, error) {
 	return config.Load(path, m.Open, m.LookupEnv)
 }
+
+// envOr is the environment variable key, or def when it is unset or empty.
+func (m *Main) envOr(key, def string) string {
+	if v, ok := m.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}

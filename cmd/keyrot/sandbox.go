@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"syscall"
 	"time"
 
 	"github.com/keyrot/keyrot/sandbox"
@@ -21,13 +23,8 @@ type sandboxFlags struct {
 // addSandboxFlags registers the sandbox's flags on fs.
 func (m *Main) addSandboxFlags(fs *flag.FlagSet, defaultPropagation time.Duration) *sandboxFlags {
 	f := &sandboxFlags{}
-	envOr := func(key, def string) string {
-		if v, ok := m.LookupEnv(key); ok && v != "" {
-			return v
-		}
-		return def
-	}
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:4566", "sandbox address (loopback)")
+	envOr := m.envOr
+	fs.StringVar(&f.listen, "listen", envOr("KEYROT_SANDBOX_LISTEN", "127.0.0.1:4566"), "sandbox address, loopback; port 0 takes any free one (env KEYROT_SANDBOX_LISTEN)")
 	fs.StringVar(&f.data, "data", "", "directory to keep the sandbox's state across restarts (default: memory only)")
 	fs.StringVar(&f.keyID, "access-key-id", envOr("KEYROT_SANDBOX_ACCESS_KEY_ID", "test"), "admin access key id the sandbox accepts (env KEYROT_SANDBOX_ACCESS_KEY_ID)")
 	fs.StringVar(&f.secret, "secret-access-key", envOr("KEYROT_SANDBOX_SECRET_ACCESS_KEY", "test"), "admin secret access key (env KEYROT_SANDBOX_SECRET_ACCESS_KEY)")
@@ -70,7 +67,7 @@ func (m *Main) runSandbox(ctx context.Context, args []string) error {
 		return &usageError{err.Error()}
 	}
 	if err := sb.Start(ctx, f.listen); err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+		return listenError(err, f.listen, "--listen")
 	}
 	fmt.Fprintf(m.Stdout, `keyrot sandbox: a local AWS endpoint (IAM, STS, Secrets Manager, SES v2) at %[1]s
 It is a test double for AWS: never put real keys in it.
@@ -92,4 +89,14 @@ SES outbox: %[1]s/_sandbox/ses/outbox    faults: %[1]s/_sandbox/faults
 	}
 	fmt.Fprintln(m.Stderr, "keyrot sandbox: stopped")
 	return nil
+}
+
+// listenError says how to get past a failed listen on addr: a busy port is
+// a usage error naming the flag that chooses another.
+func listenError(err error, addr, flagName string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return &usageError{fmt.Sprintf("%s is in use by another process (another keyrot dev or sandbox?): choose another address with %s, for example %s 127.0.0.1:0 for any free port",
+			addr, flagName, flagName)}
+	}
+	return fmt.Errorf("listen on %q (%s): %w", addr, flagName, err)
 }

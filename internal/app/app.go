@@ -22,6 +22,7 @@ import (
 	"github.com/keyrot/keyrot/email"
 	"github.com/keyrot/keyrot/iam"
 	"github.com/keyrot/keyrot/internal/config"
+	"github.com/keyrot/keyrot/internal/console"
 	"github.com/keyrot/keyrot/secretsmanager"
 )
 
@@ -151,7 +152,8 @@ func (a *App) Close(ctx context.Context) error {
 }
 
 // NewLogger returns the logger the config asks for: JSON unless the format
-// is text, or unset on a terminal.
+// is text, or unset on a terminal; console is a short line per key event
+// for a person (in colour when terminal says w is one).
 func NewLogger(w io.Writer, cfg config.Log, terminal bool) *slog.Logger {
 	var level slog.Level
 	switch strings.ToLower(cfg.Level) {
@@ -161,6 +163,9 @@ func NewLogger(w io.Writer, cfg config.Log, terminal bool) *slog.Logger {
 		level = slog.LevelWarn
 	case "error":
 		level = slog.LevelError
+	}
+	if cfg.Format == "console" {
+		return slog.New(console.New(w, console.Options{Level: level, Color: terminal}))
 	}
 	o := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "text" || (cfg.Format == "" && terminal) {

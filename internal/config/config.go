@@ -149,7 +149,7 @@ type APIKey struct {
 
 // Log configures logging.
 type Log struct {
-	Format string `yaml:"format"` // json | text | "" (text on a terminal, else json)
+	Format string `yaml:"format"` // json | text | console (a line per key event, for a person) | "" (text on a terminal, else json)
 	Level  string `yaml:"level"`  // debug | info | warn | error
 }
 
@@ -437,9 +437,9 @@ func (c Config) Validate() error {
 		}
 	}
 	switch c.Log.Format {
-	case "", "json", "text":
+	case "", "json", "text", "console":
 	default:
-		return &Error{Field: "log.format", Value: c.Log.Format, Reason: "must be json or text"}
+		return &Error{Field: "log.format", Value: c.Log.Format, Reason: "must be json, text or console"}
 	}
 	switch strings.ToLower(c.Log.Level) {
 	case "", "debug", "info", "warn", "error":

@@ -2,21 +2,51 @@ package testkit
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"regexp"
 	"sync"
 )
 
 // Buffer is a bytes.Buffer safe for concurrent use: a daemon's goroutines
 // write logs to it while the test reads them.
 type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{} // closed by the next Write, for WaitFor
 }
 
 // Write appends p.
 func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.written != nil {
+		close(b.written)
+		b.written = nil
+	}
 	return b.b.Write(p)
+}
+
+// WaitFor waits until what was written matches re and returns the match
+// and its submatches, or fails when ctx ends first.
+func (b *Buffer) WaitFor(ctx context.Context, re *regexp.Regexp) ([]string, error) {
+	for {
+		b.mu.Lock()
+		if m := re.FindStringSubmatch(b.b.String()); m != nil {
+			b.mu.Unlock()
+			return m, nil
+		}
+		if b.written == nil {
+			b.written = make(chan struct{})
+		}
+		written := b.written
+		b.mu.Unlock()
+		select {
+		case <-written:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("testkit: nothing matching %q was written (%w); got:\n%s", re, context.Cause(ctx), b.String())
+		}
+	}
 }
 
 // String returns what was written so far.

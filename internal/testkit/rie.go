@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,17 +49,6 @@ func BuildBootstrap(t testing.TB, pkg string) string {
 		t.Logf("bootstrap %s (linux/%s, stripped): %d bytes", pkg, runtime.GOARCH, fi.Size())
 	}
 	return path
-}
-
-// FreeAddr returns a loopback address that was free a moment ago.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // RIE is a Lambda function running under the Runtime Interface Emulator,
