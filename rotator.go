@@ -422,6 +422,10 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 		}
 		lastAt = r.cfg.Clock.Now()
 		obs, err := r.observe(ctx, u)
+		if err != nil && passOver(ctx, err) {
+			res.Deferred = round == 0 // the pass's deadline, not a failure
+			break
+		}
 		if err != nil {
 			res.Err = err
 			if !opts.DryRun {
@@ -546,6 +550,16 @@ func (r *Rotator) observe(ctx context.Context, u ResolvedUser) (Observation, err
 		}
 	}
 	return obs, nil
+}
+
+// passOver reports whether err comes from the pass's own deadline (or
+// cancellation), so the user is left for the next pass, not failed.
+func passOver(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	_, hasDeadline := ctx.Deadline()
+	return hasDeadline && errors.Is(err, context.DeadlineExceeded)
 }
 
 // stepTimeout bounds a step once started; shutdown does not cut it short.

@@ -59,6 +59,11 @@ func New(api API, limiter *rate.Limiter) *KeyManager {
 // and every page.
 func (m *KeyManager) wait(ctx context.Context) error {
 	if err := m.limiter.Wait(ctx); err != nil {
+		if ctx.Err() == nil {
+			// The wait would outlast the deadline: say so the way a
+			// deadline does, so the caller leaves the work for later.
+			return fmt.Errorf("iam: rate limiter: %v: %w", err, context.DeadlineExceeded)
+		}
 		return fmt.Errorf("iam: rate limiter: %w", err)
 	}
 	return nil
