@@ -58,6 +58,9 @@ type RotatorConfig struct {
 	// the boundary; an error stops the rotation there as a crash would.
 	// Tests use it to inject crashes.
 	StepHook func(ctx context.Context, point string) error
+	// Fleet, if set, makes passes over every user observe the account in
+	// bulk (see FleetConfig); nil observes each user with its own calls.
+	Fleet *FleetConfig
 }
 
 // Rotator carries out plans: it observes a user, asks PlanUser what is due,
@@ -71,8 +74,9 @@ type Rotator struct {
 	// told holds events reported whose unreported mark could not be
 	// cleared yet ("user/kind/key"), so the pass that clears it does not
 	// tell them twice.
-	told map[string]bool
-	busy sync.Map // users being reconciled: never two passes on one user at once
+	told  map[string]bool
+	busy  sync.Map    // users being reconciled: never two passes on one user at once
+	fleet *fleetState // nil without bulk observation
 }
 
 // incident is a run of failed passes for one user.
@@ -115,8 +119,17 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 	if cfg.FailureWindow <= 0 {
 		cfg.FailureWindow = 10 * time.Minute
 	}
-	return &Rotator{cfg: cfg, log: cfg.Logger.With("system", "rotator"), warned: map[string]time.Time{},
-		incidents: map[string]*incident{}, told: map[string]bool{}}, nil
+	r := &Rotator{cfg: cfg, log: cfg.Logger.With("system", "rotator"), warned: map[string]time.Time{},
+		incidents: map[string]*incident{}, told: map[string]bool{}}
+	if cfg.Fleet != nil {
+		if cfg.Fleet.Keys == nil || cfg.Fleet.Secrets == nil {
+			return nil, errors.New("keyrot: bulk observation needs the account's keys and records")
+		}
+		fc := *cfg.Fleet
+		fc.withDefaults()
+		r.fleet = &fleetState{cfg: fc, known: map[string]knownKeys{}}
+	}
+	return r, nil
 }
 
 // Policy returns the rotation policy in force.
@@ -141,6 +154,12 @@ type UserResult struct {
 	// Busy reports that another pass in this process was already working
 	// on the user, so this one left it alone.
 	Busy bool
+	// Bulk reports that the user was planned from bulk data alone, with
+	// nothing due within the pass interval (no per-user call).
+	Bulk bool
+	// Deferred reports that the pass ended (its deadline) before it got to
+	// the user; the next pass takes it up.
+	Deferred bool
 	// Current is the current key as IAM lists it (nil if none), current since CurrentSince.
 	Current      *AccessKey
 	CurrentSince time.Time
@@ -166,7 +185,10 @@ type Summary struct {
 	Users, Exempt                 int
 	Created, Deactivated, Deleted int
 	Warnings, Failed              int
-	Results                       []UserResult
+	// Bulk counts the users planned from bulk data alone; Deferred those
+	// the pass had no time left for.
+	Bulk, Deferred int
+	Results        []UserResult
 	// NextAt is the earliest moment a user needs attention again.
 	NextAt time.Time
 }
@@ -174,19 +196,36 @@ type Summary struct {
 // ReconcileAll runs one pass over every managed user (or opts.Users), with
 // bounded concurrency; one failing user never stops the others. ctx ending
 // stops new steps from starting; a step in flight runs to its end. The error
-// is non-nil only if the users could not be listed.
+// is non-nil only if the users could not be listed. With bulk observation,
+// a pass over every user (not forced) reads the account in bulk; users named
+// in opts.Users are observed in full, in the order given (the scheduler
+// gives them most overdue first).
 func (r *Rotator) ReconcileAll(ctx context.Context, opts RunOptions) (Summary, error) {
+	if r.fleet != nil && len(opts.Users) == 0 && !opts.Force {
+		return r.reconcileFleet(ctx, opts)
+	}
 	users, err := r.resolveUsers(ctx, opts.Users)
 	if err != nil {
 		return Summary{}, err
 	}
 	if len(opts.Users) > 0 {
-		users = slices.DeleteFunc(users, func(u ResolvedUser) bool { return !slices.Contains(opts.Users, u.User.Name) })
-		for _, name := range opts.Users {
-			if !slices.ContainsFunc(users, func(u ResolvedUser) bool { return u.User.Name == name }) {
-				return Summary{}, fmt.Errorf("keyrot: user %q is not managed by this configuration", name)
+		order := make(map[string]int, len(opts.Users)) // as given: most overdue first
+		for i, name := range opts.Users {
+			order[name] = i
+		}
+		users = slices.DeleteFunc(users, func(u ResolvedUser) bool { _, ok := order[u.User.Name]; return !ok })
+		if len(users) != len(order) {
+			found := make(map[string]bool, len(users))
+			for _, u := range users {
+				found[u.User.Name] = true
+			}
+			for _, name := range opts.Users {
+				if !found[name] {
+					return Summary{}, fmt.Errorf("keyrot: user %q is not managed by this configuration", name)
+				}
 			}
 		}
+		slices.SortStableFunc(users, func(a, b ResolvedUser) int { return order[a.User.Name] - order[b.User.Name] })
 	}
 	results := make([]UserResult, len(users))
 	g := new(errgroup.Group)
@@ -209,6 +248,12 @@ func summarize(results []UserResult) Summary {
 		}
 		if res.Err != nil {
 			s.Failed++
+		}
+		if res.Bulk {
+			s.Bulk++
+		}
+		if res.Deferred {
+			s.Deferred++
 		}
 		s.Warnings += len(res.Warnings)
 		for _, st := range res.Done {
@@ -290,20 +335,7 @@ func (r *Rotator) resolveUsers(ctx context.Context, only []string) ([]ResolvedUs
 			case err != nil:
 				return fmt.Errorf("keyrot: get user %q: %w", name, err)
 			}
-			if !named[name] && !tagMatches(u.Tags, sel.Tag) {
-				return nil
-			}
-			if sel.PathPrefix != "" && !strings.HasPrefix(u.Path, sel.PathPrefix) {
-				return nil
-			}
-			res := ResolvedUser{User: u}
-			switch {
-			case exemptMembers[name]:
-				res.Exempt, res.ExemptReason = true, "member of group "+sel.ExemptGroup
-			case sel.ExemptTag != "" && tagMatches(u.Tags, sel.ExemptTag):
-				res.Exempt, res.ExemptReason = true, "tagged "+sel.ExemptTag
-			}
-			out[i], keep[i] = res, true
+			out[i], keep[i] = r.resolveUser(u, named[name], exemptMembers[name])
 			return nil
 		})
 	}
@@ -318,6 +350,26 @@ func (r *Rotator) resolveUsers(ctx context.Context, only []string) ([]ResolvedUs
 	}
 	slices.SortFunc(users, func(a, b ResolvedUser) int { return strings.Compare(a.User.Name, b.User.Name) })
 	return users, nil
+}
+
+// resolveUser applies the selector to one IAM user: whether it is managed
+// (named, or tagged under the path prefix) and whether it is exempt.
+func (r *Rotator) resolveUser(u User, named, inExemptGroup bool) (ResolvedUser, bool) {
+	sel := r.cfg.Users
+	if !named && !tagMatches(u.Tags, sel.Tag) {
+		return ResolvedUser{}, false
+	}
+	if sel.PathPrefix != "" && !strings.HasPrefix(u.Path, sel.PathPrefix) {
+		return ResolvedUser{}, false
+	}
+	res := ResolvedUser{User: u}
+	switch {
+	case inExemptGroup:
+		res.Exempt, res.ExemptReason = true, "member of group "+sel.ExemptGroup
+	case sel.ExemptTag != "" && tagMatches(u.Tags, sel.ExemptTag):
+		res.Exempt, res.ExemptReason = true, "tagged "+sel.ExemptTag
+	}
+	return res, true
 }
 
 // tagMatches reports whether tags carry want ("key=value", or "key" for any value).
@@ -351,6 +403,10 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 	if u.Exempt {
 		return res
 	}
+	if ctx.Err() != nil {
+		res.Deferred = true
+		return res
+	}
 	// A dry run changes nothing, so it neither waits for a pass that acts
 	// nor holds one up: views of the fleet (the UI) must never delay a
 	// rotation step.
@@ -367,11 +423,27 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 	if !opts.DryRun {
 		defer func() { r.clearEndedWarnings(ctx, last, standing) }()
 	}
+	var lastAt time.Time // when last was observed
+	settled := false     // the last plan had nothing to do now
+	if r.fleet != nil {
+		// Bulk passes trust a settled full observation until the records change.
+		r.fleet.forget(u.User.Name)
+		defer func() {
+			if settled && res.Err == nil && !last.UserMissing {
+				r.fleet.remember(last, lastAt)
+			}
+		}()
+	}
 	for round := 0; round < maxPlanRounds; round++ {
 		if ctx.Err() != nil {
 			break
 		}
+		lastAt = r.cfg.Clock.Now()
 		obs, err := r.observe(ctx, u)
+		if err != nil && passOver(ctx, err) {
+			res.Deferred = round == 0 // the pass's deadline, not a failure
+			break
+		}
 		if err != nil {
 			res.Err = err
 			if !opts.DryRun {
@@ -395,6 +467,7 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 			}
 		}
 		if len(plan.Steps) == 0 {
+			settled = true
 			break
 		}
 		res.Planned = append(res.Planned, plan.Steps...)
@@ -496,6 +569,16 @@ func (r *Rotator) observe(ctx context.Context, u ResolvedUser) (Observation, err
 		}
 	}
 	return obs, nil
+}
+
+// passOver reports whether err comes from the pass's own deadline (or
+// cancellation), so the user is left for the next pass, not failed.
+func passOver(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	_, hasDeadline := ctx.Deadline()
+	return hasDeadline && errors.Is(err, context.DeadlineExceeded)
 }
 
 // stepTimeout bounds a step once started; shutdown does not cut it short.

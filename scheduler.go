@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -96,6 +98,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				users = append(users, user)
 			}
 		}
+		// Most overdue first: a pass cut short leaves the least urgent.
+		slices.SortFunc(users, func(a, b string) int {
+			if c := due[a].Compare(due[b]); c != 0 {
+				return c
+			}
+			return strings.Compare(a, b)
+		})
 		if len(users) > 0 {
 			sum, err := s.Rotator.ReconcileAll(ctx, RunOptions{Users: users})
 			if err != nil {

@@ -29,9 +29,15 @@ type API interface {
 	UpdateAccessKey(ctx context.Context, in *iam.UpdateAccessKeyInput, optFns ...func(*iam.Options)) (*iam.UpdateAccessKeyOutput, error)
 	DeleteAccessKey(ctx context.Context, in *iam.DeleteAccessKeyInput, optFns ...func(*iam.Options)) (*iam.DeleteAccessKeyOutput, error)
 	GetAccessKeyLastUsed(ctx context.Context, in *iam.GetAccessKeyLastUsedInput, optFns ...func(*iam.Options)) (*iam.GetAccessKeyLastUsedOutput, error)
+	GetAccountAuthorizationDetails(ctx context.Context, in *iam.GetAccountAuthorizationDetailsInput, optFns ...func(*iam.Options)) (*iam.GetAccountAuthorizationDetailsOutput, error)
+	GenerateCredentialReport(ctx context.Context, in *iam.GenerateCredentialReportInput, optFns ...func(*iam.Options)) (*iam.GenerateCredentialReportOutput, error)
+	GetCredentialReport(ctx context.Context, in *iam.GetCredentialReportInput, optFns ...func(*iam.Options)) (*iam.GetCredentialReportOutput, error)
 }
 
-var _ keyrot.KeyManager = (*KeyManager)(nil)
+var (
+	_ keyrot.KeyManager = (*KeyManager)(nil)
+	_ keyrot.FleetKeys  = (*KeyManager)(nil)
+)
 
 // KeyManager manages access keys through IAM. Every IAM call, including
 // each page of a listing, first waits on one shared rate limiter: IAM
@@ -53,6 +59,11 @@ func New(api API, limiter *rate.Limiter) *KeyManager {
 // and every page.
 func (m *KeyManager) wait(ctx context.Context) error {
 	if err := m.limiter.Wait(ctx); err != nil {
+		if ctx.Err() == nil {
+			// The wait would outlast the deadline: say so the way a
+			// deadline does, so the caller leaves the work for later.
+			return fmt.Errorf("iam: rate limiter: %v: %w", err, context.DeadlineExceeded)
+		}
 		return fmt.Errorf("iam: rate limiter: %w", err)
 	}
 	return nil

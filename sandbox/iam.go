@@ -31,6 +31,9 @@ type iamService struct {
 	userOrder []string             // lower-case names, sorted
 	groups    map[string]*iamGroup // by lower-case name
 	keys      map[string]*iamKey   // by access key id
+
+	report      *credentialReport // the last credential report (not persisted)
+	reportDelay time.Duration     // how long generating a report takes, on clock
 }
 
 type iamTag struct {
@@ -300,6 +303,12 @@ func (m *iamService) op(name string) iamOp {
 		return m.deleteAccessKey
 	case "GetAccessKeyLastUsed":
 		return m.getAccessKeyLastUsed
+	case "GenerateCredentialReport":
+		return m.generateCredentialReport
+	case "GetCredentialReport":
+		return m.getCredentialReport
+	case "GetAccountAuthorizationDetails":
+		return m.getAccountAuthorizationDetails
 	}
 	return nil
 }

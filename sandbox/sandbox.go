@@ -58,6 +58,11 @@ type Options struct {
 	// SESMaxSendRate limits SendEmail to this many messages a second, as an
 	// SES sandbox account does (1/s); 0 is unlimited.
 	SESMaxSendRate float64
+	// CredentialReportDelay is how long, on Clock, IAM takes to generate a
+	// credential report (GetCredentialReport says ReportInProgress until
+	// then). Zero: ready at once, though GenerateCredentialReport still
+	// answers STARTED first, as AWS does.
+	CredentialReportDelay time.Duration
 }
 
 // Server is a running (or ready to run) sandbox. It is an http.Handler; Start
@@ -76,6 +81,7 @@ type Server struct {
 
 	admin http.Handler
 	reqs  atomic.Uint64
+	calls callCounter
 
 	mu      sync.Mutex
 	httpSrv *http.Server
@@ -121,6 +127,7 @@ func New(opts Options) (*Server, error) {
 		signal = s.store.signal
 	}
 	s.iam = newIAM(opts.Clock, opts.AccountID, opts.Seed, signal)
+	s.iam.reportDelay = opts.CredentialReportDelay
 	s.sm = newSecretsManager(opts.Clock, opts.AccountID, opts.Region, opts.Seed, signal)
 	s.ses = newSES(opts.Clock, opts.Seed, signal)
 	s.ses.setMaxSendRate(opts.SESMaxSendRate)
@@ -293,6 +300,7 @@ func (s *Server) serveAWS(w http.ResponseWriter, r *http.Request, c *call) {
 		s.writeError(w, c, apiErr)
 		return
 	}
+	s.calls.add(c.service + ":" + c.op)
 	if err := s.faults.delay(r.Context()); err != nil {
 		return // the client went away
 	}
@@ -449,6 +457,13 @@ func (s *Server) adminMux() http.Handler {
 		adminJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.outboxRoutes(mux)
+	mux.HandleFunc("GET /_sandbox/calls", func(w http.ResponseWriter, r *http.Request) {
+		adminJSON(w, http.StatusOK, s.Calls())
+	})
+	mux.HandleFunc("DELETE /_sandbox/calls", func(w http.ResponseWriter, r *http.Request) {
+		s.ResetCalls()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("GET /_sandbox/faults", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, s.Faults())
 	})

@@ -146,38 +146,7 @@ func (s *Store) Load(ctx context.Context, user string) (keyrot.SecretState, erro
 	if tags[tagUser] != user {
 		return st, fmt.Errorf("secretsmanager: secret %q exists but is not keyrot's secret for user %q (tag %s); rename it or choose another secrets.prefix", primary, user, tagUser)
 	}
-	st.Exists = true
-	st.Generation, _ = strconv.Atoi(tags[tagGeneration])
-	st.LastIntent, _ = strconv.Atoi(tags[tagLastIntent])
-	st.FailingSince, _ = time.Parse(time.RFC3339, tags[tagFailingSince])
-	st.PreviousKeyID = tags[tagPreviousKey]
-	st.CurrentSince, _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
-	st.Timings, _ = keyrot.ParseTimings(tags[tagTimings]) // zero (told again) if missing or bad
-	st.Inactive = map[string]time.Time{}
-	st.Seen = map[string]time.Time{}
-	st.Unreported = map[string]keyrot.EventKind{}
-	st.Warned = map[keyrot.WarningKind]keyrot.WarnRecord{}
-	for k, v := range tags {
-		if id, ok := strings.CutPrefix(k, tagInactive); ok {
-			if at, err := time.Parse(time.RFC3339, v); err == nil {
-				st.Inactive[id] = at
-			}
-		}
-		if id, ok := strings.CutPrefix(k, tagSeen); ok {
-			if at, err := time.Parse(time.RFC3339, v); err == nil {
-				st.Seen[id] = at
-			}
-		}
-		if id, ok := strings.CutPrefix(k, tagReport); ok {
-			st.Unreported[id] = keyrot.EventKind(v)
-		}
-		if kind, ok := strings.CutPrefix(k, tagWarned); ok {
-			keyID, when, _ := strings.Cut(v, " ")
-			if at, err := time.Parse(time.RFC3339, when); err == nil {
-				st.Warned[keyrot.WarningKind(kind)] = keyrot.WarnRecord{KeyID: strings.TrimPrefix(keyID, "-"), At: at}
-			}
-		}
-	}
+	st = stateFromTags(tags)
 	if name := tags[tagCurrentSecret]; name != "" {
 		cur, err := s.readVersion(ctx, name, stageCurrent)
 		if err != nil && !errors.Is(err, keyrot.ErrSecretNotFound) {
@@ -512,27 +481,19 @@ func (s *Store) Value(ctx context.Context, name string) (string, error) {
 // every few seconds. A user whose ring has no current key yet is left out.
 func (s *Store) Pointers(ctx context.Context) ([]keyrot.KeyPointer, error) {
 	var out []keyrot.KeyPointer
-	p := sm.NewListSecretsPaginator(s.api, &sm.ListSecretsInput{MaxResults: aws.Int32(100), Filters: []types.Filter{
-		{Key: types.FilterNameStringTypeName, Values: []string{s.cfg.Prefix}},
-		{Key: types.FilterNameStringTypeTagKey, Values: []string{tagCurrentSecret}},
-	}})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("secretsmanager: list secrets under %q: %w", s.cfg.Prefix, err)
+	err := s.eachPrimary(ctx, tagCurrentSecret, func(user string, tags map[string]string, _ types.SecretListEntry) {
+		name := tags[tagCurrentSecret]
+		if !strings.HasPrefix(name, s.cfg.Prefix) {
+			return
 		}
-		for _, e := range page.SecretList {
-			tags := tagMap(e.Tags)
-			user, name := tags[tagUser], tags[tagCurrentSecret]
-			if tags[tagManaged] != "true" || user == "" || aws.ToString(e.Name) != s.SecretName(user, 0) || !strings.HasPrefix(name, s.cfg.Prefix) {
-				continue
-			}
-			ptr := keyrot.KeyPointer{UserName: user, Secret: name, KeyID: tags[tagCurrentKey]}
-			ptr.Generation, _ = strconv.Atoi(tags[tagGeneration])
-			ptr.Since, _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
-			ptr.Timings, _ = keyrot.ParseTimings(tags[tagTimings])
-			out = append(out, ptr)
-		}
+		ptr := keyrot.KeyPointer{UserName: user, Secret: name, KeyID: tags[tagCurrentKey]}
+		ptr.Generation, _ = strconv.Atoi(tags[tagGeneration])
+		ptr.Since, _ = time.Parse(time.RFC3339, tags[tagCurrentSince])
+		ptr.Timings, _ = keyrot.ParseTimings(tags[tagTimings])
+		out = append(out, ptr)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

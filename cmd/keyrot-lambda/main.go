@@ -129,7 +129,7 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 	if functionName == "" {
 		functionName = "keyrot"
 	}
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: o.Clock, AWS: o.AWS, Observe: o.Observe})
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: o.Clock, AWS: o.AWS, Observe: o.Observe, PassEvery: scheduleLateness})
 	if err != nil {
 		return nil, fmt.Errorf("keyrot-lambda: build engine: %w", err)
 	}
@@ -167,15 +167,20 @@ type input struct {
 // result is the invocation's summary. It names users and key ids, never a
 // secret.
 type result struct {
-	Users       int    `json:"users"`
-	Exempt      int    `json:"exempt"`
-	Created     int    `json:"created"`
-	Deactivated int    `json:"deactivated"`
-	Deleted     int    `json:"deleted"`
-	Warnings    int    `json:"warnings"`
-	Failed      int    `json:"failed"`
-	NextAt      string `json:"next_at,omitempty"`
-	DurationMs  int64  `json:"duration_ms"`
+	Users       int `json:"users"`
+	Exempt      int `json:"exempt"`
+	Created     int `json:"created"`
+	Deactivated int `json:"deactivated"`
+	Deleted     int `json:"deleted"`
+	Warnings    int `json:"warnings"`
+	Failed      int `json:"failed"`
+	// Deferred counts the users the pass had no time left for; the next
+	// invocation starts with the most overdue of them.
+	Deferred int `json:"deferred,omitempty"`
+	// Bulk counts the users planned from bulk data alone (bulk_observe).
+	Bulk       int    `json:"bulk,omitempty"`
+	NextAt     string `json:"next_at,omitempty"`
+	DurationMs int64  `json:"duration_ms"`
 	// Stopped reports that the pass reached its deadline and left steps for
 	// the next invocation.
 	Stopped  bool         `json:"stopped,omitempty"`
@@ -245,7 +250,7 @@ func (h *handler) invoke(ctx context.Context, event json.RawMessage) (result, er
 		log.Error("user not rotated", "user", f.User, "error", f.Error)
 	}
 	log.Info("pass done", "users", res.Users, "created", res.Created, "deactivated", res.Deactivated,
-		"deleted", res.Deleted, "warnings", res.Warnings, "failed", res.Failed,
+		"deleted", res.Deleted, "warnings", res.Warnings, "failed", res.Failed, "deferred", res.Deferred, "bulk", res.Bulk,
 		"stopped", res.Stopped, "next_at", res.NextAt, "duration_ms", res.DurationMs)
 	return res, nil
 }
@@ -266,6 +271,7 @@ func summarize(sum keyrot.Summary, dryRun bool) result {
 	res := result{
 		Users: sum.Users, Exempt: sum.Exempt, Created: sum.Created, Deactivated: sum.Deactivated,
 		Deleted: sum.Deleted, Warnings: sum.Warnings, Failed: sum.Failed, DryRun: dryRun,
+		Deferred: sum.Deferred, Bulk: sum.Bulk,
 		NextAt: formatTime(sum.NextAt),
 	}
 	for _, r := range sum.Results {

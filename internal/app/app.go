@@ -43,6 +43,10 @@ type Options struct {
 	NotifyClock keyrot.Clock
 	// NotifyResult is told the outcome of every email (metrics).
 	NotifyResult func(kind keyrot.EventKind, err error)
+	// PassEvery is how often passes over every user run (the daemon's
+	// resync, the Lambda's schedule); with rotation.bulk_observe it is the
+	// window within which a due step makes a user observed in full.
+	PassEvery time.Duration
 	// Observe, if set, sees every event as it is emitted (metrics).
 	Observe func(keyrot.Event)
 }
@@ -99,11 +103,20 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 			return inner.Notify(ctx, e)
 		})
 	}
+	var fleet *keyrot.FleetConfig
+	if cfg.Rotation.BulkObserve {
+		pass := opts.PassEvery
+		if pass <= 0 {
+			pass = time.Duration(cfg.Rotation.Resync)
+		}
+		fleet = &keyrot.FleetConfig{Keys: a.Keys, Secrets: a.Store, ObserveEvery: time.Duration(cfg.Rotation.ObserveEvery), PassEvery: pass}
+	}
 	rot, err := keyrot.NewRotator(keyrot.RotatorConfig{
 		Keys: a.Keys, Verifier: iam.NewVerifier(a.AWS), Secrets: a.Store,
 		Notifier: a.Notifier, Publisher: opts.Publisher,
 		Policy: cfg.Policy(), Users: cfg.Selector(), OwnerTag: cfg.Users.OwnerTag, WarnEvery: time.Duration(cfg.Notify.QuietPeriod),
 		Concurrency: cfg.Rotation.Concurrency, Clock: opts.Clock, Logger: log, StepHook: opts.StepHook,
+		Fleet: fleet,
 	})
 	if err != nil {
 		return nil, err

@@ -75,6 +75,12 @@ type Rotation struct {
 	Concurrency  int      `yaml:"concurrency"`
 	IAMRate      float64  `yaml:"iam_rate"` // IAM calls per second, shared by all users
 	Resync       Duration `yaml:"resync"`
+	// BulkObserve observes passes over every user in bulk (credential
+	// report, GetAccountAuthorizationDetails, ListSecrets): for fleets.
+	BulkObserve bool `yaml:"bulk_observe"`
+	// ObserveEvery bounds, with BulkObserve, how long a user goes without
+	// a full per-user observation.
+	ObserveEvery Duration `yaml:"observe_every"`
 }
 
 // Secrets says where keys are kept.
@@ -168,7 +174,7 @@ func Default() Config {
 			RotateEvery: Duration(p.RotateEvery), DeactivateAfter: Duration(p.DeactivateAfter), DeleteAfter: Duration(p.DeleteAfter),
 			UnmanagedKeys: string(p.UnmanagedKeys), VerifyTimeout: Duration(p.VerifyTimeout), OrphanGrace: Duration(p.OrphanGrace),
 			StepLateness: Duration(p.StepLateness),
-			Concurrency:  8, IAMRate: 10, Resync: Duration(time.Minute),
+			Concurrency:  8, IAMRate: 10, Resync: Duration(time.Minute), ObserveEvery: Duration(24 * time.Hour),
 		},
 		Secrets: Secrets{Prefix: "iam-key-rotation/"},
 		Notify:  Notify{Via: "ses", APIURL: "http://localhost:8000", QuietPeriod: Duration(24 * time.Hour), SendRate: 1, SMTP: SMTP{TLS: "starttls"}},
@@ -256,6 +262,8 @@ var envVars = []envVar{
 	{"KEYROT_STEP_LATENESS", dur(func(c *Config) *Duration { return &c.Rotation.StepLateness })},
 	{"KEYROT_CONCURRENCY", func(c *Config, v string) (err error) { c.Rotation.Concurrency, err = strconv.Atoi(v); return err }},
 	{"KEYROT_IAM_RATE", func(c *Config, v string) (err error) { c.Rotation.IAMRate, err = strconv.ParseFloat(v, 64); return err }},
+	{"KEYROT_BULK_OBSERVE", func(c *Config, v string) (err error) { c.Rotation.BulkObserve, err = strconv.ParseBool(v); return err }},
+	{"KEYROT_OBSERVE_EVERY", dur(func(c *Config) *Duration { return &c.Rotation.ObserveEvery })},
 	{"KEYROT_SECRET_PREFIX", str(func(c *Config) *string { return &c.Secrets.Prefix })},
 	{"KEYROT_KMS_KEY_ID", str(func(c *Config) *string { return &c.Secrets.KMSKeyID })},
 	{"KEYROT_NOTIFY_SENDER", str(func(c *Config) *string { return &c.Notify.Sender })},
@@ -385,6 +393,9 @@ func (c Config) Validate() error {
 	}
 	if c.Rotation.Resync <= 0 {
 		return &Error{Field: "rotation.resync", Reason: "must be positive"}
+	}
+	if c.Rotation.ObserveEvery < Duration(time.Hour) {
+		return &Error{Field: "rotation.observe_every", Value: keyrot.FormatDuration(time.Duration(c.Rotation.ObserveEvery)), Reason: "must be at least 1h (every user is observed in full this often with bulk_observe)"}
 	}
 	switch c.Notify.Via {
 	case "ses", "smtp", "log":
