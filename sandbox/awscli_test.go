@@ -2,9 +2,7 @@ package sandbox_test
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,33 +19,12 @@ func TestAWSCLI(t *testing.T) {
 	}
 	s := sandboxtest.Start(t, sandbox.Options{})
 	dir := t.TempDir()
-	empty := filepath.Join(dir, "empty")
-	if err := os.WriteFile(empty, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	adminID, adminSecret := s.AdminCredentials()
 
 	run := func(t *testing.T, id, secret string, args ...string) (string, error) {
 		t.Helper()
 		cmd := exec.Command(bin, append(append([]string{}, args...), "--endpoint-url", s.URL(), "--output", "json")...)
-		var env []string
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "AWS_") {
-				env = append(env, kv)
-			}
-		}
-		cmd.Env = append(env,
-			"AWS_ACCESS_KEY_ID="+id,
-			"AWS_SECRET_ACCESS_KEY="+secret,
-			"AWS_DEFAULT_REGION=us-east-1",
-			"AWS_CONFIG_FILE="+empty,
-			"AWS_SHARED_CREDENTIALS_FILE="+empty,
-			"AWS_PAGER=",
-			"AWS_MAX_ATTEMPTS=1",
-			"AWS_RETRY_MODE=standard",
-			"AWS_EC2_METADATA_DISABLED=true",
-			"HOME="+dir,
-		)
+		cmd.Env = sandboxtest.CLIEnv(dir, id, secret, "AWS_MAX_ATTEMPTS=1", "AWS_RETRY_MODE=standard")
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/sandbox"
+	"github.com/keyrot/keyrot/sandbox/sandboxtest"
 )
 
 // TestEmailedDirectReadGivesTheCurrentKey runs the exact AWS CLI command a
@@ -77,21 +78,9 @@ func TestEmailedDirectReadGivesTheCurrentKey(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "aws"), []byte(wrapper), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	empty := filepath.Join(dir, "empty")
-	if err := os.WriteFile(empty, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "PATH=") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(env, "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"AWS_ACCESS_KEY_ID="+cur.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+cur.SecretAccessKey,
-		"AWS_DEFAULT_REGION=us-east-1", "AWS_CONFIG_FILE="+empty, "AWS_SHARED_CREDENTIALS_FILE="+empty,
-		"AWS_PAGER=", "AWS_EC2_METADATA_DISABLED=true", "HOME="+dir)
+	cmd.Env = sandboxtest.CLIEnv(dir, cur.AccessKeyID, cur.SecretAccessKey,
+		"PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", command, err, redact(string(out), cur.SecretAccessKey))

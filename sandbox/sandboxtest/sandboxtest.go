@@ -4,6 +4,9 @@ package sandboxtest
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -105,3 +108,23 @@ func (c *Clock) Set(t time.Time) {
 }
 
 var _ sandbox.Clock = (*Clock)(nil)
+
+// CLIEnv is the environment for running the AWS CLI as a test's user: the
+// process environment without any AWS_ setting, then the given key, region
+// us-east-1, empty config files under dir, no pager, no instance metadata,
+// and HOME at dir. Callers add --endpoint-url (the CLI 2.9 in CI ignores
+// AWS_ENDPOINT_URL) and anything else they need.
+func CLIEnv(dir, accessKeyID, secretAccessKey string, extra ...string) []string {
+	empty := filepath.Join(dir, "empty")
+	_ = os.WriteFile(empty, nil, 0o600) // a missing file reads the same: nothing
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "AWS_ACCESS_KEY_ID="+accessKeyID, "AWS_SECRET_ACCESS_KEY="+secretAccessKey,
+		"AWS_DEFAULT_REGION=us-east-1", "AWS_CONFIG_FILE="+empty, "AWS_SHARED_CREDENTIALS_FILE="+empty,
+		"AWS_PAGER=", "AWS_EC2_METADATA_DISABLED=true", "HOME="+dir)
+	return append(env, extra...)
+}
