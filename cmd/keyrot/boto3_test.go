@@ -118,7 +118,15 @@ log: {format: json}
 
 	// The consumer: boto3 with credential_process = keyrot credentials.
 	dir := t.TempDir()
-	profile := fmt.Sprintf("[profile app]\ncredential_process = %s credentials app --api http://%s --format credential_process\n", os.Args[0], listen)
+	// botocore starts the credential_process on every call: a plain build of
+	// keyrot (as users run it; the build cache has it from TestREADME's
+	// install) starts in milliseconds, where the race-instrumented test
+	// binary can take a second on a loaded machine.
+	bin := filepath.Join(dir, "keyrot")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build keyrot: %v\n%s", err, out)
+	}
+	profile := fmt.Sprintf("[profile app]\ncredential_process = %s credentials app --api http://%s --format credential_process\n", bin, listen)
 	awsConfig := filepath.Join(dir, "config")
 	if err := os.WriteFile(awsConfig, []byte(profile), 0o600); err != nil {
 		t.Fatal(err)
@@ -137,7 +145,7 @@ log: {format: json}
 	}
 	consumer.Env = append(env, "AWS_CONFIG_FILE="+awsConfig, "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(dir, "none"),
 		"AWS_EC2_METADATA_DISABLED=true", "SANDBOX_URL="+tm.sb.URL(),
-		runMainEnv+"=1", "KEYROT_API_KEY="+apiKey, "KEYROT_CACHE_DIR="+filepath.Join(dir, "cache"))
+		"KEYROT_API_KEY="+apiKey, "KEYROT_CACHE_DIR="+filepath.Join(dir, "cache"))
 	var out, errOut strings.Builder
 	consumer.Stdout, consumer.Stderr = &out, &errOut
 	if err := consumer.Start(); err != nil {
