@@ -67,6 +67,27 @@ type Result struct {
 	Source Source
 	// Unreachable is why the API was not used, with FromCacheAPIDown.
 	Unreachable error
+	// AskAgainAt is when the caller should ask again: the refresh time of
+	// a key from the API or the cache (at most its Expiration); for a key
+	// served because the API is down, half way to its Expiration (the
+	// Expiration itself in its last two seconds), so that a caller gets
+	// back to the API as soon as it may be up, and gets through a second
+	// outage with what is left.
+	AskAgainAt time.Time
+}
+
+// ForSDK is the key with AskAgainAt as its Expiration: what
+// credential_process prints. An SDK that runs credential_process only once
+// the Expiration it was given has passed (the AWS SDK for Go does) would
+// otherwise come back exactly when the cached key can no longer bridge an
+// API outage; told the refresh time, it comes back while the cached key
+// still can (until the key's own Expiration).
+func (r Result) ForSDK() keyrot.Credentials {
+	c := r.Creds
+	if !r.AskAgainAt.IsZero() && r.AskAgainAt.Before(c.Expiration) {
+		c.Expiration = r.AskAgainAt
+	}
+	return c
 }
 
 // file is the JSON kept in a cache file.
@@ -109,17 +130,17 @@ func (c *Cache) Get(ctx context.Context, k Key, fetch func(context.Context) (key
 	now := c.now()
 	cached, ok := c.read(k)
 	if ok && now.Before(refreshAt(cached)) {
-		return Result{Creds: cached.credentials(k.User), Source: FromCache}, nil
+		return Result{Creds: cached.credentials(k.User), Source: FromCache, AskAgainAt: refreshAt(cached)}, nil
 	}
 	creds, err := fetch(ctx)
 	switch {
 	case err == nil:
-		c.write(k, creds, now)
-		return Result{Creds: creds, Source: FromAPI}, nil
+		f := c.write(k, creds, now)
+		return Result{Creds: creds, Source: FromAPI, AskAgainAt: refreshAt(f)}, nil
 	case denied(err):
 		_ = os.Remove(c.Path(k))
 	case ok && unreachable(err) && now.Before(cached.Expiration):
-		return Result{Creds: cached.credentials(k.User), Source: FromCacheAPIDown, Unreachable: err}, nil
+		return Result{Creds: cached.credentials(k.User), Source: FromCacheAPIDown, Unreachable: err, AskAgainAt: askAgainWhileDown(now, cached.Expiration)}, nil
 	}
 	return Result{}, err
 }
@@ -139,6 +160,16 @@ func refreshAt(f file) time.Time {
 		return minTime(at, f.NextRotation)
 	}
 	return minTime(at, f.FetchedAt.Add(max(time.Second, left/4)))
+}
+
+// askAgainWhileDown is when to ask again for a cached key served while the
+// API is down: half way to its expiration, or at it in the last 2 seconds.
+func askAgainWhileDown(now, expiration time.Time) time.Time {
+	left := expiration.Sub(now)
+	if left <= 2*time.Second {
+		return expiration
+	}
+	return now.Add(left / 2)
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -200,14 +231,17 @@ func (c *Cache) read(k Key) (file, bool) {
 	return f, true
 }
 
-// write replaces k's file atomically; a failure leaves the old file (or
-// none) and is otherwise ignored: the cache only saves calls.
-func (c *Cache) write(k Key, creds keyrot.Credentials, now time.Time) {
-	_ = c.put(k, file{
+// write replaces k's file atomically and returns what it holds; a failure
+// leaves the old file (or none) and is otherwise ignored: the cache only
+// saves calls.
+func (c *Cache) write(k Key, creds keyrot.Credentials, now time.Time) file {
+	f := file{
 		Version: fileVersion, APIURL: k.APIURL, User: k.User, APIKeySHA256: apiKeyHash(k), FetchedAt: now,
 		AccessKeyId: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey,
 		CreateDate: creds.CreateDate, NextRotation: creds.NextRotation, Expiration: creds.Expiration,
-	})
+	}
+	_ = c.put(k, f)
+	return f
 }
 
 func (c *Cache) put(k Key, f file) error {
