@@ -276,6 +276,14 @@ func retireKey(plan *Plan, k AccessKey, s SecretState, p Policy, now, since time
 		plan.add(Step{Kind: StepRecordInactive, KeyID: k.ID, Reason: "found inactive without a record"})
 		return now.Add(p.DeleteAfter)
 	}
+	if inactiveSince.After(now.Add(time.Second)) {
+		// Written before the deactivation as the latest moment it could
+		// take effect, and not brought back after it (a crash, a failed
+		// call): the key is Inactive now, so now is a safe start. (A
+		// record made now is at most a second ahead: rounded up.)
+		plan.add(Step{Kind: StepRecordInactive, KeyID: k.ID, Reason: "found inactive under a record written before its deactivation"})
+		return now.Add(p.DeleteAfter)
+	}
 	deleteAt := inactiveSince.Add(p.DeleteAfter)
 	if now.Before(deleteAt) {
 		plan.schedule(deleteAt, "delete key "+k.ID)
