@@ -129,7 +129,9 @@ func (c *Cache) now() time.Time {
 func (c *Cache) Get(ctx context.Context, k Key, fetch func(context.Context) (keyrot.Credentials, error)) (Result, error) {
 	now := c.now()
 	cached, ok := c.read(k)
-	if ok && now.Before(refreshAt(cached)) {
+	// Fresh: before its refresh time, and never past its Expiration (a
+	// file fetched "after" now, by a clock set back, could be both).
+	if ok && now.Before(refreshAt(cached)) && now.Before(cached.Expiration) {
 		return Result{Creds: cached.credentials(k.User), Source: FromCache, AskAgainAt: refreshAt(cached)}, nil
 	}
 	creds, err := fetch(ctx)
