@@ -18,7 +18,9 @@
 # draws), LATENCY, PROPAGATION (highest latency and IAM propagation delay),
 # KILL_EVERY (mean time between kill -9s; 0 for none), ROTATE_EVERY,
 # DEACTIVATE_AFTER, DELETE_AFTER, BOTO3 (0 to skip the boto3 consumer),
-# WORK (keep the logs, data and emails there; default a new temp dir).
+# WORK (keep the logs, data and emails there; default a new temp dir),
+# SABOTAGE=1 (half way, deactivate a current key behind keyrot's back and
+# write a secret into a log: the run must then fail, showing the checks work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,4 +49,5 @@ args=(-keyrot "$bin/keyrot"
 [ -n "${HEAL:-}" ] && args+=(-heal "$(seconds "$HEAL")")
 [ "${BOTO3:-1}" = 0 ] && args+=(-boto3=false)
 [ -n "${WORK:-}" ] && args+=(-work "$WORK")
+[ "${SABOTAGE:-0}" = 1 ] && args+=(-sabotage)
 "$bin/chaos" "${args[@]}"

@@ -60,6 +60,7 @@ type options struct {
 	latency, propagation      time.Duration // highest latency and propagation delay a phase draws
 	killEvery                 time.Duration // mean time between kills; 0: none
 	boto3                     bool          // also run a boto3 consumer (python3 with boto3)
+	sabotage                  bool          // break the guarantees on purpose half way, to show the checks catch it
 
 	rotateEvery, deactivateAfter, deleteAfter, resync, orphanGrace time.Duration
 }
@@ -80,6 +81,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.propagation, "propagation", 30*time.Second, "highest IAM propagation delay for new keys in a phase")
 	fs.DurationVar(&o.killEvery, "kill-every", 15*time.Second, "mean time between kill -9s (0: no kills)")
 	fs.BoolVar(&o.boto3, "boto3", true, "run a boto3 consumer too, if python3 can import boto3")
+	fs.BoolVar(&o.sabotage, "sabotage", false, "half way, deactivate a user's current key behind keyrot's back and write a secret into a log: the run must fail")
 	fs.DurationVar(&o.rotateEvery, "rotate-every", 20*time.Second, "rotation.rotate_every")
 	fs.DurationVar(&o.deactivateAfter, "deactivate-after", 10*time.Second, "rotation.deactivate_after")
 	fs.DurationVar(&o.deleteAfter, "delete-after", 5*time.Second, "rotation.delete_after")
@@ -153,6 +155,9 @@ func run(ctx context.Context, o options) (*report, error) {
 		w.chaos(chaosCtx, rng)
 	}()
 	go w.progress(chaosCtx, watch, consumers, start)
+	if o.sabotage {
+		go w.sabotage(chaosCtx, o.duration/2)
+	}
 	<-chaosDone
 	endChaos()
 	if ctx.Err() != nil {

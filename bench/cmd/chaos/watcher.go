@@ -187,7 +187,8 @@ func (wa *watcher) round(ctx context.Context, user string) bool {
 			if !kl.lastActive.IsZero() {
 				uw.deactivated++
 			}
-			if kl.wasCurrent && kl.lastCurrent.After(time.Time{}) && end.Sub(kl.lastCurrent) < o.deactivateAfter {
+			// A key the pointer still names is the current key: checked below.
+			if kl.wasCurrent && ptr.key != id && end.Sub(kl.lastCurrent) < o.deactivateAfter {
 				defer wa.violate("early-deactivate:"+id, "%s: key %s deactivated at most %s after its successor became current (deactivate_after %s)",
 					user, id, end.Sub(kl.lastCurrent).Round(time.Millisecond), o.deactivateAfter)
 			}

@@ -626,3 +626,29 @@ func (w *world) logFiles() ([]string, error) {
 	}
 	return files, err
 }
+
+// sabotage, after a while, does what keyrot must never do, so that a run
+// with -sabotage shows the checks catch it: it deactivates the first
+// user's current key behind keyrot's back (consumers fail, the watcher
+// sees the current key inactive) and writes a secret access key into a
+// log (a leak).
+func (w *world) sabotage(ctx context.Context, after time.Duration) {
+	sleep(ctx, after)
+	if ctx.Err() != nil {
+		return
+	}
+	u := w.users[0]
+	ptr, err := readPointer(ctx, w.sm, u)
+	if err != nil || ptr.key == "" {
+		fmt.Printf("chaos: sabotage: no current key for %s: %v\n", u, err)
+		return
+	}
+	if _, err := w.iam.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String(u), AccessKeyId: aws.String(ptr.key), Status: iamtypes.StatusTypeInactive}); err != nil {
+		fmt.Printf("chaos: sabotage: deactivate %s: %v\n", ptr.key, err)
+		return
+	}
+	secret, _ := w.secret(ctx, ptr.key)
+	_ = os.WriteFile(filepath.Join(w.o.work, "logs", "sabotage.log"), []byte("the secret of "+ptr.key+" is "+secret+"\n"), 0o600)
+	fmt.Printf("chaos: %s SABOTAGE: deactivated %s's current key %s behind keyrot's back and wrote its secret into logs/sabotage.log\n",
+		time.Now().UTC().Format("15:04:05"), u, ptr.key)
+}
