@@ -33,7 +33,9 @@ trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/keyrot" ./cmd/keyrot
 go build -o "$bin/chaos" ./bench/cmd/chaos
 
-args=(-keyrot "$bin/keyrot"
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || rev="$rev+changes"
+args=(-keyrot "$bin/keyrot" -rev "$rev"
 	-users "${USERS:-6}"
 	-duration "$(seconds "${DURATION:-3m}")"
 	-seed "${SEED:-1}"

@@ -61,6 +61,7 @@ type options struct {
 	killEvery                 time.Duration // mean time between kills; 0: none
 	boto3                     bool          // also run a boto3 consumer (python3 with boto3)
 	sabotage                  bool          // break the guarantees on purpose half way, to show the checks catch it
+	rev                       string        // the keyrot revision under test, for the record
 
 	rotateEvery, deactivateAfter, deleteAfter, resync, orphanGrace time.Duration
 }
@@ -81,6 +82,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.propagation, "propagation", 30*time.Second, "highest IAM propagation delay for new keys in a phase")
 	fs.DurationVar(&o.killEvery, "kill-every", 15*time.Second, "mean time between kill -9s (0: no kills)")
 	fs.BoolVar(&o.boto3, "boto3", true, "run a boto3 consumer too, if python3 can import boto3")
+	fs.StringVar(&o.rev, "rev", "", "the keyrot revision under test (printed with the figures)")
 	fs.BoolVar(&o.sabotage, "sabotage", false, "half way, deactivate a user's current key behind keyrot's back and write a secret into a log: the run must fail")
 	fs.DurationVar(&o.rotateEvery, "rotate-every", 20*time.Second, "rotation.rotate_every")
 	fs.DurationVar(&o.deactivateAfter, "deactivate-after", 10*time.Second, "rotation.deactivate_after")
@@ -123,7 +125,7 @@ func (o options) verifyTimeout() time.Duration { return o.propagation + 15*time.
 // run is the whole chaos run.
 func run(ctx context.Context, o options) (*report, error) {
 	rng := rand.New(rand.NewPCG(o.seed, 0xc4a05))
-	fmt.Printf("chaos: %d users, %s of faults and kills, %s to heal, seed %d, work dir %s\n", o.users, o.duration, o.heal, o.seed, o.work)
+	fmt.Printf("chaos: keyrot %s, %d users, %s of faults and kills, %s to heal, seed %d, work dir %s\n", o.rev, o.users, o.duration, o.heal, o.seed, o.work)
 	fmt.Printf("chaos: rotate_every %s, deactivate_after %s, delete_after %s, verify_timeout %s; faults up to throttle %.2f, 5xx %.2f, lost %.2f, latency %s, propagation %s; a kill every %s on average\n",
 		o.rotateEvery, o.deactivateAfter, o.deleteAfter, o.verifyTimeout(), o.throttle, o.errors5xx, o.lost, o.latency, o.propagation, o.killEvery)
 
