@@ -352,6 +352,14 @@ func startBoto3(w *world, users []string) (*boto3Consumer, error) {
 	return b, nil
 }
 
+// kill stops the boto3 consumer at once if it still runs (a process that
+// has exited is not signalled: os.Process knows).
+func (c *consumerSet) kill() {
+	if c.boto3 != nil {
+		_ = c.boto3.cmd.Process.Kill()
+	}
+}
+
 // boto3Result is what the script prints when it stops.
 type boto3Result struct {
 	Users map[string]struct {

@@ -148,6 +148,7 @@ func run(ctx context.Context, o options) (*report, error) {
 		return nil, err
 	}
 	consumers := startConsumers(runCtx, w)
+	defer consumers.kill() // on an early return: no python3 left behind
 
 	start := time.Now()
 	chaosCtx, endChaos := context.WithTimeout(runCtx, o.duration)
