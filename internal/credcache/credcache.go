@@ -68,11 +68,11 @@ type Result struct {
 	// Unreachable is why the API was not used, with FromCacheAPIDown.
 	Unreachable error
 	// AskAgainAt is when the caller should ask again: the refresh time of
-	// a key from the API or the cache (at most its Expiration); for a key
-	// served because the API is down, half way to its Expiration (the
-	// Expiration itself in its last two seconds), so that a caller gets
-	// back to the API as soon as it may be up, and gets through a second
-	// outage with what is left.
+	// a key from the API or the cache; for a key served because the API is
+	// down, half way to its Expiration, so that a caller gets back to the
+	// API as soon as it may be up, and gets through a second outage with
+	// what is left. Never sooner than minLead from now, never past the
+	// key's Expiration.
 	AskAgainAt time.Time
 }
 
@@ -132,17 +132,17 @@ func (c *Cache) Get(ctx context.Context, k Key, fetch func(context.Context) (key
 	// Fresh: before its refresh time, and never past its Expiration (a
 	// file fetched "after" now, by a clock set back, could be both).
 	if ok && now.Before(refreshAt(cached)) && now.Before(cached.Expiration) {
-		return Result{Creds: cached.credentials(k.User), Source: FromCache, AskAgainAt: refreshAt(cached)}, nil
+		return Result{Creds: cached.credentials(k.User), Source: FromCache, AskAgainAt: askAt(now, refreshAt(cached), cached.Expiration)}, nil
 	}
 	creds, err := fetch(ctx)
 	switch {
 	case err == nil:
 		f := c.write(k, creds, now)
-		return Result{Creds: creds, Source: FromAPI, AskAgainAt: refreshAt(f)}, nil
+		return Result{Creds: creds, Source: FromAPI, AskAgainAt: askAt(now, refreshAt(f), creds.Expiration)}, nil
 	case denied(err):
 		_ = os.Remove(c.Path(k))
 	case ok && unreachable(err) && now.Before(cached.Expiration):
-		return Result{Creds: cached.credentials(k.User), Source: FromCacheAPIDown, Unreachable: err, AskAgainAt: askAgainWhileDown(now, cached.Expiration)}, nil
+		return Result{Creds: cached.credentials(k.User), Source: FromCacheAPIDown, Unreachable: err, AskAgainAt: askAt(now, now.Add(cached.Expiration.Sub(now)/2), cached.Expiration)}, nil
 	}
 	return Result{}, err
 }
@@ -164,14 +164,23 @@ func refreshAt(f file) time.Time {
 	return minTime(at, f.FetchedAt.Add(max(time.Second, left/4)))
 }
 
-// askAgainWhileDown is when to ask again for a cached key served while the
-// API is down: half way to its expiration, or at it in the last 2 seconds.
-func askAgainWhileDown(now, expiration time.Time) time.Time {
-	left := expiration.Sub(now)
-	if left <= 2*time.Second {
+// minLead is how far ahead an Expiration handed to an SDK is at least
+// (unless the key's own is sooner): botocore checks the credentials once
+// credential_process has exited and refuses any that have expired by then
+// ("Credentials were refreshed, but the refreshed credentials are still
+// expired").
+const minLead = 2 * time.Second
+
+// askAt is want, but no sooner than minLead from now and no later than the
+// key's expiration.
+func askAt(now, want, expiration time.Time) time.Time {
+	if earliest := now.Add(minLead); want.Before(earliest) {
+		want = earliest
+	}
+	if want.After(expiration) {
 		return expiration
 	}
-	return now.Add(left / 2)
+	return want
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -335,3 +335,32 @@ func TestCacheAsksAgainAtTheRefreshTime(t *testing.T) {
 		t.Fatalf("API back: %+v (%v)", r, err)
 	}
 }
+
+// TestCacheNeverAsksSoonerThanTheSDKCanCheck: an Expiration handed to an
+// SDK is at least 2 s ahead, or the key's own if that is sooner: botocore
+// checks the credentials after credential_process exits and refused a
+// refresh time a few milliseconds ahead as "still expired" (found by
+// cmd/keyrot's boto3 test at a 6 s cadence).
+func TestCacheNeverAsksSoonerThanTheSDKCanCheck(t *testing.T) {
+	for _, tt := range []struct {
+		deactivateAfter time.Duration
+		want            time.Duration // from now
+	}{
+		{8 * time.Second, 2 * time.Second},         // refresh time 1 s ahead: 2 s
+		{3 * time.Second, 1500 * time.Millisecond}, // the key expires in 1.5 s: that
+		{time.Minute, 7500 * time.Millisecond},     // a quarter of the 30 s left
+	} {
+		clk := mock.NewClock(t0.Add(time.Hour)) // the rotation is late
+		c := newCache(t, clk)
+		creds := keyrot.Credentials{UserName: "app", AccessKeyID: "AKIALATE", SecretAccessKey: secret, CreateDate: t0,
+			Timings: keyrot.Timings{RotateEvery: 5 * time.Minute, DeactivateAfter: tt.deactivateAfter}}.Annotate(clk.Now())
+		r, err := get(t, c, &api{creds: creds})
+		if err != nil || !r.AskAgainAt.Equal(clk.Now().Add(tt.want)) {
+			t.Errorf("deactivate_after %s: ask again at %s (%v), want now + %s", tt.deactivateAfter, r.AskAgainAt.Sub(clk.Now()), err, tt.want)
+		}
+		clk.Advance(500 * time.Millisecond)
+		if r, _ := get(t, c, &api{creds: creds}); r.Source == credcache.FromCache && r.AskAgainAt.Sub(clk.Now()) < min(2*time.Second, creds.Expiration.Sub(clk.Now())) {
+			t.Errorf("deactivate_after %s, from the cache: ask again %s from now", tt.deactivateAfter, r.AskAgainAt.Sub(clk.Now()))
+		}
+	}
+}
