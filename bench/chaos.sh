@@ -46,7 +46,7 @@ args=(-keyrot "$bin/keyrot" -rev "$rev"
 	-propagation "$(seconds "${PROPAGATION:-30s}")"
 	-kill-every "$(seconds "${KILL_EVERY:-15s}")"
 	-rotate-every "$(seconds "${ROTATE_EVERY:-20s}")"
-	-deactivate-after "$(seconds "${DEACTIVATE_AFTER:-10s}")"
+	-deactivate-after "$(seconds "${DEACTIVATE_AFTER:-12s}")"
 	-delete-after "$(seconds "${DELETE_AFTER:-5s}")")
 [ -n "${HEAL:-}" ] && args+=(-heal "$(seconds "$HEAL")")
 [ "${BOTO3:-1}" = 0 ] && args+=(-boto3=false)

@@ -16,6 +16,10 @@ url, stop_file, heal_file, users = sys.argv[1], sys.argv[2], sys.argv[3], sys.ar
 results = {}
 
 
+def now():
+    return time.strftime("%H:%M:%S", time.gmtime())
+
+
 def key_id(session):
     try:
         return session.get_credentials().get_frozen_credentials().access_key
@@ -39,13 +43,13 @@ def consume(user):
         except botocore.exceptions.ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             if code in AUTH:
-                r["Failures"].append("%s with key %s: STS refused the key: %s" % (time.strftime("%H:%M:%S", time.gmtime()), key_id(session), code))
+                r["Failures"].append("%s with key %s: STS refused the key: %s" % (now(), key_id(session), code))
             else:
-                r["Unavailable"] += 1
-        except (botocore.exceptions.CredentialRetrievalError, botocore.exceptions.NoCredentialsError) as e:
-            r["Failures"].append("%s: no credentials: %s" % (time.strftime("%H:%M:%S", time.gmtime()), str(e).splitlines()[0][:240]))
-        except Exception:  # noqa: BLE001 - connection refused, timeouts: STS unavailable
-            r["Unavailable"] += 1
+                r["Unavailable"] += 1  # throttled, 5xx: not about the key
+        except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError):
+            r["Unavailable"] += 1  # STS not there (the sandbox killed) or too slow
+        except Exception as e:  # noqa: BLE001 - anything else (no credentials, "still expired") is a failure
+            r["Failures"].append("%s: %s: %s" % (now(), type(e).__name__, (str(e).splitlines() or [""])[0][:240]))
         time.sleep(0.5)
 
 

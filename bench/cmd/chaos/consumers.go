@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,9 +18,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // authCodes are STS's answers that the credentials themselves were refused:
@@ -205,10 +209,24 @@ func (c *consumerSet) record(user, via, keyID string, err error) {
 		c.mu.Unlock()
 		c.fail(user, via, keyID, "STS refused the key: "+apiErr.ErrorCode())
 		return
-	default:
-		s.Unavailable++
+	case errors.As(err, &apiErr), unreachable(err):
+		s.Unavailable++ // throttled, 5xx, or STS not there: not about the key
 		c.mu.Unlock()
+	default:
+		c.mu.Unlock()
+		c.fail(user, via, keyID, "unexpected error: "+firstLine(err.Error()))
 	}
+}
+
+// unreachable reports an error that says STS could not be reached or did
+// not answer in time (the sandbox killed or slow), or that the SDK's retry
+// budget ran out on such errors.
+func unreachable(err error) bool {
+	var send *smithyhttp.RequestSendError
+	var quota ratelimit.QuotaExceededError
+	var netErr net.Error
+	return errors.As(err, &send) || errors.As(err, &quota) || errors.As(err, &netErr) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 func (c *consumerSet) fail(user, via, keyID, what string) {

@@ -85,7 +85,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.rev, "rev", "", "the keyrot revision under test (printed with the figures)")
 	fs.BoolVar(&o.sabotage, "sabotage", false, "half way, deactivate a user's current key behind keyrot's back and write a secret into a log: the run must fail")
 	fs.DurationVar(&o.rotateEvery, "rotate-every", 20*time.Second, "rotation.rotate_every")
-	fs.DurationVar(&o.deactivateAfter, "deactivate-after", 10*time.Second, "rotation.deactivate_after")
+	fs.DurationVar(&o.deactivateAfter, "deactivate-after", 12*time.Second, "rotation.deactivate_after")
 	fs.DurationVar(&o.deleteAfter, "delete-after", 5*time.Second, "rotation.delete_after")
 	fs.DurationVar(&o.resync, "resync", 2*time.Second, "rotation.resync")
 	fs.DurationVar(&o.orphanGrace, "orphan-grace", 20*time.Second, "rotation.orphan_grace")

@@ -165,8 +165,9 @@ func (w *world) finalChecks(ctx context.Context, r *report, wa *watcher) {
 		sum += d
 	}
 	if n := len(w.apiOutages); n > 0 {
-		r.detail("API outages (engine kill to /readyz): %d, mean %s, longest %s; a credential_process consumer bridges up to 3/8 of deactivate_after (%s)",
-			n, (sum / time.Duration(n)).Round(time.Millisecond), longest.Round(time.Millisecond), (3 * w.o.deactivateAfter / 8).Round(time.Millisecond))
+		d := w.o.deactivateAfter
+		r.detail("API outages (engine kill to /readyz): %d, mean %s, longest %s; a credential_process consumer bridges up to %s (deactivate_after/2 - max(deactivate_after/8, 2s))",
+			n, (sum / time.Duration(n)).Round(time.Millisecond), longest.Round(time.Millisecond), (d/2 - max(d/8, 2*time.Second)).Round(time.Millisecond))
 	}
 	counts := sandbox.FaultCounts{}
 	for _, c := range []sandbox.FaultCounts{w.faultsBase, w.faultsLive} {
