@@ -195,7 +195,10 @@ log: {format: json}
 	if rotated < 3 || total < 4 {
 		t.Errorf("%d keys before the stall, %d in all: want three rotations or more while the consumer ran", rotated, total)
 	}
-	if res.OK < 100 {
+	// botocore runs credential_process, here this test binary, before
+	// every call: about 1 s each under -race (41 calls in 44 s), 0.1 s
+	// without. Enough calls to span every phase either way.
+	if res.OK < 30 {
 		t.Errorf("only %d STS calls succeeded in %s", res.OK, run)
 	}
 	t.Logf("boto3: %d STS calls, %d failures; %d keys in all (%d before the stall)", res.OK, len(res.Failures), total, rotated)
