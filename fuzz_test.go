@@ -70,3 +70,31 @@ func FuzzPlanUser(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseTimings: the timings tag on a secret is outside input (anyone
+// with TagResource can edit it). Any value either fails cleanly or gives
+// positive timings that print back to themselves, and a key annotated with
+// them never expires before now.
+func FuzzParseTimings(f *testing.F) {
+	for _, s := range []string{"5m 2m 1s", "90d 7d 1m", "20s 10s 0s", "5m 2m", "0s 2m 1s", "5m -2m 1s", "1e9d 1d 1d", "5m\t2m\n1s", "x y z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tm, err := keyrot.ParseTimings(s)
+		if err != nil {
+			return
+		}
+		if tm.RotateEvery <= 0 || tm.DeactivateAfter <= 0 {
+			t.Fatalf("ParseTimings(%q) = %+v", s, tm)
+		}
+		back, err := keyrot.ParseTimings(tm.String())
+		if err != nil || back != tm {
+			t.Fatalf("round trip of %q: %+v -> %q -> %+v, %v", s, tm, tm.String(), back, err)
+		}
+		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		c := keyrot.Credentials{AccessKeyID: "AKIAEXAMPLE", CreateDate: now.Add(-time.Hour), Timings: tm}.Annotate(now)
+		if c.Expiration.Before(now) {
+			t.Fatalf("timings %q: Expiration %s before now %s", s, c.Expiration, now)
+		}
+	})
+}

@@ -305,6 +305,14 @@ func retireKey(plan *Plan, k AccessKey, s SecretState, p Policy, now, since time
 		plan.retire(k.ID, Retirement{DeleteAt: now.Add(p.DeleteAfter), Adopted: adopted})
 		return now.Add(p.DeleteAfter)
 	}
+	if inactiveSince.After(now.Add(time.Second)) {
+		// Written before the deactivation as the latest moment it could
+		// take effect, and not brought back after it (a crash, a failed
+		// call): the key is Inactive now, so now is a safe start. (A
+		// record made now is at most a second ahead: rounded up.)
+		plan.add(Step{Kind: StepRecordInactive, KeyID: k.ID, Reason: "found inactive under a record written before its deactivation"})
+		return now.Add(p.DeleteAfter)
+	}
 	deleteAt := inactiveSince.Add(p.DeleteAfter)
 	plan.retire(k.ID, Retirement{DeleteAt: deleteAt, InactiveSince: inactiveSince, Adopted: adopted})
 	if now.Before(deleteAt) {

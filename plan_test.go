@@ -216,6 +216,22 @@ func TestPlanUser(t *testing.T) {
 			wantSteps:  []string{"record_inactive " + prevID},
 			wantNextAt: now.Add(2 * time.Minute),
 		},
+		{
+			// The deactivation wrote the end of its step as the record and
+			// was cut short before it could write when the key became
+			// inactive (found by bench/chaos.sh: the record used to be the
+			// step's start, and a deactivation slowed by retries let the
+			// key be deleted 1.6 s after it became inactive).
+			name:       "previous key inactive under a record still ahead: record now",
+			obs:        obs(withInactive(current(ago(3*time.Minute), prevID), prevID, now.Add(3*time.Minute)), inactive(prevID, ago(8*time.Minute)), active(curID, ago(3*time.Minute))),
+			wantSteps:  []string{"record_inactive " + prevID},
+			wantNextAt: now.Add(2 * time.Minute),
+		},
+		{
+			name:       "previous key inactive under a record made now, rounded up: wait for its deletion",
+			obs:        obs(withInactive(current(ago(3*time.Minute), prevID), prevID, now.Add(time.Second)), inactive(prevID, ago(8*time.Minute)), active(curID, ago(3*time.Minute))),
+			wantNextAt: now.Add(time.Minute + time.Second),
+		},
 
 		// Rotation due while the previous key is still on its way out.
 		{

@@ -712,11 +712,11 @@ func (r *Rotator) create(ctx context.Context, u User, obs Observation, intent In
 // out. Its deletion waits like every other. If neither can be done, the
 // intent stays and the key will be treated as one keyrot did not create.
 func (r *Rotator) abandonUnstored(ctx context.Context, u User, keyID string, storeErr error) error {
-	now := r.cfg.Clock.Now()
 	var problems []error
 	if err := r.cfg.Keys.SetKeyStatus(ctx, u.Name, keyID, KeyInactive); err != nil && !errors.Is(err, ErrKeyNotFound) {
 		problems = append(problems, fmt.Errorf("deactivate it: %w", err))
 	}
+	now := r.cfg.Clock.Now() // after the call: its deletion counts from here
 	conflict := errors.Is(storeErr, ErrConflict)
 	if err := r.cfg.Secrets.MarkInactive(ctx, u.Name, keyID, now); err != nil {
 		problems = append(problems, fmt.Errorf("record it: %w", err))
@@ -855,7 +855,14 @@ func (r *Rotator) deactivate(ctx context.Context, u User, obs Observation, keyID
 		r.emit(ctx, u, Event{Kind: EventWarning, Warning: WarnKeyInUse, KeyID: keyID, LastUsed: lastUsed,
 			Summary: fmt.Sprintf("key %s was used at %s, after its successor became current; whatever used it will fail once it is deactivated", keyID, lastUsed.UTC().Format(time.RFC3339))})
 	}
-	if err := r.cfg.Secrets.MarkDeactivating(ctx, u.Name, keyID, now); err != nil {
+	// The record goes first, so that a crash after the call still leaves
+	// the key keyrot's and its deactivation to be told. The deletion counts
+	// from it, and the call can take long (retries through throttling), so
+	// it first holds the latest moment the call can take effect, the end of
+	// the step, and the moment the call returned once it has; a pass that
+	// finds the key Inactive under a record still ahead records its own
+	// time (retireKey).
+	if err := r.cfg.Secrets.MarkDeactivating(ctx, u.Name, keyID, now.Add(r.stepTimeout())); err != nil {
 		return fmt.Errorf("record deactivation of key %s: %w", keyID, err)
 	}
 	if err := r.hook(ctx, "after-mark-inactive"); err != nil {
@@ -870,7 +877,11 @@ func (r *Rotator) deactivate(ctx context.Context, u User, obs Observation, keyID
 	if err := r.hook(ctx, "after-set-inactive"); err != nil {
 		return err
 	}
-	return r.report(ctx, u, r.deactivatedEvent(u.Name, keyID, now, lastUsed))
+	inactiveAt := r.cfg.Clock.Now()
+	if err := r.cfg.Secrets.MarkInactive(ctx, u.Name, keyID, inactiveAt); err != nil {
+		r.log.Warn("record when the key became inactive; the next pass records it", "user", u.Name, "key_id", keyID, "error", err)
+	}
+	return r.report(ctx, u, r.deactivatedEvent(u.Name, keyID, inactiveAt, lastUsed))
 }
 
 func (r *Rotator) delete(ctx context.Context, u User, keyID string) error {

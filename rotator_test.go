@@ -898,6 +898,74 @@ func TestRotatorDeactivate(t *testing.T) {
 	}
 }
 
+// TestRotatorDeletionCountsFromTheDeactivation: setting a key Inactive can
+// take long (the SDK retrying through throttling). Its deletion counts from
+// when the call returned, never from when the step began; if the record of
+// that moment is never written (here a crash right after the call), the record
+// written before the call, the end of the step, holds until a pass finds
+// the key Inactive and records its own time. (Found by bench/chaos.sh: a
+// deactivation slowed by retries let a key be deleted 1.6 s after it
+// became inactive, with delete_after 5 s.)
+func TestRotatorDeletionCountsFromTheDeactivation(t *testing.T) {
+	const slow = 40 * time.Second
+	for _, lost := range []bool{false, true} {
+		t.Run(fmt.Sprintf("record after the call lost: %v", lost), func(t *testing.T) {
+			w := newWorld(t)
+			w.addUser("alice", nil)
+			w.withCurrent("alice", ago(2*time.Minute), prevID, keyrot.KeyActive)
+			setStatus := w.keys.SetKeyStatusFn
+			w.keys.SetKeyStatusFn = func(ctx context.Context, user, id string, status keyrot.KeyStatus) error {
+				w.clock.Advance(slow) // the call takes effect at its very end
+				return setStatus(ctx, user, id, status)
+			}
+			crash := lost
+			rot := w.rotator(func(c *keyrot.RotatorConfig) {
+				c.StepHook = func(_ context.Context, point string) error {
+					if crash && point == "after-set-inactive" {
+						crash = false
+						return errors.New("killed")
+					}
+					return nil
+				}
+			})
+			if _, err := rot.Reconcile(context.Background(), "alice", keyrot.RunOptions{}); (err != nil) != lost {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			inactiveAt := now.Add(slow)
+			recorded := w.state("alice").Inactive[prevID]
+			if recorded.Before(inactiveAt) {
+				t.Fatalf("deletion counts from %s, before the key became inactive at %s", recorded, inactiveAt)
+			}
+			if !lost && !recorded.Equal(inactiveAt) {
+				t.Errorf("inactive record = %s, want %s", recorded, inactiveAt)
+			}
+			if lost {
+				// A later pass finds the key Inactive under the record
+				// written before the call, and records its own time.
+				w.clock.Set(inactiveAt.Add(10 * time.Second))
+				res, err := rot.Reconcile(context.Background(), "alice", keyrot.RunOptions{})
+				if err != nil {
+					t.Fatalf("second Reconcile: %v", err)
+				}
+				if got, want := describeSteps(res.Done), []string{"report " + prevID, "record_inactive " + prevID}; !slices.Equal(got, want) {
+					t.Fatalf("second pass: done %q, want %q", got, want)
+				}
+				inactiveAt = w.clock.Now()
+			}
+			w.clock.Set(inactiveAt.Add(time.Minute - time.Second))
+			res, err := rot.Reconcile(context.Background(), "alice", keyrot.RunOptions{})
+			if err != nil || len(res.Done) != 0 {
+				t.Fatalf("a second before delete_after: done %q (%v), want nothing", describeSteps(res.Done), err)
+			}
+			w.clock.Set(inactiveAt.Add(time.Minute))
+			res, err = rot.Reconcile(context.Background(), "alice", keyrot.RunOptions{})
+			if got, want := describeSteps(res.Done), []string{"delete " + prevID}; err != nil || !slices.Equal(got, want) {
+				t.Fatalf("at delete_after: done %q (%v), want %q", got, err, want)
+			}
+		})
+	}
+}
+
 func TestRotatorDeleteThenCreateInOnePass(t *testing.T) {
 	w := newWorld(t)
 	w.addUser("alice", nil)

@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/keyrot/keyrot"
+	keyrothttp "github.com/keyrot/keyrot/http"
 )
 
 // FuzzHandler sends arbitrary methods, paths, queries and headers: the API
@@ -68,6 +71,42 @@ func FuzzHandler(f *testing.F) {
 					t.Fatalf("%d body contains a secret: %s", w.Code, body)
 				}
 			}
+		}
+	})
+}
+
+// FuzzParseKeys: the API keys kept in a Secrets Manager secret
+// (api.keys_secret) are outside input. Any value either fails with an
+// error or gives keys that all validate, with unique names, and a server
+// accepts them.
+func FuzzParseKeys(f *testing.F) {
+	_, hash, _ := keyrothttp.GenerateAPIKey()
+	for _, s := range []string{
+		`[{"name":"ci","hash":"` + hash + `","users":["ci-*"]}]`,
+		`{"keys":[{"name":"ops","hash":"` + hash + `","users":["*"],"list":true}]}`,
+		`[{"name":"a","hash":"` + hash + `"},{"name":"a","hash":"` + hash + `"}]`,
+		`[{"name":"x","hash":"krt_not-a-hash"}]`,
+		`{"keys":[],"extra":1}`, `[]`, `{`, `null`, ` [ ] `,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		keys, err := keyrothttp.ParseKeys(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		names := map[string]bool{}
+		for _, k := range keys {
+			if err := k.Validate(); err != nil {
+				t.Fatalf("ParseKeys(%q) accepted an invalid key %+v: %v", s, k, err)
+			}
+			if names[k.Name] {
+				t.Fatalf("ParseKeys(%q) accepted the name %q twice", s, k.Name)
+			}
+			names[k.Name] = true
+		}
+		if _, err := keyrothttp.NewServer(keyrothttp.ServerConfig{Keys: keys, RateLimit: -1}, keyrothttp.NewCache(nil, keyrot.DefaultPolicy())); len(keys) > 0 && err != nil {
+			t.Fatalf("ParseKeys(%q) gave keys a server refuses: %v", s, err)
 		}
 	})
 }

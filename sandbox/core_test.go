@@ -508,3 +508,53 @@ func signRaw(t *testing.T, s *sandbox.Server, req *http.Request, payload []byte,
 		t.Fatal(err)
 	}
 }
+
+// TestAdminCounts: the admin endpoints count the faults injected and list
+// every key issued, deleted ones too, for a chaos run's figures and its
+// search for leaked secrets.
+func TestAdminCounts(t *testing.T) {
+	e := newCoreEnv(t, sandbox.Options{})
+	ctx := context.Background()
+	getJSON := func(path string, v any) {
+		t.Helper()
+		resp, err := http.Get(e.s.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	e.s.SetFaults(sandbox.Faults{Rules: []sandbox.FaultRule{
+		{Operation: "CreateUser", Kind: sandbox.FaultThrottle, Count: 1},
+		{Operation: "CreateAccessKey", Kind: sandbox.FaultLostResponse, Count: 1},
+	}})
+	kept := e.newUserWithKey(t, "counted") // one throttle, one lost response, both retried
+	var counts sandbox.FaultCounts
+	getJSON("/_sandbox/faults/injected", &counts)
+	if counts[sandbox.FaultThrottle] != 1 || counts[sandbox.FaultLostResponse] != 1 || counts[sandbox.Fault5xx] != 0 {
+		t.Errorf("injected = %v, want one throttle and one lost response", counts)
+	}
+
+	var keys []sandbox.IssuedKey
+	getJSON("/_sandbox/iam/access-keys", &keys)
+	if len(keys) != 2 {
+		t.Fatalf("issued keys = %+v, want the lost response's and the kept one", keys)
+	}
+	lost, keptAt := keys[0], 1
+	if lost.AccessKeyID == aws.ToString(kept.AccessKeyId) {
+		lost, keptAt = keys[1], 0
+	}
+	if _, err := e.iam.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String("counted"), AccessKeyId: aws.String(lost.AccessKeyID), Status: "Inactive"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.iam.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String("counted"), AccessKeyId: aws.String(lost.AccessKeyID)}); err != nil {
+		t.Fatal(err)
+	}
+	getJSON("/_sandbox/iam/access-keys", &keys)
+	if len(keys) != 2 || !keys[1-keptAt].Deleted || keys[1-keptAt].SecretAccessKey == "" || keys[keptAt].Deleted ||
+		keys[keptAt].SecretAccessKey != aws.ToString(kept.SecretAccessKey) || keys[keptAt].UserName != "counted" {
+		t.Errorf("issued keys after a deletion = %+v", keys)
+	}
+}

@@ -21,6 +21,8 @@ type Faults struct {
 	Latency time.Duration `json:"latency,omitempty"`
 	// PropagationDelay: a new IAM access key is not accepted (STS, signature
 	// checks) until its CreateDate plus this delay, on the sandbox's Clock.
+	// The delay in force when a key is created is the one it gets: changing
+	// it later does not withdraw a key already accepted.
 	PropagationDelay time.Duration `json:"propagation_delay,omitempty"`
 }
 
@@ -119,13 +121,18 @@ func (f Faults) validate() error {
 
 // faultInjector decides, call by call, whether to inject a fault.
 type faultInjector struct {
-	mu     sync.Mutex
-	rng    *rand.Rand
-	faults Faults
+	mu       sync.Mutex
+	rng      *rand.Rand
+	faults   Faults
+	injected map[string]uint64 // by kind, since the sandbox started
 }
 
+// FaultCounts is how many faults of each kind the sandbox has injected
+// since it started (GET /_sandbox/faults/injected).
+type FaultCounts map[string]uint64
+
 func newFaultInjector(seed int64, f Faults) *faultInjector {
-	fi := &faultInjector{rng: rand.New(rand.NewPCG(uint64(seed), 0xfa017))}
+	fi := &faultInjector{rng: rand.New(rand.NewPCG(uint64(seed), 0xfa017)), injected: map[string]uint64{}}
 	fi.set(f)
 	return fi
 }
@@ -143,6 +150,16 @@ func (fi *faultInjector) get() Faults {
 	f := fi.faults
 	f.Rules = append([]FaultRule(nil), f.Rules...)
 	return f
+}
+
+func (fi *faultInjector) counts() FaultCounts {
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
+	out := FaultCounts{FaultThrottle: 0, Fault5xx: 0, FaultLostResponse: 0}
+	for k, n := range fi.injected {
+		out[k] = n
+	}
+	return out
 }
 
 func (fi *faultInjector) propagationDelay() time.Duration {
@@ -190,8 +207,10 @@ func (fi *faultInjector) check(service, op string) (injected *apiError, lost boo
 			if r.Count == 0 { // spent
 				fi.faults.Rules = slices.Delete(fi.faults.Rules, i, i+1)
 			}
+			fi.injected[kind]++
 			return faultError(service, kind), kind == FaultLostResponse
 		case r.Rate > 0 && fi.rng.Float64() < r.Rate:
+			fi.injected[r.Kind]++
 			return faultError(service, r.Kind), r.Kind == FaultLostResponse
 		}
 	}

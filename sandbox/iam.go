@@ -23,6 +23,12 @@ type iamService struct {
 	account string
 	seed    int64
 	changed func()
+	// used is told of a last-use record: persisted in the background, as
+	// AWS itself updates last-used dates lazily. Defaults to changed.
+	used func()
+	// propagation is how long a key created now waits before STS and
+	// signature checks accept it.
+	propagation func() time.Duration
 
 	mu        sync.RWMutex
 	rng       *rand.Rand
@@ -34,6 +40,21 @@ type iamService struct {
 
 	report      *credentialReport // the last credential report (not persisted)
 	reportDelay time.Duration     // how long generating a report takes, on clock
+	deleted     []IssuedKey       // keys deleted since the sandbox started
+}
+
+// IssuedKey is an access key the sandbox has handed out, as
+// GET /_sandbox/iam/access-keys lists it, so a test can check that a secret
+// never shows where it must not (logs, emails, metrics).
+type IssuedKey struct {
+	UserName        string    `json:"user_name"`
+	AccessKeyID     string    `json:"access_key_id"`
+	SecretAccessKey string    `json:"secret_access_key"`
+	Status          string    `json:"status"`
+	Created         time.Time `json:"created"`
+	// Deleted: the key was deleted since the sandbox started (keys deleted
+	// before a restart are not remembered).
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 type iamTag struct {
@@ -68,10 +89,16 @@ type iamKey struct {
 	LastUsed    *time.Time `json:"last_used,omitempty"`
 	LastService string     `json:"last_service,omitempty"`
 	LastRegion  string     `json:"last_region,omitempty"`
+	// Propagated is when the key is first accepted: its CreateDate plus the
+	// propagation delay in force when it was created. A key accepted once
+	// stays accepted, as in IAM, whatever the delay becomes later. Zero (a
+	// state file written before this field) means at once.
+	Propagated time.Time `json:"propagated,omitempty"`
 }
 
 func newIAM(clock Clock, account string, seed int64, changed func()) *iamService {
-	m := &iamService{clock: clock, account: account, seed: seed, changed: changed}
+	m := &iamService{clock: clock, account: account, seed: seed, changed: changed, used: changed,
+		propagation: func() time.Duration { return 0 }}
 	m.reset(0)
 	return m
 }
@@ -111,12 +138,12 @@ func (m *iamService) newID(prefix string) string {
 }
 
 // credential looks up an access key for authentication: it must exist, be
-// Active and have propagated (CreateDate + delay <= now).
-func (m *iamService) credential(akid string, now time.Time, delay time.Duration) (secret string, p principal, ok bool) {
+// Active and have propagated (Propagated <= now).
+func (m *iamService) credential(akid string, now time.Time) (secret string, p principal, ok bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	k, found := m.keys[akid]
-	if !found || k.Status != "Active" || now.Before(k.Created.Add(delay)) {
+	if !found || k.Status != "Active" || now.Before(k.Propagated) {
 		return "", principal{}, false
 	}
 	u := m.users[k.User]
@@ -131,7 +158,7 @@ func (m *iamService) recordUse(akid string, now time.Time, service, region strin
 		k.LastUsed, k.LastService, k.LastRegion = &t, service, region
 	}
 	m.mu.Unlock()
-	m.changed()
+	m.used()
 }
 
 // whoami returns the caller's identity for STS.
@@ -893,12 +920,14 @@ func (m *iamService) createAccessKey(caller principal, form url.Values) (any, *a
 			break
 		}
 	}
+	now := m.clock.Now().UTC()
 	k := &iamKey{
-		ID:      id,
-		Secret:  m.randString(secretAlphabet, 40),
-		User:    strings.ToLower(u.Name),
-		Status:  "Active",
-		Created: m.clock.Now().UTC(),
+		ID:         id,
+		Secret:     m.randString(secretAlphabet, 40),
+		User:       strings.ToLower(u.Name),
+		Status:     "Active",
+		Created:    now,
+		Propagated: now.Add(m.propagation()),
 	}
 	m.keys[id] = k
 	u.Keys = append(u.Keys, id)
@@ -984,6 +1013,8 @@ func (m *iamService) deleteAccessKey(caller principal, form url.Values) (any, *a
 	}
 	delete(m.keys, k.ID)
 	u.Keys = slices.DeleteFunc(u.Keys, func(id string) bool { return id == k.ID })
+	m.deleted = append(m.deleted, IssuedKey{UserName: u.Name, AccessKeyID: k.ID, SecretAccessKey: k.Secret,
+		Status: k.Status, Created: k.Created, Deleted: true})
 	m.changed()
 	return nil, nil
 }
@@ -1007,6 +1038,25 @@ func (m *iamService) getAccessKeyLastUsed(_ principal, form url.Values) (any, *a
 		res.AccessKeyLastUsed.ServiceName, res.AccessKeyLastUsed.Region = k.LastService, k.LastRegion
 	}
 	return res, nil
+}
+
+// issuedKeys lists every key that exists and every key deleted since the
+// sandbox started, by creation date (then id).
+func (m *iamService) issuedKeys() []IssuedKey {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := append([]IssuedKey{}, m.deleted...)
+	for _, k := range m.keys {
+		out = append(out, IssuedKey{UserName: m.users[k.User].Name, AccessKeyID: k.ID, SecretAccessKey: k.Secret,
+			Status: k.Status, Created: k.Created})
+	}
+	slices.SortFunc(out, func(a, b IssuedKey) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.AccessKeyID, b.AccessKeyID)
+	})
+	return out
 }
 
 // --- persistence --------------------------------------------------------------

@@ -504,3 +504,32 @@ func TestPropagationDelay(t *testing.T) {
 		t.Fatalf("after the delay: %v", err)
 	}
 }
+
+// TestPropagationDelayIsFixedWhenTheKeyIsCreated: raising the delay later
+// does not withdraw a key STS already accepts (IAM never does); a key made
+// after the change waits the new delay.
+func TestPropagationDelayIsFixedWhenTheKeyIsCreated(t *testing.T) {
+	e := newCoreEnv(t, sandbox.Options{Faults: sandbox.Faults{PropagationDelay: 2 * time.Second}})
+	ctx := context.Background()
+	old := e.newUserWithKey(t, "grace")
+	e.clock.Advance(2 * time.Second)
+	if _, err := e.userSTS(t, old).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err != nil {
+		t.Fatalf("old key after its delay: %v", err)
+	}
+	e.s.SetFaults(sandbox.Faults{PropagationDelay: 30 * time.Second})
+	if _, err := e.userSTS(t, old).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err != nil {
+		t.Fatalf("old key after the delay was raised: %v", err)
+	}
+	out := ok1[*iam.CreateAccessKeyOutput](t)(e.iam.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String("grace")}))
+	fresh := e.userSTS(t, out.AccessKey)
+	e.clock.Advance(29 * time.Second)
+	_, err := fresh.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	expectCode(t, err, "InvalidClientTokenId")
+	e.s.SetFaults(sandbox.Faults{}) // lowering it does not hurry the new key either
+	_, err = fresh.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	expectCode(t, err, "InvalidClientTokenId")
+	e.clock.Advance(time.Second)
+	if _, err := fresh.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err != nil {
+		t.Fatalf("new key after its 30 s: %v", err)
+	}
+}

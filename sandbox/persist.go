@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyrot/keyrot/internal/atomicfile"
@@ -18,7 +19,11 @@ const stateFile = "state.json"
 
 // persister keeps DATADIR/state.json up to date: services signal a change,
 // a background goroutine coalesces the signals and writes the file
-// atomically, and close writes it one last time.
+// atomically, and close writes it one last time. A call that changed the
+// state is answered only once the change is on disk (sync), as AWS answers
+// only committed writes: a sandbox killed with -9 and restarted on its data
+// has every change it acknowledged. Last-use records (touch) are written
+// in the background only.
 type persister struct {
 	dir    string
 	logger *slog.Logger
@@ -30,7 +35,10 @@ type persister struct {
 	stop chan struct{}
 	done chan struct{}
 
-	writeMu sync.Mutex // one write at a time
+	changes atomic.Uint64 // changes signalled so far
+	touched atomic.Bool   // a change not counted in changes is not on disk
+	writeMu sync.Mutex    // one write at a time
+	written uint64        // changes on disk; guarded by writeMu
 	once    sync.Once
 }
 
@@ -55,8 +63,21 @@ func (p *persister) register(name string, svc any) {
 	p.services[name] = ps
 }
 
-// signal tells the persister that some state changed. It never blocks.
+// signal tells the persister that some state changed, to be on disk
+// before the next sync returns. It never blocks.
 func (p *persister) signal() {
+	p.changes.Add(1)
+	p.wake()
+}
+
+// touch asks for a background write of a change that need not be on disk
+// before its call is answered. It never blocks.
+func (p *persister) touch() {
+	p.touched.Store(true)
+	p.wake()
+}
+
+func (p *persister) wake() {
 	select {
 	case p.kick <- struct{}{}:
 	default:
@@ -92,7 +113,13 @@ func (p *persister) start() {
 	go p.loop()
 }
 
-// loop writes the state at most every 50ms while changes keep coming.
+// backgroundEvery spaces the background writes: a call that changed the
+// state has written it already (sync), so these carry last-use records and
+// the admin endpoints' changes, which need not be on disk at once.
+const backgroundEvery = 500 * time.Millisecond
+
+// loop writes the state at most every backgroundEvery while changes keep
+// coming.
 func (p *persister) loop() {
 	defer close(p.done)
 	for {
@@ -101,13 +128,13 @@ func (p *persister) loop() {
 			return
 		case <-p.kick:
 		}
-		if err := p.flush(); err != nil {
+		if err := p.flushPending(); err != nil {
 			p.logger.Error("persist state", "dir", p.dir, "err", err)
 		}
 		select {
 		case <-p.stop:
 			return
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(backgroundEvery):
 		}
 	}
 }
@@ -119,11 +146,39 @@ func (p *persister) close() error {
 	return p.flush()
 }
 
+// flushPending writes the state if a change is not on disk yet.
+func (p *persister) flushPending() error {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	if !p.touched.Load() && p.written >= p.changes.Load() {
+		return nil // the calls that made the changes wrote them
+	}
+	return p.flushLocked()
+}
+
+// sync returns once every change signalled before it was called is on
+// disk, writing the file if a change is not.
+func (p *persister) sync() error {
+	want := p.changes.Load()
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	if p.written >= want {
+		return nil // another call's write took ours with it
+	}
+	return p.flushLocked()
+}
+
 // flush writes every service's snapshot to state.json atomically: a
 // temporary file in the same directory, fsync, rename, fsync the directory.
 func (p *persister) flush() error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
+	return p.flushLocked()
+}
+
+func (p *persister) flushLocked() error {
+	upTo := p.changes.Load() // the snapshots below include at least these
+	p.touched.Store(false)
 	state := make(map[string]json.RawMessage, len(p.names))
 	for _, name := range p.names {
 		raw, err := p.services[name].snapshot()
@@ -139,5 +194,6 @@ func (p *persister) flush() error {
 	if err := atomicfile.Write(p.dir, stateFile, append(b, '\n')); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
+	p.written = upTo
 	return nil
 }

@@ -7,6 +7,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -128,6 +129,10 @@ func New(opts Options) (*Server, error) {
 	}
 	s.iam = newIAM(opts.Clock, opts.AccountID, opts.Seed, signal)
 	s.iam.reportDelay = opts.CredentialReportDelay
+	s.iam.propagation = s.faults.propagationDelay
+	if s.store != nil {
+		s.iam.used = s.store.touch
+	}
 	s.sm = newSecretsManager(opts.Clock, opts.AccountID, opts.Region, opts.Seed, signal)
 	s.ses = newSES(opts.Clock, opts.Seed, signal)
 	s.ses.setMaxSendRate(opts.SESMaxSendRate)
@@ -223,8 +228,21 @@ func (s *Server) Faults() Faults { return s.faults.get() }
 // Outbox returns the emails SES v2 has "sent", oldest first.
 func (s *Server) Outbox() []Email { return s.ses.outbox() }
 
+// DrainOutbox returns the emails SES v2 has "sent", oldest first, and
+// empties the outbox at once (a long test keeps the outbox, and the state
+// file, small this way without losing a message).
+func (s *Server) DrainOutbox() []Email { return s.ses.drainOutbox() }
+
 // ClearOutbox empties the SES outbox.
 func (s *Server) ClearOutbox() { s.ses.clearOutbox() }
+
+// FaultCounts returns how many faults of each kind were injected since the
+// sandbox started.
+func (s *Server) FaultCounts() FaultCounts { return s.faults.counts() }
+
+// IssuedKeys returns every access key that exists and every one deleted
+// since the sandbox started, secrets included, oldest first.
+func (s *Server) IssuedKeys() []IssuedKey { return s.iam.issuedKeys() }
 
 // AdminCredentials returns the admin access key id and secret access key.
 func (s *Server) AdminCredentials() (id, secret string) {
@@ -308,11 +326,22 @@ func (s *Server) serveAWS(w http.ResponseWriter, r *http.Request, c *call) {
 		s.logger.Debug("fault injected", "service", c.service, "op", c.op, "code", apiErr.Code, "lost_response", lost)
 		if lost {
 			s.dispatch(discardResponse{header: http.Header{}}, r, c, form)
+			if !s.durable(w, c) {
+				return
+			}
 		}
 		s.writeError(w, c, apiErr)
 		return
 	}
-	s.dispatch(w, r, c, form)
+	if s.store == nil {
+		s.dispatch(w, r, c, form)
+	} else {
+		var buf bufferedResponse
+		s.dispatch(&buf, r, c, form)
+		if s.durable(w, c) {
+			buf.sendTo(w)
+		}
+	}
 	s.logger.Debug("aws call", "service", c.service, "op", c.op, "key", c.caller.AccessKeyID,
 		"request_id", c.requestID, "duration", time.Since(start))
 }
@@ -383,6 +412,60 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, form 
 		}
 		writeJSON(w, c, "application/json", status, resp)
 	}
+}
+
+// durable waits until the call's changes are on disk (with DataDir), so
+// that what a call acknowledges survives a kill -9. If they cannot be
+// written, it answers with a 500 and reports false.
+func (s *Server) durable(w http.ResponseWriter, c *call) bool {
+	if s.store == nil {
+		return true
+	}
+	if err := s.store.sync(); err != nil {
+		s.logger.Error("persist state before answering", "service", c.service, "op", c.op, "err", err)
+		s.writeError(w, c, errorf(http.StatusInternalServerError, "InternalFailure",
+			"The request processing has failed because of an unknown error, exception or failure."))
+		return false
+	}
+	return true
+}
+
+// bufferedResponse holds a response until its call's changes are on disk.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header {
+	if b.header == nil {
+		b.header = http.Header{}
+	}
+	return b.header
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+func (b *bufferedResponse) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedResponse) sendTo(w http.ResponseWriter) {
+	for k, v := range b.header {
+		w.Header()[k] = v
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	w.WriteHeader(b.status)
+	_, _ = w.Write(b.body.Bytes())
 }
 
 // discardResponse takes the response of a call whose answer is lost.
@@ -460,12 +543,21 @@ func (s *Server) adminMux() http.Handler {
 	mux.HandleFunc("GET /_sandbox/calls", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, s.Calls())
 	})
+	mux.HandleFunc("POST /_sandbox/ses/outbox/drain", func(w http.ResponseWriter, r *http.Request) {
+		adminJSON(w, http.StatusOK, s.DrainOutbox())
+	})
 	mux.HandleFunc("DELETE /_sandbox/calls", func(w http.ResponseWriter, r *http.Request) {
 		s.ResetCalls()
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /_sandbox/faults", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, s.Faults())
+	})
+	mux.HandleFunc("GET /_sandbox/faults/injected", func(w http.ResponseWriter, r *http.Request) {
+		adminJSON(w, http.StatusOK, s.FaultCounts())
+	})
+	mux.HandleFunc("GET /_sandbox/iam/access-keys", func(w http.ResponseWriter, r *http.Request) {
+		adminJSON(w, http.StatusOK, s.IssuedKeys())
 	})
 	mux.HandleFunc("POST /_sandbox/faults", func(w http.ResponseWriter, r *http.Request) {
 		var f Faults

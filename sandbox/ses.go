@@ -387,6 +387,19 @@ func (s *sesService) outbox() []Email {
 	return append(out, s.box[:s.head]...)
 }
 
+// drainOutbox returns the outbox, oldest first, and empties it in the same
+// step, so a reader that drains repeatedly sees every message exactly once.
+func (s *sesService) drainOutbox() []Email {
+	s.mu.Lock()
+	out := make([]Email, 0, len(s.box))
+	out = append(out, s.box[s.head:]...)
+	out = append(out, s.box[:s.head]...)
+	s.box, s.head = nil, 0
+	s.mu.Unlock()
+	s.changed()
+	return out
+}
+
 // clearOutbox empties the outbox (the sending statistics are kept).
 func (s *sesService) clearOutbox() {
 	s.mu.Lock()

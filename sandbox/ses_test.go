@@ -277,3 +277,34 @@ func TestSESConcurrentSends(t *testing.T) {
 		t.Errorf("%d distinct message ids, want 80", len(ids))
 	}
 }
+
+// TestSESDrainOutbox: draining hands over every message once and leaves
+// the outbox empty; a message sent after the drain is in the next one.
+func TestSESDrainOutbox(t *testing.T) {
+	e := newSESEnv(t)
+	ctx := context.Background()
+	drain := func() []sandbox.Email {
+		t.Helper()
+		resp, err := http.Post(e.srv.URL()+"/_sandbox/ses/outbox/drain", "application/json", nil)
+		smMust(t, err, "drain outbox")
+		defer resp.Body.Close()
+		var got []sandbox.Email
+		smMust(t, json.NewDecoder(resp.Body).Decode(&got), "decode drained outbox")
+		return got
+	}
+	for _, subject := range []string{"one", "two"} {
+		_, err := e.ses.SendEmail(ctx, simpleEmail("keyrot@example.com", []string{"a@example.com"}, subject, "x", ""))
+		smMust(t, err, "send")
+	}
+	if got := drain(); len(got) != 2 || got[0].Subject != "one" || got[1].Subject != "two" {
+		t.Fatalf("first drain = %+v, want one and two", got)
+	}
+	_, err := e.ses.SendEmail(ctx, simpleEmail("keyrot@example.com", []string{"a@example.com"}, "three", "x", ""))
+	smMust(t, err, "send")
+	if got := drain(); len(got) != 1 || got[0].Subject != "three" {
+		t.Fatalf("second drain = %+v, want three alone", got)
+	}
+	if n := len(e.srv.Outbox()); n != 0 {
+		t.Errorf("outbox has %d messages after draining", n)
+	}
+}

@@ -284,7 +284,7 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 			return &usageError{"set KEYROT_API_KEY to your API key (or use --direct)"}
 		}
 		client := &keyrothttp.Client{BaseURL: *apiURL, APIKey: key}
-		cache := credentialCache(envOr("KEYROT_CACHE_DIR", ""))
+		cache := credentialCache(envOr("KEYROT_CACHE_DIR", ""), m.clock().Now)
 		var err error
 		if *format != keyrothttp.FormatCredentialProcess || *noCache || cache == nil {
 			if body, err = client.Credentials(ctx, user, *format); err != nil {
@@ -305,7 +305,7 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 			fmt.Fprintf(m.Stderr, "keyrot credentials: the API is unreachable (%v); serving the cached key %s, valid until %s\n",
 				res.Unreachable, res.Creds.AccessKeyID, res.Creds.Expiration.UTC().Format(time.RFC3339))
 		}
-		if body, err = keyrothttp.Render(res.Creds, *format); err != nil {
+		if body, err = keyrothttp.Render(res.ForSDK(), *format); err != nil {
 			return err
 		}
 	}
@@ -318,7 +318,7 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 
 // credentialCache is the credential_process cache in dir, else in the
 // user's cache directory; nil when there is none (no home directory).
-func credentialCache(dir string) *credcache.Cache {
+func credentialCache(dir string, now func() time.Time) *credcache.Cache {
 	if dir == "" {
 		base, err := os.UserCacheDir()
 		if err != nil {
@@ -326,7 +326,7 @@ func credentialCache(dir string) *credcache.Cache {
 		}
 		dir = filepath.Join(base, "keyrot")
 	}
-	return &credcache.Cache{Dir: dir}
+	return &credcache.Cache{Dir: dir, Now: now}
 }
 
 // flagSet reports whether the flag name was given on the command line.

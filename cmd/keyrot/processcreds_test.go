@@ -21,6 +21,7 @@ import (
 	"github.com/keyrot/keyrot"
 	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/credcache"
+	"github.com/keyrot/keyrot/mock"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
 )
 
@@ -172,14 +173,19 @@ func TestCredentialProcessCache(t *testing.T) {
 	defer ts.Close()
 	cacheDir := filepath.Join(t.TempDir(), "cache")
 	want := app.Annotate(now) // the cache's fallback timings: the key was stored without any
-	check := func(out string) {
+	check := func(out string, until ...time.Time) {
 		t.Helper()
+		if len(until) == 0 {
+			// Through the cache, the SDK is told to come back at the
+			// cache's refresh time (here NextRotation).
+			until = append(until, want.NextRotation)
+		}
 		var got keyrothttp.CredentialProcessResponse
 		if err := json.Unmarshal([]byte(out), &got); err != nil {
 			t.Fatalf("output %q: %v", out, err)
 		}
-		if got.Version != 1 || got.AccessKeyId != app.AccessKeyID || got.SecretAccessKey != app.SecretAccessKey || !got.Expiration.Equal(want.Expiration) {
-			t.Fatalf("output %+v, want %s until %s", got, app.AccessKeyID, want.Expiration)
+		if got.Version != 1 || got.AccessKeyId != app.AccessKeyID || got.SecretAccessKey != app.SecretAccessKey || !got.Expiration.Equal(until[0]) {
+			t.Fatalf("output %+v, want %s until %s", got, app.AccessKeyID, until[0])
 		}
 	}
 
@@ -210,7 +216,7 @@ func TestCredentialProcessCache(t *testing.T) {
 	if out, _, err := credentialProcess(ctx, ts.URL, apiKey, cacheDir, "app", "--no-cache"); err != nil || requests.Load() != first+1 {
 		t.Fatalf("--no-cache: %v, %d requests", err, requests.Load())
 	} else {
-		check(out)
+		check(out, want.Expiration) // the API's answer as is
 	}
 	files, _ := filepath.Glob(filepath.Join(cacheDir, "*"))
 	if len(files) != 1 {
@@ -243,5 +249,63 @@ func TestCredentialProcessCache(t *testing.T) {
 	out, stderr, err = credentialProcess(ctx, ts.URL, apiKey, cacheDir, "gone")
 	if err == nil || strings.Contains(out, "AKIAGONE") || !strings.Contains(stderr, "connect") {
 		t.Fatalf("API down, cached key expired: served %q (%v, %s)", out, err, stderr)
+	}
+}
+
+// TestCredentialProcessAsksAgainAtTheRefreshTime: the AWS SDK for Go runs
+// credential_process only once the Expiration it was given has passed. Told
+// the key's own Expiration, it came back exactly when the cached key could
+// no longer bridge an API outage, so every Go consumer failed through an
+// API restart that spanned that moment (found by bench/chaos.sh). It is
+// told the cache's refresh time instead: when it comes back then with the
+// API down, the cached key is served (and asked for again half way to its
+// own Expiration, in case the API is back), never past that Expiration.
+func TestCredentialProcessAsksAgainAtTheRefreshTime(t *testing.T) {
+	ctx := context.Background()
+	clk := mock.NewClock(time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC))
+	policy := keyrot.DefaultPolicy()
+	cache := keyrothttp.NewCache(nil, policy, keyrothttp.WithCacheClock(clk))
+	app := keyrot.Credentials{UserName: "app", AccessKeyID: "AKIAAPPREFRESH000001", SecretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYr1",
+		CreateDate: clk.Now(), CurrentSince: clk.Now()}
+	cache.Publish(app)
+	want := app.Annotate(clk.Now()) // NextRotation 5m1s on, Expiration a minute later
+	apiKey, hash, _ := keyrothttp.GenerateAPIKey()
+	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{Keys: []keyrothttp.APIKey{{Name: "app", Hash: hash, Users: []string{"*"}}}, RateLimit: -1}, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	env := map[string]string{"KEYROT_API_KEY": apiKey, "KEYROT_CACHE_DIR": t.TempDir()}
+	run := func() (keyrothttp.CredentialProcessResponse, string, int) {
+		t.Helper()
+		var out, errOut strings.Builder
+		m := &Main{Stdout: &out, Stderr: &errOut, Clock: clk, Open: openFile,
+			LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+		code := m.Run(ctx, []string{"credentials", "app", "--api", ts.URL, "--format", "credential_process"})
+		var got keyrothttp.CredentialProcessResponse
+		if code == exitOK {
+			if err := json.Unmarshal([]byte(out.String()), &got); err != nil {
+				t.Fatalf("output %q: %v", out.String(), err)
+			}
+		}
+		return got, errOut.String(), code
+	}
+
+	got, stderr, code := run()
+	if code != exitOK || got.AccessKeyId != app.AccessKeyID || !got.Expiration.Equal(want.NextRotation) {
+		t.Fatalf("from the API: %+v (exit %d, %s); want %s until its refresh time %s, not its Expiration %s",
+			got, code, stderr, app.AccessKeyID, want.NextRotation, want.Expiration)
+	}
+	clk.Set(got.Expiration) // the SDK comes back, and the API is down
+	ts.Close()
+	got, stderr, code = run()
+	halfway := want.NextRotation.Add(want.Expiration.Sub(want.NextRotation) / 2)
+	if code != exitOK || got.AccessKeyId != app.AccessKeyID || !got.Expiration.Equal(halfway) || !strings.Contains(stderr, "the API is unreachable") {
+		t.Fatalf("API down at the refresh time: %+v (exit %d, %s); want the cached key, asked for again at %s", got, code, stderr, halfway)
+	}
+	clk.Set(want.Expiration)
+	if got, _, code := run(); code == exitOK {
+		t.Fatalf("API down at the key's Expiration: served %+v", got)
 	}
 }

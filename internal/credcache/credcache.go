@@ -67,6 +67,27 @@ type Result struct {
 	Source Source
 	// Unreachable is why the API was not used, with FromCacheAPIDown.
 	Unreachable error
+	// AskAgainAt is when the caller should ask again: the refresh time of
+	// a key from the API or the cache; for a key served because the API is
+	// down, half way to its Expiration, so that a caller gets back to the
+	// API as soon as it may be up, and gets through a second outage with
+	// what is left. Never sooner than minLead from now, never past the
+	// key's Expiration.
+	AskAgainAt time.Time
+}
+
+// ForSDK is the key with AskAgainAt as its Expiration: what
+// credential_process prints. An SDK that runs credential_process only once
+// the Expiration it was given has passed (the AWS SDK for Go does) would
+// otherwise come back exactly when the cached key can no longer bridge an
+// API outage; told the refresh time, it comes back while the cached key
+// still can (until the key's own Expiration).
+func (r Result) ForSDK() keyrot.Credentials {
+	c := r.Creds
+	if !r.AskAgainAt.IsZero() && r.AskAgainAt.Before(c.Expiration) {
+		c.Expiration = r.AskAgainAt
+	}
+	return c
 }
 
 // file is the JSON kept in a cache file.
@@ -108,18 +129,20 @@ func (c *Cache) now() time.Time {
 func (c *Cache) Get(ctx context.Context, k Key, fetch func(context.Context) (keyrot.Credentials, error)) (Result, error) {
 	now := c.now()
 	cached, ok := c.read(k)
-	if ok && now.Before(refreshAt(cached)) {
-		return Result{Creds: cached.credentials(k.User), Source: FromCache}, nil
+	// Fresh: before its refresh time, and never past its Expiration (a
+	// file fetched "after" now, by a clock set back, could be both).
+	if ok && now.Before(refreshAt(cached)) && now.Before(cached.Expiration) {
+		return Result{Creds: cached.credentials(k.User), Source: FromCache, AskAgainAt: askAt(now, refreshAt(cached), cached.Expiration)}, nil
 	}
 	creds, err := fetch(ctx)
 	switch {
 	case err == nil:
-		c.write(k, creds, now)
-		return Result{Creds: creds, Source: FromAPI}, nil
+		f := c.write(k, creds, now)
+		return Result{Creds: creds, Source: FromAPI, AskAgainAt: askAt(now, refreshAt(f), creds.Expiration)}, nil
 	case denied(err):
 		_ = os.Remove(c.Path(k))
 	case ok && unreachable(err) && now.Before(cached.Expiration):
-		return Result{Creds: cached.credentials(k.User), Source: FromCacheAPIDown, Unreachable: err}, nil
+		return Result{Creds: cached.credentials(k.User), Source: FromCacheAPIDown, Unreachable: err, AskAgainAt: askAt(now, now.Add(cached.Expiration.Sub(now)/2), cached.Expiration)}, nil
 	}
 	return Result{}, err
 }
@@ -139,6 +162,25 @@ func refreshAt(f file) time.Time {
 		return minTime(at, f.NextRotation)
 	}
 	return minTime(at, f.FetchedAt.Add(max(time.Second, left/4)))
+}
+
+// minLead is how far ahead an Expiration handed to an SDK is at least
+// (unless the key's own is sooner): botocore checks the credentials once
+// credential_process has exited and refuses any that have expired by then
+// ("Credentials were refreshed, but the refreshed credentials are still
+// expired").
+const minLead = 2 * time.Second
+
+// askAt is want, but no sooner than minLead from now and no later than the
+// key's expiration.
+func askAt(now, want, expiration time.Time) time.Time {
+	if earliest := now.Add(minLead); want.Before(earliest) {
+		want = earliest
+	}
+	if want.After(expiration) {
+		return expiration
+	}
+	return want
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -200,14 +242,17 @@ func (c *Cache) read(k Key) (file, bool) {
 	return f, true
 }
 
-// write replaces k's file atomically; a failure leaves the old file (or
-// none) and is otherwise ignored: the cache only saves calls.
-func (c *Cache) write(k Key, creds keyrot.Credentials, now time.Time) {
-	_ = c.put(k, file{
+// write replaces k's file atomically and returns what it holds; a failure
+// leaves the old file (or none) and is otherwise ignored: the cache only
+// saves calls.
+func (c *Cache) write(k Key, creds keyrot.Credentials, now time.Time) file {
+	f := file{
 		Version: fileVersion, APIURL: k.APIURL, User: k.User, APIKeySHA256: apiKeyHash(k), FetchedAt: now,
 		AccessKeyId: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey,
 		CreateDate: creds.CreateDate, NextRotation: creds.NextRotation, Expiration: creds.Expiration,
-	})
+	}
+	_ = c.put(k, f)
+	return f
 }
 
 func (c *Cache) put(k Key, f file) error {

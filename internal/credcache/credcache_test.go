@@ -297,3 +297,70 @@ func TestCacheConcurrentProcesses(t *testing.T) {
 	}
 	t.Logf("8 processes x 50 runs: %d fetches", gen.Load())
 }
+
+// TestCacheAsksAgainAtTheRefreshTime: a key from the API or the cache is
+// to be asked for again at the refresh time, a key served while the API
+// is down at its Expiration; ForSDK puts that time in Expiration.
+func TestCacheAsksAgainAtTheRefreshTime(t *testing.T) {
+	clk := mock.NewClock(t0)
+	c := newCache(t, clk)
+	a := &api{creds: key("AKIAFIRST", t0)}
+	r, err := get(t, c, a)
+	next, exp := t0.Add(5*time.Minute), t0.Add(6*time.Minute) // key(): no step lateness
+	if err != nil || r.Source != credcache.FromAPI || !r.AskAgainAt.Equal(next) || !r.ForSDK().Expiration.Equal(next) || !r.Creds.Expiration.Equal(exp) {
+		t.Fatalf("from the API: ask again at %s, ForSDK expires %s, key expires %s (%v); want %s, %s, %s",
+			r.AskAgainAt, r.ForSDK().Expiration, r.Creds.Expiration, err, next, next, exp)
+	}
+	clk.Advance(time.Minute)
+	if r, _ := get(t, c, a); r.Source != credcache.FromCache || !r.AskAgainAt.Equal(next) {
+		t.Fatalf("from the cache: %v, ask again at %s; want %s", r.Source, r.AskAgainAt, next)
+	}
+	clk.Set(next)
+	a.set(keyrot.Credentials{}, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")})
+	// The API is down: the cached key, asked for again half way to its
+	// Expiration each time, and at its Expiration in the last 2 seconds.
+	for _, want := range []time.Time{next.Add(30 * time.Second), next.Add(45 * time.Second), next.Add(52500 * time.Millisecond)} {
+		r, err = get(t, c, a)
+		if err != nil || r.Source != credcache.FromCacheAPIDown || !r.AskAgainAt.Equal(want) || !r.ForSDK().Expiration.Equal(want) || !r.Creds.Expiration.Equal(exp) {
+			t.Fatalf("API down at %s: %v, ask again at %s (%v); want the cached key, asked for again at %s", clk.Now(), r.Source, r.AskAgainAt, err, want)
+		}
+		clk.Set(want)
+	}
+	clk.Set(exp.Add(-2 * time.Second))
+	if r, _ = get(t, c, a); !r.AskAgainAt.Equal(exp) {
+		t.Fatalf("API down 2s before Expiration: ask again at %s, want %s", r.AskAgainAt, exp)
+	}
+	a.set(key("AKIASECOND", next), nil) // back up: a new key at once
+	if r, err = get(t, c, a); err != nil || r.Source != credcache.FromAPI || r.Creds.AccessKeyID != "AKIASECOND" {
+		t.Fatalf("API back: %+v (%v)", r, err)
+	}
+}
+
+// TestCacheNeverAsksSoonerThanTheSDKCanCheck: an Expiration handed to an
+// SDK is at least 2 s ahead, or the key's own if that is sooner: botocore
+// checks the credentials after credential_process exits and refused a
+// refresh time a few milliseconds ahead as "still expired" (found by
+// cmd/keyrot's boto3 test at a 6 s cadence).
+func TestCacheNeverAsksSoonerThanTheSDKCanCheck(t *testing.T) {
+	for _, tt := range []struct {
+		deactivateAfter time.Duration
+		want            time.Duration // from now
+	}{
+		{8 * time.Second, 2 * time.Second},         // refresh time 1 s ahead: 2 s
+		{3 * time.Second, 1500 * time.Millisecond}, // the key expires in 1.5 s: that
+		{time.Minute, 7500 * time.Millisecond},     // a quarter of the 30 s left
+	} {
+		clk := mock.NewClock(t0.Add(time.Hour)) // the rotation is late
+		c := newCache(t, clk)
+		creds := keyrot.Credentials{UserName: "app", AccessKeyID: "AKIALATE", SecretAccessKey: secret, CreateDate: t0,
+			Timings: keyrot.Timings{RotateEvery: 5 * time.Minute, DeactivateAfter: tt.deactivateAfter}}.Annotate(clk.Now())
+		r, err := get(t, c, &api{creds: creds})
+		if err != nil || !r.AskAgainAt.Equal(clk.Now().Add(tt.want)) {
+			t.Errorf("deactivate_after %s: ask again at %s (%v), want now + %s", tt.deactivateAfter, r.AskAgainAt.Sub(clk.Now()), err, tt.want)
+		}
+		clk.Advance(500 * time.Millisecond)
+		if r, _ := get(t, c, &api{creds: creds}); r.Source == credcache.FromCache && r.AskAgainAt.Sub(clk.Now()) < min(2*time.Second, creds.Expiration.Sub(clk.Now())) {
+			t.Errorf("deactivate_after %s, from the cache: ask again %s from now", tt.deactivateAfter, r.AskAgainAt.Sub(clk.Now()))
+		}
+	}
+}
