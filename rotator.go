@@ -740,6 +740,14 @@ func (r *Rotator) abandonUnstored(ctx context.Context, u User, keyID string, sto
 	return fmt.Errorf("%s: %w (the unstored key is deactivated)", what, storeErr)
 }
 
+// ceilSecond is t rounded up to the second, as the secret stores times.
+func ceilSecond(t time.Time) time.Time {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
+}
+
 func (r *Rotator) verifyAndPromote(ctx context.Context, u User, obs Observation, pending StoredKey, creds Credentials) error {
 	if err := r.verify(ctx, creds); err != nil {
 		return err
@@ -754,6 +762,18 @@ func (r *Rotator) verifyAndPromote(ctx context.Context, u User, obs Observation,
 	since := r.cfg.Clock.Now()
 	if err := r.cfg.Secrets.Promote(ctx, u.Name, pending, previous, since, r.cfg.Policy.Timings()); err != nil {
 		return fmt.Errorf("promote key %s: %w", pending.KeyID, err)
+	}
+	// The key became current when the pointer was written, which a slow
+	// Promote (retries through throttling, a lost response) can put seconds
+	// after since, and the previous key's deactivation counts from since.
+	// If Promote returned after the second since is stored as (rounded
+	// up), the pointer is written again with that time (Promote is safe to
+	// repeat). Found by bench/chaos.sh.
+	if done, stored := r.cfg.Clock.Now(), ceilSecond(since); done.After(stored) {
+		if err := r.cfg.Secrets.Promote(ctx, u.Name, pending, previous, done, r.cfg.Policy.Timings()); err != nil {
+			return fmt.Errorf("promote key %s: record when it became current: %w", pending.KeyID, err)
+		}
+		since = done
 	}
 	creds.CurrentSince, creds.Timings = since, r.cfg.Policy.Timings()
 	creds = creds.Annotate(since)

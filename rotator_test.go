@@ -633,6 +633,58 @@ func TestRotatorCreateStepOrder(t *testing.T) {
 	}
 }
 
+// TestRotatorCurrentSinceIsWhenThePointerWasWritten: the previous key's
+// deactivation counts from when its successor became current, which is
+// when Promote wrote the pointer. A Promote slowed by retries returns after
+// the time it was given (rounded up to the second, as stored); the pointer
+// is then written again with the time it returned, so the overlap is never
+// shortened. (Found by bench/chaos.sh: a previous key was deactivated less
+// than deactivate_after after the pointer moved.)
+func TestRotatorCurrentSinceIsWhenThePointerWasWritten(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		takes    time.Duration
+		promotes int
+	}{
+		{"fast: within the second it is stored as", 500 * time.Millisecond, 1},
+		{"slowed by retries", 3 * time.Second, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.addUser("alice", nil)
+			w.withCurrent("alice", ago(6*time.Minute), "", "")
+			w.clock.Set(now.Add(200 * time.Millisecond)) // stored rounded up: now + 1s
+			promote := w.secrets.PromoteFn
+			var returned time.Time
+			w.secrets.PromoteFn = func(ctx context.Context, user string, pending keyrot.StoredKey, previous string, since time.Time, tm keyrot.Timings) error {
+				if returned.IsZero() {
+					w.clock.Advance(tt.takes) // the pointer is written at the end
+					returned = w.clock.Now()
+				}
+				return promote(ctx, user, pending, previous, since, tm)
+			}
+			res, err := w.rotator(nil).Reconcile(context.Background(), "alice", keyrot.RunOptions{})
+			if err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			if got := len(w.callsOf("alice", "Promote")); got != tt.promotes {
+				t.Errorf("%d Promote calls, want %d", got, tt.promotes)
+			}
+			since := w.state("alice").CurrentSince
+			stored := since.Truncate(time.Second)
+			if !stored.Equal(since) {
+				stored = stored.Add(time.Second)
+			}
+			if stored.Before(returned) {
+				t.Fatalf("CurrentSince %s, stored as %s, is before the pointer was written at %s", since, stored, returned)
+			}
+			if got, want := res.NextAt, since.Add(2*time.Minute); !got.Equal(want) {
+				t.Errorf("NextAt = %s, want the deactivation of %s at %s", got, curID, want)
+			}
+		})
+	}
+}
+
 func TestRotatorCreateWritesIntentBeforeTheKey(t *testing.T) {
 	w := newWorld(t)
 	w.addUser("alice", nil)
