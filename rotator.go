@@ -221,7 +221,7 @@ func (r *Rotator) ReconcileAll(ctx context.Context, opts RunOptions) (Summary, e
 			}
 			for _, name := range opts.Users {
 				if !found[name] {
-					return Summary{}, fmt.Errorf("keyrot: user %q is not managed by this configuration", name)
+					return Summary{}, fmt.Errorf("keyrot: user %q: %w", name, ErrUserNotManaged)
 				}
 			}
 		}
@@ -684,18 +684,13 @@ func (r *Rotator) create(ctx context.Context, u User, obs Observation, intent In
 	}
 	// The secret exists only in this response: store it before anything else.
 	var stored StoredKey
-	backoff := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		stored, err = r.cfg.Secrets.StorePending(ctx, intent, creds)
 		if err == nil || errors.Is(err, ErrConflict) || attempt == storeAttempts {
 			break
 		}
 		r.log.Warn("store new key failed; retrying", "user", u.Name, "key_id", creds.AccessKeyID, "attempt", attempt, "error", err)
-		select {
-		case <-r.cfg.Clock.After(backoff):
-		case <-ctx.Done():
-		}
-		backoff = min(2*backoff, 8*time.Second)
+		_ = storeBackoff.Wait(ctx, r.cfg.Clock, attempt) // a cancelled ctx: the next store fails and says why
 	}
 	if err != nil {
 		return r.abandonUnstored(ctx, u, creds.AccessKeyID, err)
@@ -846,8 +841,7 @@ func (r *Rotator) report(ctx context.Context, u User, e Event) error {
 
 func (r *Rotator) verify(ctx context.Context, creds Credentials) error {
 	deadline := r.cfg.Clock.Now().Add(r.cfg.Policy.VerifyTimeout)
-	backoff := time.Second
-	for {
+	for attempt := 1; ; attempt++ {
 		err := r.cfg.Verifier.VerifyKey(ctx, creds)
 		if err == nil {
 			return nil
@@ -856,13 +850,16 @@ func (r *Rotator) verify(ctx context.Context, creds Credentials) error {
 			return fmt.Errorf("verify new key %s with STS: not accepted within %s (left pending; the next pass retries): %w",
 				creds.AccessKeyID, FormatDuration(r.cfg.Policy.VerifyTimeout), err)
 		}
-		select {
-		case <-r.cfg.Clock.After(backoff):
-		case <-ctx.Done():
-		}
-		backoff = min(2*backoff, 8*time.Second)
+		_ = verifyBackoff.Wait(ctx, r.cfg.Clock, attempt) // a cancelled ctx ends the loop above
 	}
 }
+
+// The retries of a step within one pass: storing a new key (while it
+// exists only in memory) and proving it works through IAM's propagation.
+var (
+	storeBackoff  = Backoff{Initial: 500 * time.Millisecond, Max: 8 * time.Second}
+	verifyBackoff = Backoff{Initial: time.Second, Max: 8 * time.Second}
+)
 
 func (r *Rotator) deactivate(ctx context.Context, u User, obs Observation, keyID string) error {
 	now := r.cfg.Clock.Now()

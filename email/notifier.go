@@ -520,11 +520,7 @@ func (w *worker) result(o *outgoing, err error, now time.Time) {
 // backoff is the delay after the attempt-th failed attempt: Backoff,
 // doubled each time, at most DefaultMaxBackoff.
 func (w *worker) backoff(attempt int) time.Duration {
-	d := w.n.cfg.Backoff
-	for i := 1; i < attempt && d < DefaultMaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, DefaultMaxBackoff)
+	return keyrot.Backoff{Initial: w.n.cfg.Backoff, Max: DefaultMaxBackoff}.Delay(attempt)
 }
 
 // abandon reports every message not yet delivered.

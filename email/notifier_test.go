@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/email"
+	"github.com/keyrot/keyrot/mock"
 )
 
 func startNotifier(t *testing.T, cfg email.Config, s email.Sender, opts ...email.Option) *email.Notifier {
@@ -32,7 +33,7 @@ func startNotifier(t *testing.T, cfg email.Config, s email.Sender, opts ...email
 }
 
 func TestNotifierDelivers(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	results := make(chan result, 10)
 	n := startNotifier(t, testConfig(), sender, email.WithClock(clock), resultHook(results))
@@ -55,7 +56,7 @@ func TestNotifierDelivers(t *testing.T) {
 // TestNotifierRetriesThenDelivers: two failures, then success, with the
 // backoff doubling on the driven clock.
 func TestNotifierRetriesThenDelivers(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	boom := errors.New("throttled")
 	sender := newRecordingSender(clock, boom, boom)
 	results := make(chan result, 10)
@@ -68,7 +69,7 @@ func TestNotifierRetriesThenDelivers(t *testing.T) {
 	want := []time.Time{t0, t0.Add(time.Second), t0.Add(3 * time.Second)}
 	for i, at := range want {
 		if i > 0 {
-			clock.AwaitWaiter(t, at)
+			awaitTimer(t, clock, at)
 			expectNone(t, results)
 			clock.Advance(at.Sub(clock.Now()))
 		}
@@ -86,7 +87,7 @@ func TestNotifierRetriesThenDelivers(t *testing.T) {
 // keeps returning at once, and after the last retry the failure reaches
 // the hook.
 func TestNotifierFailureReportedWithoutBlocking(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	boom := errors.New("connection refused")
 	sender := newRecordingSender(clock)
 	sender.always = boom
@@ -111,7 +112,7 @@ func TestNotifierFailureReportedWithoutBlocking(t *testing.T) {
 		recv(t, sender.sent)
 	}
 	for _, at := range []time.Time{t0.Add(time.Second), t0.Add(3 * time.Second)} {
-		clock.AwaitWaiter(t, at)
+		awaitTimer(t, clock, at)
 		clock.Advance(at.Sub(clock.Now()))
 		for {
 			m := recv(t, sender.sent)
@@ -133,7 +134,7 @@ func TestNotifierFailureReportedWithoutBlocking(t *testing.T) {
 }
 
 func TestNotifierPermanentErrorNotRetried(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock, email.Permanent(errors.New("MessageRejected")))
 	results := make(chan result, 10)
 	n := startNotifier(t, testConfig(), sender, email.WithClock(clock), resultHook(results))
@@ -148,7 +149,7 @@ func TestNotifierPermanentErrorNotRetried(t *testing.T) {
 }
 
 func TestNotifierQueueFullDoesNotBlock(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	sender.block = make(chan struct{})
 	results := make(chan result, 10)
@@ -174,7 +175,7 @@ func TestNotifierQueueFullDoesNotBlock(t *testing.T) {
 }
 
 func TestNotifierWarningDedup(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	cfg := testConfig()
 	cfg.SendRate = 1e12 // no rate limit in the way
@@ -214,7 +215,7 @@ func TestNotifierWarningDedup(t *testing.T) {
 // expiring API key, repeated on every key refresh, is emailed once per quiet
 // period and per key, and again when it changes (the key expired).
 func TestNotifierAPIKeyWarningOncePerQuietPeriod(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	cfg := testConfig()
 	cfg.SendRate = 1e12
@@ -245,7 +246,7 @@ type dedupProbe struct {
 	t      *testing.T
 	n      *email.Notifier
 	sender *recordingSender
-	clock  *fakeClock
+	clock  *mock.Clock
 }
 
 func (p *dedupProbe) notify(e keyrot.Event) {
@@ -272,7 +273,7 @@ func (p *dedupProbe) sent(want bool, why string) {
 }
 
 func TestNotifierDigest(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	cfg := testConfig()
 	cfg.Digest = 10 * time.Minute
@@ -302,7 +303,7 @@ func TestNotifierDigest(t *testing.T) {
 		_ = n.Close(ctx)
 	})
 	flush := t0.Add(10 * time.Minute)
-	clock.AwaitWaiter(t, flush)
+	awaitTimer(t, clock, flush)
 	expectNone(t, sender.sent)
 	clock.Advance(10 * time.Minute)
 
@@ -314,7 +315,7 @@ func TestNotifierDigest(t *testing.T) {
 	for i, w := range want {
 		if i > 0 {
 			at := flush.Add(time.Duration(i) * time.Second)
-			clock.AwaitWaiter(t, at)
+			awaitTimer(t, clock, at)
 			clock.Advance(time.Second)
 		}
 		m := recv(t, sender.sent)
@@ -329,7 +330,7 @@ func TestNotifierDigest(t *testing.T) {
 }
 
 func TestNotifierSendRate(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	cfg := testConfig()
 	cfg.SendRate = 0.5 // one message every 2s
@@ -342,7 +343,7 @@ func TestNotifierSendRate(t *testing.T) {
 	for i := range 3 {
 		at := t0.Add(time.Duration(2*i) * time.Second)
 		if i > 0 {
-			clock.AwaitWaiter(t, at)
+			awaitTimer(t, clock, at)
 			expectNone(t, sender.sent)
 			clock.Advance(2 * time.Second)
 		}
@@ -353,7 +354,7 @@ func TestNotifierSendRate(t *testing.T) {
 }
 
 func TestNotifierCloseDrains(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	n, err := email.NewNotifier(testConfig(), sender, email.WithLogger(slog.New(slog.DiscardHandler)), email.WithClock(clock))
 	if err != nil {
@@ -370,7 +371,7 @@ func TestNotifierCloseDrains(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- n.Close(t.Context()) }()
 	recv(t, sender.sent)
-	clock.AwaitWaiter(t, t0.Add(time.Second))
+	awaitTimer(t, clock, t0.Add(time.Second))
 	clock.Advance(time.Second)
 	recv(t, sender.sent)
 	if err := recv(t, closed); err != nil {
@@ -382,7 +383,7 @@ func TestNotifierCloseDrains(t *testing.T) {
 }
 
 func TestNotifierCloseGivesUp(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock, errors.New("down"))
 	results := make(chan result, 10)
 	n, err := email.NewNotifier(testConfig(), sender, email.WithLogger(slog.New(slog.DiscardHandler)), email.WithClock(clock), resultHook(results))
@@ -396,7 +397,7 @@ func TestNotifierCloseGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	recv(t, sender.sent)
-	clock.AwaitWaiter(t, t0.Add(email.DefaultBackoff))
+	awaitTimer(t, clock, t0.Add(email.DefaultBackoff))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if err := n.Close(ctx); !errors.Is(err, context.Canceled) {

@@ -188,7 +188,7 @@ func (a *apiRuntime) stop(ctx context.Context) {
 func (m *Main) runServe(ctx context.Context, args []string) error {
 	fs := m.flags("serve")
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	cfg, err := m.loadConfig(*path)
@@ -238,13 +238,13 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		user, args = args[0], args[1:]
 	}
-	if err := parse(fs, args); err != nil {
+	if err := m.parseWithArgs(fs, args); err != nil {
 		return err
 	}
 	if user == "" && fs.NArg() == 1 {
 		user = fs.Arg(0)
 	} else if fs.NArg() != 0 || user == "" {
-		return &usageError{"usage: keyrot credentials USER [--api URL] [--format json|env|credential_process] [--direct] [--no-cache]"}
+		return &usageError{"want one USER: keyrot credentials USER [flags]"}
 	}
 	switch *format {
 	case keyrothttp.FormatJSON, keyrothttp.FormatEnv, keyrothttp.FormatCredentialProcess:

@@ -20,43 +20,50 @@ import (
 	"github.com/keyrot/keyrot/internal/config"
 )
 
-const apikeyUsage = `usage:
-  keyrot apikey new    NAME [--config F] [--keys-secret ID] [--lifetime 90d] [--users "ci-*,app"] [--list]
-  keyrot apikey rotate NAME [--config F] [--keys-secret ID] [--overlap 7d] [--lifetime 90d]`
-
 // DefaultKeyOverlap is how long `keyrot apikey rotate` keeps the old key valid.
 const DefaultKeyOverlap = 7 * 24 * time.Hour
+
+// runAPIKeyNew is `keyrot apikey new`.
+func (m *Main) runAPIKeyNew(ctx context.Context, args []string) error {
+	return m.runAPIKey(ctx, "new", args)
+}
+
+// runAPIKeyRotate is `keyrot apikey rotate`.
+func (m *Main) runAPIKeyRotate(ctx context.Context, args []string) error {
+	return m.runAPIKey(ctx, "rotate", args)
+}
 
 // runAPIKey makes (new) or replaces (rotate) an API key. The key is printed
 // once; where keys are kept in a Secrets Manager secret (--keys-secret, or
 // api.keys_secret) the secret is updated with the AWS SDK, and a running
-// server picks the change up on its next refresh; otherwise the lines for
-// the config file are printed.
-func (m *Main) runAPIKey(ctx context.Context, args []string) error {
-	if len(args) == 0 || (args[0] != "new" && args[0] != "rotate") {
-		return &usageError{apikeyUsage}
-	}
-	cmd := args[0]
+// server picks the change up on its next refresh;
+// otherwise the lines for the config file are printed.
+func (m *Main) runAPIKey(ctx context.Context, cmd string, args []string) error {
 	fs := m.flags("apikey " + cmd)
 	path := fs.String("config", "", "config file: api.key_lifetime, api.keys_secret, and api.keys for rotate")
 	secretID := fs.String("keys-secret", "", "the Secrets Manager secret holding the API keys (default api.keys_secret)")
 	lifetime := fs.String("lifetime", "", "how long the new key lives, 0 for ever (default api.key_lifetime, 90d)")
-	overlap := fs.String("overlap", keyrot.FormatDuration(DefaultKeyOverlap), "rotate: how long the old key stays valid")
-	users := fs.String("users", keyrothttp.AllUsers, "new: the user names or globs the key may read, comma-separated")
-	list := fs.Bool("list", false, "new: the key may call GET /credentials")
+	var overlap *string
+	var users *string
+	var list *bool
+	if cmd == "rotate" {
+		overlap = fs.String("overlap", keyrot.FormatDuration(DefaultKeyOverlap), "how long the old key stays valid")
+	} else {
+		users = fs.String("users", keyrothttp.AllUsers, "the user names or globs the key may read, comma-separated")
+		list = fs.Bool("list", false, "the key may call GET /credentials")
+	}
 	// Go's flag package stops at the first non-flag: accept NAME before or after the flags.
 	var name string
-	rest := args[1:]
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		name, rest = rest[0], rest[1:]
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
 	}
-	if err := parse(fs, rest); err != nil {
+	if err := m.parseWithArgs(fs, args); err != nil {
 		return err
 	}
 	if name == "" && fs.NArg() == 1 {
 		name = fs.Arg(0)
 	} else if fs.NArg() != 0 || name == "" {
-		return &usageError{apikeyUsage}
+		return &usageError{fmt.Sprintf("want one NAME: keyrot apikey %s NAME [flags]", cmd)}
 	}
 	cfg, err := m.apikeyConfig(*path)
 	if err != nil {
@@ -68,12 +75,8 @@ func (m *Main) runAPIKey(ctx context.Context, args []string) error {
 			return &usageError{fmt.Sprintf("--lifetime %q: want a duration such as 90d, or 0 for no expiry", *lifetime)}
 		}
 	}
-	over, err := keyrot.ParseDuration(*overlap)
-	if err != nil || over < 0 {
-		return &usageError{fmt.Sprintf("--overlap %q: want a duration such as 7d", *overlap)}
-	}
 	if life == 0 {
-		fmt.Fprintf(m.Stderr, "keyrot apikey: warning: the new key never expires (lifetime 0): nobody will be told to rotate it\n")
+		fmt.Fprintf(m.Stderr, "keyrot apikey %s: warning: the new key never expires (lifetime 0): nobody will be told to rotate it\n", cmd)
 	}
 	if *secretID == "" {
 		*secretID = cfg.API.KeysSecret
@@ -89,6 +92,10 @@ func (m *Main) runAPIKey(ctx context.Context, args []string) error {
 	}
 	if cmd == "new" {
 		return m.newAPIKey(ctx, ks, name, splitList(*users), *list, now, life)
+	}
+	over, err := keyrot.ParseDuration(*overlap)
+	if err != nil || over < 0 {
+		return &usageError{fmt.Sprintf("--overlap %q: want a duration such as 7d", *overlap)}
 	}
 	return m.rotateAPIKey(ctx, ks, cfg, name, now, life, over)
 }
@@ -147,13 +154,13 @@ func (m *Main) rotateAPIKey(ctx context.Context, ks *keysSecret, cfg config.Conf
 	}
 	if !inSecret || !hasKey(keys, name) {
 		if !hasKey(app.ConfigKeys(cfg), name) && inSecret {
-			return fmt.Errorf("apikey rotate: no key named %q in the secret %s nor in the config's api.keys", name, ks.id)
+			return fmt.Errorf("no key named %q in the secret %s nor in the config's api.keys", name, ks.id)
 		}
 		inSecret, keys = false, app.ConfigKeys(cfg)
 	}
 	next, key, err := keyrothttp.RotateKey(keys, name, now, lifetime, overlap)
 	if err != nil {
-		return fmt.Errorf("apikey rotate: %w", err)
+		return err
 	}
 	i := 0
 	for next[i].Name != name {

@@ -16,7 +16,7 @@ func (m *Main) runDaemon(ctx context.Context, args []string) error {
 	fs := m.flags("run")
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	noAPI := fs.Bool("no-api", false, "do not serve the REST API")
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	cfg, err := m.loadConfig(*path)
