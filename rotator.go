@@ -69,8 +69,8 @@ type Rotator struct {
 	cfg       RotatorConfig
 	log       *slog.Logger
 	mu        sync.Mutex
-	warned    map[string]time.Time // warnings logged recently, so each pass does not repeat them
-	incidents map[string]*incident // users whose passes are failing
+	unstored  map[string]WarnRecord // warnings sent about users with no secret to record them on (a deleted IAM user), by user/kind
+	incidents map[string]*incident  // users whose passes are failing
 	// told holds events reported whose unreported mark could not be
 	// cleared yet ("user/kind/key"), so the pass that clears it does not
 	// tell them twice.
@@ -111,7 +111,7 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 		cfg.OwnerTag = "keyrot:owner"
 	}
 	if cfg.WarnEvery <= 0 {
-		cfg.WarnEvery = 24 * time.Hour
+		cfg.WarnEvery = DefaultQuietPeriod
 	}
 	if cfg.FailureThreshold <= 0 {
 		cfg.FailureThreshold = 3
@@ -119,7 +119,7 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 	if cfg.FailureWindow <= 0 {
 		cfg.FailureWindow = 10 * time.Minute
 	}
-	r := &Rotator{cfg: cfg, log: cfg.Logger.With("system", "rotator"), warned: map[string]time.Time{},
+	r := &Rotator{cfg: cfg, log: cfg.Logger.With("system", "rotator"), unstored: map[string]WarnRecord{},
 		incidents: map[string]*incident{}, told: map[string]bool{}}
 	if cfg.Fleet != nil {
 		if cfg.Fleet.Keys == nil || cfg.Fleet.Secrets == nil {
@@ -494,16 +494,27 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 }
 
 // warn sends a standing warning unless the secret records that the same
-// warning went out within WarnEvery, and records that it did.
+// warning went out within WarnEvery (WarnRecord.Repeats), and records that
+// it did. This record alone decides: the notifier sends what it is given.
 func (r *Rotator) warn(ctx context.Context, u User, s SecretState, w Event, now time.Time) {
-	if rec, ok := s.Warned[w.Warning]; ok && rec.KeyID == w.KeyID && now.Sub(rec.At) < r.cfg.WarnEvery {
-		w.User = u.Name
-		r.logWarning(w, now) // already told; the log still says it, hourly
+	rec, ok := s.Warned[w.Warning]
+	unstoredKey := u.Name + "/" + string(w.Warning)
+	if !s.Exists && w.Warning == WarnUserDeleted {
+		r.mu.Lock()
+		rec, ok = r.unstored[unstoredKey]
+		r.mu.Unlock()
+	}
+	if ok && rec.Repeats(w.KeyID, now, r.cfg.WarnEvery) {
+		r.log.Debug("warning already sent", "user", u.Name, "warning", w.Warning, "key_id", w.KeyID, "sent_at", rec.At.UTC().Format(time.RFC3339))
 		return
 	}
 	r.emit(ctx, u, w)
-	if w.Warning == WarnUserDeleted {
-		return // no user to keep a secret for; the notifier's own dedup applies
+	if !s.Exists && w.Warning == WarnUserDeleted {
+		// No IAM user to make a secret for: this process remembers.
+		r.mu.Lock()
+		r.unstored[unstoredKey] = WarnRecord{KeyID: w.KeyID, At: now}
+		r.mu.Unlock()
+		return
 	}
 	if !s.Exists {
 		if err := r.cfg.Secrets.Init(ctx, u); err != nil {
@@ -1022,28 +1033,6 @@ func (r *Rotator) recovered(ctx context.Context, u User, s SecretState) {
 	r.mu.Unlock()
 }
 
-// logWarning logs a warning, at most hourly for an unchanged one.
-func (r *Rotator) logWarning(e Event, now time.Time) {
-	key := e.User + "/" + string(e.Warning) + "/" + e.KeyID
-	r.mu.Lock()
-	last, seen := r.warned[key]
-	due := !seen || now.Sub(last) >= warnLogEvery
-	if due {
-		r.warned[key] = now
-	}
-	r.mu.Unlock()
-	if due {
-		attrs := []any{"event", e.Kind, "user", e.User, "warning", e.Warning}
-		if e.KeyID != "" {
-			attrs = append(attrs, "key_id", e.KeyID)
-		}
-		r.log.Warn(e.Summary, attrs...)
-	}
-}
-
-// warnLogEvery is how often an unchanged warning is logged again.
-const warnLogEvery = time.Hour
-
 // emit logs an event and hands it to the notifier. Events never carry secrets.
 func (r *Rotator) emit(ctx context.Context, u User, e Event) {
 	e.User, e.Owner = u.Name, u.Tags[r.cfg.OwnerTag]
@@ -1061,7 +1050,7 @@ func (r *Rotator) emit(ctx context.Context, u User, e Event) {
 	case EventRotationFailed:
 		r.log.Error(e.Summary, append(attrs, "error", e.Err)...)
 	case EventWarning:
-		r.logWarning(e, e.Time)
+		r.log.Warn(e.Summary, append(attrs, "warning", e.Warning)...)
 	default:
 		r.log.Info(e.Summary, attrs...)
 	}

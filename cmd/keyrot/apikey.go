@@ -14,7 +14,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keyrot/keyrot"
-	"github.com/keyrot/keyrot/email"
 	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/config"
@@ -270,37 +269,4 @@ func (s *keysSecret) write(ctx context.Context, keys []keyrothttp.APIKey, asList
 		return fmt.Errorf("apikey: write API keys to secret %q: %w", s.id, err)
 	}
 	return nil
-}
-
-// watchKeys runs beside the API until ctx ends: at once and then every
-// api.refresh it warns about the API keys close to expiry (the notifier
-// drops a warning repeated within notify.quiet_period, so each is emailed
-// once per quiet period), and, with api.keys_secret, it first rereads the
-// keys kept there, so a rotation (keyrot apikey rotate) or an edit of the
-// secret takes effect without a restart.
-func (a *apiRuntime) watchKeys(ctx context.Context) {
-	every := time.Duration(a.cfg.API.Refresh)
-	for {
-		if a.notifier != nil && a.cfg.API.KeyWarnBefore > 0 {
-			// ErrClosed: the daemon is stopping, its notifier first.
-			if err := a.server.WarnExpiringKeys(ctx, a.notifier, time.Duration(a.cfg.API.KeyWarnBefore)); err != nil && !errors.Is(err, email.ErrClosed) {
-				a.log.Error("warn about expiring API keys", "error", err)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.clock.After(every):
-		}
-		if a.cfg.API.KeysSecret == "" {
-			continue
-		}
-		keys, err := app.APIKeys(ctx, a.cfg, a.store)
-		if err == nil {
-			err = a.server.SetKeys(keys)
-		}
-		if err != nil {
-			a.log.Error("reload API keys; keeping the current ones", "secret", a.cfg.API.KeysSecret, "error", err)
-		}
-	}
 }

@@ -56,12 +56,12 @@ func (m *Main) runReport(ctx context.Context, args []string) error {
 		return err
 	}
 	log := m.logger(cfg)
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock(), Notifier: noNotify})
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock(), Notifier: app.NoNotify})
 	if err != nil {
 		return err
 	}
 	defer closeApp(ctx, a, log)
-	snap, err := observer(a, cfg, m.clock()).Snapshot(ctx)
+	snap, err := app.Observer(a, m.clock()).Snapshot(ctx)
 	if err != nil {
 		return err
 	}
