@@ -8,9 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keyrot/keyrot"
@@ -87,7 +84,7 @@ func (m *Main) runAPIKey(ctx context.Context, cmd string, args []string) error {
 		if err != nil {
 			return err
 		}
-		ks = &keysSecret{client: awssm.NewFromConfig(awsCfg), id: *secretID}
+		ks = &keysSecret{store: app.NewStore(awsCfg, cfg.Secrets.Prefix, ""), id: *secretID}
 	}
 	if cmd == "new" {
 		return m.newAPIKey(ctx, ks, name, splitList(*users), *list, now, life)
@@ -203,7 +200,7 @@ func expiryNote(k keyrothttp.APIKey) string {
 func printKeys(m *Main, keys ...keyrothttp.APIKey) error {
 	out, err := yaml.Marshal(keys)
 	if err != nil {
-		return fmt.Errorf("apikey: print config lines: %w", err)
+		return fmt.Errorf("print config lines: %w", err)
 	}
 	for _, line := range strings.SplitAfter(strings.TrimRight(string(out), "\n"), "\n") {
 		fmt.Fprint(m.Stdout, "  "+line)
@@ -212,42 +209,38 @@ func printKeys(m *Main, keys ...keyrothttp.APIKey) error {
 	return nil
 }
 
-// keysSecretAPI is the part of Secrets Manager that apikey uses.
-type keysSecretAPI interface {
-	GetSecretValue(ctx context.Context, in *awssm.GetSecretValueInput, opts ...func(*awssm.Options)) (*awssm.GetSecretValueOutput, error)
-	PutSecretValue(ctx context.Context, in *awssm.PutSecretValueInput, opts ...func(*awssm.Options)) (*awssm.PutSecretValueOutput, error)
-	CreateSecret(ctx context.Context, in *awssm.CreateSecretInput, opts ...func(*awssm.Options)) (*awssm.CreateSecretOutput, error)
+// keysSecretStore is the part of the secretsmanager adapter apikey uses.
+type keysSecretStore interface {
+	Value(ctx context.Context, name string) (string, error)
+	PutValue(ctx context.Context, name, value, description string) error
 }
 
 // keysSecret is the Secrets Manager secret that holds API keys as JSON
-// (api.keys_secret), read and written whole.
+// (api.keys_secret), read and written whole through the secretsmanager
+// adapter.
 type keysSecret struct {
-	client keysSecretAPI
-	id     string
-	exists bool
+	store keysSecretStore
+	id    string
 }
 
 // read returns the keys in the secret, and whether they are a bare list
 // (else {"keys": [...]}); a missing secret is an empty one when allowed.
 func (s *keysSecret) read(ctx context.Context, missingOK bool) (keys []keyrothttp.APIKey, asList bool, err error) {
-	out, err := s.client.GetSecretValue(ctx, &awssm.GetSecretValueInput{SecretId: aws.String(s.id)})
-	var notFound *smtypes.ResourceNotFoundException
-	if errors.As(err, &notFound) && missingOK {
+	body, err := s.store.Value(ctx, s.id)
+	if errors.Is(err, keyrot.ErrSecretNotFound) && missingOK {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("apikey: read API keys from secret %q: %w", s.id, err)
+		return nil, false, fmt.Errorf("read API keys: %w", err)
 	}
-	s.exists = true
-	body := aws.ToString(out.SecretString)
 	if keys, err = keyrothttp.ParseKeys(strings.NewReader(body)); err != nil {
-		return nil, false, fmt.Errorf("apikey: secret %q: %w", s.id, err)
+		return nil, false, fmt.Errorf("secret %q: %w", s.id, err)
 	}
 	return keys, strings.HasPrefix(strings.TrimSpace(body), "["), nil
 }
 
 // write stores keys as the secret's new version (creating the secret if
-// read found none), in the shape it had.
+// there is none), in the shape it had.
 func (s *keysSecret) write(ctx context.Context, keys []keyrothttp.APIKey, asList bool) error {
 	var doc any = struct {
 		Keys []keyrothttp.APIKey `json:"keys"`
@@ -257,16 +250,10 @@ func (s *keysSecret) write(ctx context.Context, keys []keyrothttp.APIKey, asList
 	}
 	body, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
-		return fmt.Errorf("apikey: encode API keys: %w", err)
+		return fmt.Errorf("encode API keys: %w", err)
 	}
-	if s.exists {
-		_, err = s.client.PutSecretValue(ctx, &awssm.PutSecretValueInput{SecretId: aws.String(s.id), SecretString: aws.String(string(body))})
-	} else {
-		_, err = s.client.CreateSecret(ctx, &awssm.CreateSecretInput{Name: aws.String(s.id), SecretString: aws.String(string(body)),
-			Description: aws.String("keyrot REST API keys (hashes), written by keyrot apikey")})
-	}
-	if err != nil {
-		return fmt.Errorf("apikey: write API keys to secret %q: %w", s.id, err)
+	if err := s.store.PutValue(ctx, s.id, string(body), "keyrot REST API keys (hashes), written by keyrot apikey"); err != nil {
+		return fmt.Errorf("write API keys: %w", err)
 	}
 	return nil
 }

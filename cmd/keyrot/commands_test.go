@@ -134,7 +134,7 @@ func TestErrorTextDropsRepeatedPrefixes(t *testing.T) {
 		{"apikey rotate", errors.New("apikey rotate: no key named \"ci\""), `no key named "ci"`},
 		{"status", &config.Error{Field: "region", Reason: "no AWS region"}, "config: region: no AWS region"},
 		{"status", errors.New("iam: list users: keyrot: nested"), "iam: list users: keyrot: nested"},
-		{"credentials", errors.New("keyrot api: get credentials for \"x\": 401"), `keyrot api: get credentials for "x": 401`},
+		{"credentials", errors.New("api client: get credentials for \"x\": 401"), `api client: get credentials for "x": 401`},
 	}
 	for _, tt := range tests {
 		if got := errorText(tt.name, tt.err); got != tt.want {
