@@ -531,8 +531,8 @@ func (r *Rotator) warn(ctx context.Context, u User, s SecretState, w Event, now 
 // they are sent at once if they come back.
 func (r *Rotator) clearEndedWarnings(ctx context.Context, o Observation, standing map[WarningKind]bool) {
 	for kind := range o.Secret.Warned {
-		if standing[kind] {
-			continue
+		if standing[kind] || kind == WarnKeyInUse {
+			continue // key_in_use is told by a step, not a standing condition: a retried step must not repeat it
 		}
 		if err := r.cfg.Secrets.ClearWarned(context.WithoutCancel(ctx), o.User.Name, kind); err != nil {
 			r.log.Warn("clear ended warning", "user", o.User.Name, "warning", kind, "error", err)
@@ -880,8 +880,8 @@ func (r *Rotator) deactivate(ctx context.Context, u User, obs Observation, keyID
 	}
 	since := obs.Secret.CurrentSince
 	if !since.IsZero() && lastUsed.After(since) {
-		r.emit(ctx, u, Event{Kind: EventWarning, Warning: WarnKeyInUse, KeyID: keyID, LastUsed: lastUsed,
-			Summary: fmt.Sprintf("key %s was used at %s, after its successor became current; whatever used it will fail once it is deactivated", keyID, lastUsed.UTC().Format(time.RFC3339))})
+		r.warn(ctx, u, obs.Secret, Event{Kind: EventWarning, Warning: WarnKeyInUse, KeyID: keyID, LastUsed: lastUsed,
+			Summary: fmt.Sprintf("key %s was used at %s, after its successor became current; whatever used it will fail once it is deactivated", keyID, lastUsed.UTC().Format(time.RFC3339))}, now)
 	}
 	// The record goes first, so that a crash after the call still leaves
 	// the key keyrot's and its deactivation to be told. The deletion counts
