@@ -19,7 +19,6 @@ const (
 	DefaultBackoff      = 2 * time.Second
 	DefaultMaxBackoff   = 5 * time.Minute
 	DefaultQueueSize    = 1000
-	DefaultQuietPeriod  = 24 * time.Hour
 	DefaultSecretPrefix = "iam-key-rotation/"
 )
 
@@ -80,9 +79,6 @@ type Config struct {
 	// Digest, if positive, folds the events for one recipient within this
 	// window into one email (notify.digest).
 	Digest time.Duration
-	// QuietPeriod is how long an unchanged warning is not re-sent
-	// (notify.quiet_period); 0 means 24h.
-	QuietPeriod time.Duration
 }
 
 // ConfigError is a Config field that fails validation. Field is the config
@@ -110,9 +106,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = DefaultQueueSize
-	}
-	if c.QuietPeriod == 0 {
-		c.QuietPeriod = DefaultQuietPeriod
 	}
 	if c.SecretPrefix == "" {
 		c.SecretPrefix = DefaultSecretPrefix
@@ -181,8 +174,6 @@ func (c Config) Validate() error {
 		return &ConfigError{"notify.queue_size", "must not be negative"}
 	case c.Digest < 0:
 		return &ConfigError{"notify.digest", "must not be negative"}
-	case c.QuietPeriod < 0:
-		return &ConfigError{"notify.quiet_period", "must not be negative"}
 	}
 	if c.TemplateDir != "" {
 		if fi, err := os.Stat(c.TemplateDir); err != nil || !fi.IsDir() {

@@ -56,7 +56,7 @@ func (m *Main) runRotate(ctx context.Context, args []string) error {
 	force := fs.Bool("force", false, "rotate now, whatever the key's age")
 	dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
 	output := fs.String("o", "text", "output: text or json")
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	if *output != "text" && *output != "json" {
@@ -98,7 +98,7 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 	fs := m.flags("status")
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	output := fs.String("o", "table", "output: table or json")
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	if *output != "table" && *output != "json" {
@@ -132,7 +132,7 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 func (m *Main) runValidate(_ context.Context, args []string) error {
 	fs := m.flags("validate")
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	cfg, err := m.loadConfig(*path)

@@ -23,7 +23,7 @@ func emailConfig(cfg config.Config, region string) email.Config {
 		From: cfg.Notify.Sender, Admin: cfg.Notify.Admin, APIBaseURL: cfg.Notify.APIURL,
 		SecretPrefix: cfg.Secrets.Prefix, Region: region, Ring: cfg.Policy().RingSize(), Contact: cfg.Notify.Contact,
 		TemplateDir: cfg.Notify.Templates, SendRate: cfg.Notify.SendRate,
-		Digest: time.Duration(cfg.Notify.Digest), QuietPeriod: time.Duration(cfg.Notify.QuietPeriod),
+		Digest: time.Duration(cfg.Notify.Digest),
 	}
 	if cfg.Notify.Recipients != nil {
 		ec.Recipients = map[keyrot.EventKind][]string{}
