@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/notify"
 )
 
 // Defaults applied to zero Config fields.
@@ -17,7 +18,7 @@ const (
 	DefaultSendRate     = 1.0 // messages per second: the SES sandbox account's rate
 	DefaultRetries      = 5
 	DefaultBackoff      = 2 * time.Second
-	DefaultMaxBackoff   = 5 * time.Minute
+	DefaultMaxBackoff   = notify.MaxBackoff
 	DefaultQueueSize    = 1000
 	DefaultQuietPeriod  = 24 * time.Hour
 	DefaultSecretPrefix = "iam-key-rotation/"

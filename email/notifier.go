@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/notify"
 )
 
 // Notifier is a keyrot.Notifier that emails people about key events. Notify
@@ -518,13 +519,9 @@ func (w *worker) result(o *outgoing, err error, now time.Time) {
 }
 
 // backoff is the delay after the attempt-th failed attempt: Backoff,
-// doubled each time, at most DefaultMaxBackoff.
+// doubled each time, at most DefaultMaxBackoff (notify.MaxBackoff).
 func (w *worker) backoff(attempt int) time.Duration {
-	d := w.n.cfg.Backoff
-	for i := 1; i < attempt && d < DefaultMaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, DefaultMaxBackoff)
+	return notify.Backoff(w.n.cfg.Backoff, attempt)
 }
 
 // abandon reports every message not yet delivered.
