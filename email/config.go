@@ -32,10 +32,7 @@ const (
 )
 
 // Kinds lists every event kind the notifier knows, in display order.
-var Kinds = []keyrot.EventKind{
-	keyrot.EventKeyCreated, keyrot.EventKeyDeactivated, keyrot.EventKeyDeleted,
-	keyrot.EventRotationFailed, keyrot.EventRotationRecovered, keyrot.EventWarning,
-}
+var Kinds = keyrot.EventKinds
 
 // Config configures rendering and delivery. The zero values of the numeric
 // fields select the defaults above.

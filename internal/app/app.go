@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/keyrot/keyrot/iam"
 	"github.com/keyrot/keyrot/internal/config"
 	"github.com/keyrot/keyrot/internal/console"
+	"github.com/keyrot/keyrot/notify"
 	"github.com/keyrot/keyrot/secretsmanager"
 )
 
@@ -49,6 +51,13 @@ type Options struct {
 	PassEvery time.Duration
 	// Observe, if set, sees every event as it is emitted (metrics).
 	Observe func(keyrot.Event)
+	// LookupEnv reads the channels' secrets (webhook HMAC secrets, the
+	// Slack webhook URL) from the variables the config names; nil is
+	// os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// DeliveryResult is told the outcome of every attempt to deliver an
+	// event to a webhook, Slack or EventBridge (metrics).
+	DeliveryResult func(target string, r notify.Result)
 }
 
 // App is a wired engine.
@@ -63,6 +72,9 @@ type App struct {
 	Rotator *keyrot.Rotator
 	Logger  *slog.Logger
 	closers []func(context.Context) error
+
+	// Channels are the webhooks, Slack and EventBridge the config names.
+	Channels []*notify.Queue
 }
 
 // New builds the engine described by cfg.
@@ -89,12 +101,31 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 
 	a.Notifier = opts.Notifier
 	if a.Notifier == nil {
+		lookup := opts.LookupEnv
+		if lookup == nil {
+			lookup = os.LookupEnv
+		}
+		chans, err := newChannels(cfg, a.AWS, log, opts.NotifyClock, lookup, opts.DeliveryResult)
+		if err != nil {
+			return nil, err
+		}
 		n, err := newNotifier(ctx, cfg, a.AWS, log, opts.NotifyClock, opts.NotifyResult)
 		if err != nil {
 			return nil, err
 		}
 		a.Notifier, a.Email = n, n
 		a.closers = append(a.closers, n.Close)
+		if err := startChannels(ctx, chans); err != nil {
+			return nil, err
+		}
+		// Each channel queues on its own: one failing or slow never holds
+		// up email, another channel, or the engine.
+		all := keyrot.MultiNotifier{n}
+		for _, q := range chans {
+			all = append(all, q)
+			a.closers = append(a.closers, q.Close)
+		}
+		a.Notifier, a.Channels = all, chans
 	}
 	if opts.Observe != nil {
 		inner := a.Notifier
@@ -149,10 +180,14 @@ func NewStore(awsCfg aws.Config, prefix, kmsKeyID string) *secretsmanager.Store 
 
 // Flush delivers the queued notifications (a Lambda invocation's end).
 func (a *App) Flush(ctx context.Context) error {
-	if a.Email == nil {
-		return nil
+	var errs []error
+	if a.Email != nil {
+		errs = append(errs, a.Email.Flush(ctx))
 	}
-	return a.Email.Flush(ctx)
+	for _, q := range a.Channels {
+		errs = append(errs, q.Flush(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // Close flushes what is queued (notifications) until ctx is done.
