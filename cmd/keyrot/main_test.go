@@ -184,6 +184,8 @@ func TestExitCodes(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
 		{"bad flag", []string{"rotate", "--nope"}, exitUsage, "flag provided but not defined"},
 		{"bad config", []string{"validate", "--config", bad}, exitUsage, "rotation.deactivate_after"},
+		{"webhook secret unset", []string{"validate", "--config", tm.writeConfig("users: {names: [ci-bot]}\nnotify: {via: log, webhooks: [{url: \"https://hooks.example.com/k\", secret_env: KEYROT_TEST_UNSET_SECRET}]}\n")},
+			exitUsage, "notify.webhooks[0].secret_env"},
 		{"missing file", []string{"rotate", "--config", filepath.Join(tm.dir, "absent.yaml")}, exitUsage, "absent.yaml"},
 		{"user not managed", []string{"rotate", "--config", tm.writeConfig(testConfig), "--user", "root"}, exitFailed, "not managed"},
 		{"user missing in IAM", []string{"rotate", "--config", tm.writeConfig(testConfig)}, exitOK, "user_deleted"},
