@@ -152,8 +152,8 @@ func (s *eventsService) accept(e putEventsEntry, now time.Time) (BusEvent, strin
 	}
 	at := now
 	if e.Time != nil {
-		sec, frac := math.Modf(*e.Time)
-		at = time.Unix(int64(sec), int64(frac*1e9)).UTC()
+		// Epoch seconds as a float: kept to the millisecond, as AWS does.
+		at = time.UnixMilli(int64(math.Round(*e.Time * 1e3))).UTC()
 	}
 	id := fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", s.rng.Uint32(), s.rng.Uint32()&0xffff, s.rng.Uint32()&0xffff, s.rng.Uint32()&0xffff, s.rng.Uint64()&0xffffffffffff)
 	return BusEvent{EventID: id, EventBus: bus, Source: *e.Source, DetailType: *e.DetailType,
