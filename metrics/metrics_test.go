@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/keyrot/keyrot"
-	"github.com/keyrot/keyrot/notify"
 	"github.com/keyrot/keyrot/metrics"
+	"github.com/keyrot/keyrot/notify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
