@@ -32,8 +32,7 @@ type Notifier struct {
 	mu      sync.Mutex
 	closed  bool
 	started bool
-	warned  map[string]map[warnKey]warnRecord // by user
-	pruneAt time.Time
+	warned  *notify.Warnings
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -79,13 +78,13 @@ func NewNotifier(cfg Config, s Sender, opts ...Option) (*Notifier, error) {
 		logger: slog.Default(),
 		clock:  keyrot.SystemClock{},
 		hook:   func(keyrot.EventKind, error) {},
-		warned: map[string]map[warnKey]warnRecord{},
 		done:   make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(n)
 	}
 	n.logger = n.logger.With("system", "email")
+	n.warned = notify.NewWarnings(n.cfg.QuietPeriod)
 	n.queue = make(chan keyrot.Event, n.cfg.QueueSize)
 	n.flush = make(chan chan struct{})
 	return n, nil
@@ -189,7 +188,7 @@ func (n *Notifier) Notify(ctx context.Context, e keyrot.Event) error {
 		return fmt.Errorf("email: notify %s for user %q: %w", e.Kind, e.User, ErrClosed)
 	}
 	now := n.clock.Now()
-	if !n.admitWarning(e, now) {
+	if !n.warned.Admit(e, now) {
 		n.mu.Unlock()
 		n.logger.Debug("warning suppressed: already reported in the quiet period",
 			"user", e.User, "warning", string(e.Warning), "key_id", e.KeyID)
@@ -201,83 +200,12 @@ func (n *Notifier) Notify(ctx context.Context, e keyrot.Event) error {
 		return nil
 	default:
 	}
-	n.forgetWarning(e)
+	n.warned.Forget(e)
 	n.mu.Unlock()
 	n.logger.Warn("email queue full: event dropped",
 		"event", string(e.Kind), "user", e.User, "key_id", e.KeyID, "queue_size", n.cfg.QueueSize)
 	n.hook(e.Kind, ErrQueueFull)
 	return fmt.Errorf("email: notify %s for user %q: %w", e.Kind, e.User, ErrQueueFull)
-}
-
-// warnKey identifies a warned-about condition within one user (or about
-// one API key).
-type warnKey struct {
-	warning keyrot.WarningKind
-	keyID   string
-	apiKey  string
-}
-
-type warnRecord struct {
-	fingerprint string
-	at          time.Time
-}
-
-// fingerprint is what makes a condition "changed": the summary says what
-// the condition is, so it must not carry times that move on every pass.
-func fingerprint(e keyrot.Event) string { return e.Summary + "\x00" + e.Err }
-
-// admitWarning reports whether e should be sent, recording it if so. Any
-// event other than a warning is admitted; a new key for a user starts its
-// warnings afresh. Called with mu held.
-func (n *Notifier) admitWarning(e keyrot.Event, now time.Time) bool {
-	if e.Kind == keyrot.EventKeyCreated {
-		delete(n.warned, e.User)
-	}
-	if e.Kind != keyrot.EventWarning {
-		return true
-	}
-	n.pruneWarnings(now)
-	k := warnKey{e.Warning, e.KeyID, e.APIKey}
-	fp := fingerprint(e)
-	if r, ok := n.warned[e.User][k]; ok && r.fingerprint == fp && now.Sub(r.at) < n.cfg.QuietPeriod {
-		return false
-	}
-	if n.warned[e.User] == nil {
-		n.warned[e.User] = map[warnKey]warnRecord{}
-	}
-	n.warned[e.User][k] = warnRecord{fingerprint: fp, at: now}
-	return true
-}
-
-// forgetWarning drops the record of e, so that a warning that was never
-// delivered is sent again on the next pass.
-func (n *Notifier) forgetWarning(e keyrot.Event) {
-	if e.Kind != keyrot.EventWarning {
-		return
-	}
-	k := warnKey{e.Warning, e.KeyID, e.APIKey}
-	if r, ok := n.warned[e.User][k]; ok && r.fingerprint == fingerprint(e) {
-		delete(n.warned[e.User], k)
-	}
-}
-
-// pruneWarnings drops records older than the quiet period, at most once a
-// quiet period, so the table stays bounded by the conditions seen in it.
-func (n *Notifier) pruneWarnings(now time.Time) {
-	if now.Before(n.pruneAt) {
-		return
-	}
-	n.pruneAt = now.Add(n.cfg.QuietPeriod)
-	for user, m := range n.warned {
-		for k, r := range m {
-			if now.Sub(r.at) >= n.cfg.QuietPeriod {
-				delete(m, k)
-			}
-		}
-		if len(m) == 0 {
-			delete(n.warned, user)
-		}
-	}
 }
 
 // outgoing is a message waiting to be sent.
@@ -505,11 +433,9 @@ func (w *worker) result(o *outgoing, err error, now time.Time) {
 	if IsPermanent(err) || o.attempt > n.cfg.Retries {
 		n.logger.Error("email delivery failed", attrs...)
 		n.hook(o.kind, err)
-		n.mu.Lock()
 		for _, e := range o.events {
-			n.forgetWarning(e)
+			n.warned.Forget(e)
 		}
-		n.mu.Unlock()
 		return
 	}
 	delay := w.backoff(o.attempt)

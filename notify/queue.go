@@ -51,6 +51,7 @@ const (
 	DefaultBackoff        = 2 * time.Second
 	DefaultQueueSize      = 1000
 	DefaultAttemptTimeout = 10 * time.Second
+	DefaultQuietPeriod    = 24 * time.Hour
 )
 
 // Config configures a Queue.
@@ -70,6 +71,9 @@ type Config struct {
 	QueueSize int
 	// AttemptTimeout bounds one attempt; 0 means 10s.
 	AttemptTimeout time.Duration
+	// QuietPeriod is how long an unchanged warning is not sent again
+	// (notify.quiet_period, as for email); 0 means 24h.
+	QuietPeriod time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -88,6 +92,9 @@ func (c Config) withDefaults() Config {
 	if c.AttemptTimeout <= 0 {
 		c.AttemptTimeout = DefaultAttemptTimeout
 	}
+	if c.QuietPeriod <= 0 {
+		c.QuietPeriod = DefaultQuietPeriod
+	}
 	return c
 }
 
@@ -99,6 +106,7 @@ type Queue struct {
 	logger  *slog.Logger
 	clock   keyrot.Clock
 	hook    func(target string, r Result)
+	warned  *Warnings
 
 	queue chan keyrot.Event
 
@@ -149,6 +157,7 @@ func NewQueue(cfg Config, d Deliverer, opts ...Option) (*Queue, error) {
 	}
 	q.logger = q.logger.With("system", "notify", "target", q.cfg.Target)
 	q.queue = make(chan keyrot.Event, q.cfg.QueueSize)
+	q.warned = NewWarnings(q.cfg.QuietPeriod)
 	return q, nil
 }
 
@@ -173,7 +182,8 @@ func (q *Queue) Start(ctx context.Context) error {
 }
 
 // Notify queues e and returns at once; an event of a kind the target does
-// not take is ignored. If the queue is full the event is dropped, logged and
+// not take is ignored, as is a warning already sent within the quiet
+// period (one that fails for good is forgotten). If the queue is full the event is dropped, logged and
 // reported; Notify then returns an error wrapping ErrQueueFull (ErrClosed
 // after Close).
 func (q *Queue) Notify(_ context.Context, e keyrot.Event) error {
@@ -185,6 +195,10 @@ func (q *Queue) Notify(_ context.Context, e keyrot.Event) error {
 		q.mu.Unlock()
 		return fmt.Errorf("notify: %s: %s for user %q: %w", q.cfg.Target, e.Kind, e.User, ErrClosed)
 	}
+	if !q.warned.Admit(e, q.clock.Now()) {
+		q.mu.Unlock()
+		return nil
+	}
 	select {
 	case q.queue <- e:
 		q.pending++
@@ -195,6 +209,7 @@ func (q *Queue) Notify(_ context.Context, e keyrot.Event) error {
 		return nil
 	default:
 	}
+	q.warned.Forget(e)
 	q.mu.Unlock()
 	q.logger.Warn("delivery queue full: event dropped", "event", string(e.Kind), "user", e.User, "key_id", e.KeyID, "queue_size", q.cfg.QueueSize)
 	q.hook(q.cfg.Target, ResultDropped)
@@ -269,12 +284,13 @@ func (q *Queue) abandonQueued() {
 	count := 0
 	for {
 		select {
-		case _, ok := <-q.queue:
+		case e, ok := <-q.queue:
 			if !ok {
 				q.reportAbandoned(count)
 				return
 			}
 			count++
+			q.warned.Forget(e)
 			q.hook(q.cfg.Target, ResultFailed)
 		default:
 			q.reportAbandoned(count)
@@ -315,6 +331,7 @@ func (q *Queue) send(ctx context.Context, e keyrot.Event) {
 		failed := append(attrs, "attempt", d.Attempt, "err", err)
 		if ctx.Err() != nil || IsPermanent(err) || d.Attempt > q.cfg.Retries {
 			q.logger.Error("event delivery failed", failed...)
+			q.warned.Forget(e)
 			q.hook(q.cfg.Target, ResultFailed)
 			return
 		}
@@ -328,6 +345,7 @@ func (q *Queue) send(ctx context.Context, e keyrot.Event) {
 		case <-q.clock.After(delay):
 		case <-ctx.Done():
 			q.logger.Error("event delivery abandoned", attrs...)
+			q.warned.Forget(e)
 			q.hook(q.cfg.Target, ResultFailed)
 			return
 		}

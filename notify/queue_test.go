@@ -224,3 +224,53 @@ func TestEventID(t *testing.T) {
 		t.Errorf("payload = %+v", p)
 	}
 }
+
+// TestQueueWarningsOncePerQuietPeriod: a standing warning the engine
+// repeats every pass goes out once per quiet period; a changed one, or one
+// whose delivery failed for good, goes out again.
+func TestQueueWarningsOncePerQuietPeriod(t *testing.T) {
+	d := &attempts{}
+	q, _, clock := startQueue(t, notify.Config{QuietPeriod: time.Hour, Retries: -1}, d)
+	ctx := context.Background()
+	warn := keyrot.Event{Kind: keyrot.EventWarning, Warning: keyrot.WarnUserDeleted, User: "gone", Summary: "user gone no longer exists"}
+	send := func() {
+		t.Helper()
+		if err := q.Notify(ctx, warn); err != nil {
+			t.Fatal(err)
+		}
+		flush(t, q)
+	}
+	send()
+	send() // same pass again: suppressed
+	clock.Advance(59 * time.Minute)
+	send() // still within the hour
+	if got := len(d.list()); got != 1 {
+		t.Fatalf("%d deliveries of one standing warning within the quiet period, want 1", got)
+	}
+	changed := warn
+	changed.Summary = "user gone no longer exists (again)"
+	if err := q.Notify(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, q)
+	clock.Advance(time.Hour)
+	send()
+	if got := len(d.list()); got != 3 {
+		t.Fatalf("%d deliveries, want 3: the first, the changed one, and after the quiet period", got)
+	}
+
+	// A warning that failed for good is sent again at the next pass.
+	d.mu.Lock()
+	d.errs = []error{notify.Permanent(errors.New("410 Gone"))}
+	d.mu.Unlock()
+	other := keyrot.Event{Kind: keyrot.EventWarning, Warning: keyrot.WarnKeyLimit, User: "full", Summary: "full has two keys"}
+	for range 2 {
+		if err := q.Notify(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		flush(t, q)
+	}
+	if got := len(d.list()); got != 5 {
+		t.Errorf("%d deliveries, want 5: the failed warning tried again", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awseb "github.com/aws/aws-sdk-go-v2/service/eventbridge"
@@ -33,7 +34,7 @@ func newChannels(cfg config.Config, awsCfg aws.Config, log *slog.Logger, clock k
 	}
 	var queues []*notify.Queue
 	add := func(target string, kinds []string, d notify.Deliverer) error {
-		q, err := notify.NewQueue(notify.Config{Target: target, Kinds: config.EventKinds(kinds)}, d, opts...)
+		q, err := notify.NewQueue(notify.Config{Target: target, Kinds: config.EventKinds(kinds), QuietPeriod: time.Duration(cfg.Notify.QuietPeriod)}, d, opts...)
 		if err != nil {
 			return fmt.Errorf("app: %s: %w", target, err)
 		}
