@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -101,31 +100,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 
 	a.Notifier = opts.Notifier
 	if a.Notifier == nil {
-		lookup := opts.LookupEnv
-		if lookup == nil {
-			lookup = os.LookupEnv
-		}
-		chans, err := newChannels(cfg, a.AWS, log, opts.NotifyClock, lookup, opts.DeliveryResult)
+		ns, err := newNotifiers(ctx, cfg, a.AWS, log, opts)
 		if err != nil {
 			return nil, err
 		}
-		n, err := newNotifier(ctx, cfg, a.AWS, log, opts.NotifyClock, opts.NotifyResult)
-		if err != nil {
-			return nil, err
-		}
-		a.Notifier, a.Email = n, n
-		a.closers = append(a.closers, n.Close)
-		if err := startChannels(ctx, chans); err != nil {
-			return nil, err
-		}
-		// Each channel queues on its own: one failing or slow never holds
-		// up email, another channel, or the engine.
-		all := keyrot.MultiNotifier{n}
-		for _, q := range chans {
-			all = append(all, q)
-			a.closers = append(a.closers, q.Close)
-		}
-		a.Notifier, a.Channels = all, chans
+		a.Notifier, a.Email, a.Channels = ns, ns.Email, ns.Channels
+		a.closers = append(a.closers, ns.Close)
 	}
 	if opts.Observe != nil {
 		inner := a.Notifier
@@ -180,14 +160,7 @@ func NewStore(awsCfg aws.Config, prefix, kmsKeyID string) *secretsmanager.Store 
 
 // Flush delivers the queued notifications (a Lambda invocation's end).
 func (a *App) Flush(ctx context.Context) error {
-	var errs []error
-	if a.Email != nil {
-		errs = append(errs, a.Email.Flush(ctx))
-	}
-	for _, q := range a.Channels {
-		errs = append(errs, q.Flush(ctx))
-	}
-	return errors.Join(errs...)
+	return (&Notifiers{Email: a.Email, Channels: a.Channels}).Flush(ctx)
 }
 
 // Close flushes what is queued (notifications) until ctx is done.

@@ -257,3 +257,39 @@ func TestChannelSecretUnset(t *testing.T) {
 		}
 	}
 }
+
+// TestServeNotifierReachesChannels: the notifier `keyrot serve` builds for
+// API-key expiry warnings has the channels too, reads their secrets from
+// the environment, and sends a repeated warning once.
+func TestServeNotifierReachesChannels(t *testing.T) {
+	secret := "whsec-serve-0123456789"
+	hook := &bodies{status: http.StatusOK, check: func(r *http.Request, body []byte) error {
+		return webhook.Verify([]byte(secret), r.Header, body, time.Now(), 0)
+	}}
+	srv := httptest.NewServer(hook)
+	defer srv.Close()
+	t.Setenv("KEYROT_TEST_SERVE_HOOK_SECRET", secret)
+	cfg := config.Default()
+	cfg.Users.Names = []string{"ci-bot"}
+	cfg.Notify.Via = "log"
+	cfg.Notify.Webhooks = []config.Webhook{{URL: srv.URL, SecretEnv: "KEYROT_TEST_SERVE_HOOK_SECRET"}}
+	ctx := context.Background()
+	ns, err := app.NewNotifier(ctx, cfg, aws.Config{Region: "us-east-1"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warn := keyrot.Event{Kind: keyrot.EventWarning, Warning: keyrot.WarnAPIKeyExpiring, APIKey: "ci", Time: time.Now(), Summary: `API key "ci" expires at 2026-12-01T00:00:00Z.`}
+	for range 3 { // every key refresh reports it again
+		if err := ns.Notify(ctx, warn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := ns.Close(cctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := hook.all(); len(got) != 1 || len(hook.errs) > 0 || !strings.Contains(string(got[0]), `"api_key":"ci"`) {
+		t.Errorf("webhook got %q (rejected %v), want one verified api_key_expiring warning", got, hook.errs)
+	}
+}
