@@ -93,24 +93,28 @@ func (ns *Notifiers) Notify(ctx context.Context, e keyrot.Event) error {
 
 // Flush delivers what every notifier has queued, until ctx is done.
 func (ns *Notifiers) Flush(ctx context.Context) error {
-	var errs []error
-	if ns.Email != nil {
-		errs = append(errs, ns.Email.Flush(ctx))
-	}
-	for _, q := range ns.Channels {
-		errs = append(errs, q.Flush(ctx))
-	}
-	return errors.Join(errs...)
+	return ns.each(func(q queued) error { return q.Flush(ctx) })
 }
 
 // Close drains every notifier, until ctx is done.
 func (ns *Notifiers) Close(ctx context.Context) error {
+	return ns.each(func(q queued) error { return q.Close(ctx) })
+}
+
+// queued is a notifier with a queue to drain.
+type queued interface {
+	Flush(ctx context.Context) error
+	Close(ctx context.Context) error
+}
+
+// each calls f on every notifier and joins the errors.
+func (ns *Notifiers) each(f func(queued) error) error {
 	var errs []error
 	if ns.Email != nil {
-		errs = append(errs, ns.Email.Close(ctx))
+		errs = append(errs, f(ns.Email))
 	}
 	for _, q := range ns.Channels {
-		errs = append(errs, q.Close(ctx))
+		errs = append(errs, f(q))
 	}
 	return errors.Join(errs...)
 }
