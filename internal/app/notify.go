@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -107,15 +108,22 @@ type queued interface {
 	Close(ctx context.Context) error
 }
 
-// each calls f on every notifier and joins the errors.
+// each calls f on every notifier at once (so that a slow one does not use
+// up the others' time to drain) and joins the errors.
 func (ns *Notifiers) each(f func(queued) error) error {
-	var errs []error
+	var all []queued
 	if ns.Email != nil {
-		errs = append(errs, f(ns.Email))
+		all = append(all, ns.Email)
 	}
 	for _, q := range ns.Channels {
-		errs = append(errs, f(q))
+		all = append(all, q)
 	}
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, q := range all {
+		wg.Go(func() { errs[i] = f(q) })
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
