@@ -19,6 +19,12 @@ const (
 	EventWarning           EventKind = "warning"
 )
 
+// EventKinds lists every event kind, in display order.
+var EventKinds = []EventKind{
+	EventKeyCreated, EventKeyDeactivated, EventKeyDeleted,
+	EventRotationFailed, EventRotationRecovered, EventWarning,
+}
+
 // WarningKind says which condition a warning event is about.
 type WarningKind string
 

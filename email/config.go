@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/notify"
 )
 
 // Defaults applied to zero Config fields.
@@ -17,7 +18,7 @@ const (
 	DefaultSendRate     = 1.0 // messages per second: the SES sandbox account's rate
 	DefaultRetries      = 5
 	DefaultBackoff      = 2 * time.Second
-	DefaultMaxBackoff   = 5 * time.Minute
+	DefaultMaxBackoff   = notify.MaxBackoff
 	DefaultQueueSize    = 1000
 	DefaultSecretPrefix = "iam-key-rotation/"
 )
@@ -30,10 +31,7 @@ const (
 )
 
 // Kinds lists every event kind the notifier knows, in display order.
-var Kinds = []keyrot.EventKind{
-	keyrot.EventKeyCreated, keyrot.EventKeyDeactivated, keyrot.EventKeyDeleted,
-	keyrot.EventRotationFailed, keyrot.EventRotationRecovered, keyrot.EventWarning,
-}
+var Kinds = keyrot.EventKinds
 
 // Config configures rendering and delivery. The zero values of the numeric
 // fields select the defaults above.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/notify"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -33,6 +34,7 @@ type Metrics struct {
 	cacheMisses   prometheus.Counter
 	rotations     *prometheus.CounterVec
 	notifications *prometheus.CounterVec
+	deliveries    *prometheus.CounterVec
 
 	// routes holds each route's resolved children, so the request path
 	// does not hash label values on every observation.
@@ -91,8 +93,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "keyrot_notifications_total",
 			Help: "Notification deliveries, by event kind and result (ok or error).",
 		}, []string{"kind", "result"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyrot_webhook_deliveries_total",
+			Help: "Event deliveries to webhooks, Slack and EventBridge, by target and result (ok, retried, failed, dropped); one count per attempt.",
+		}, []string{"target", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.cacheHits, m.cacheMisses, m.rotations, m.notifications} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.cacheHits, m.cacheMisses, m.rotations, m.notifications, m.deliveries} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}
@@ -173,6 +179,14 @@ func (m *Metrics) ObserveNotification(kind keyrot.EventKind, err error) {
 		result = "error"
 	}
 	m.notifications.WithLabelValues(string(kind), result).Inc()
+}
+
+// ObserveDelivery counts one attempt to deliver an event to a target (a
+// webhook, Slack, EventBridge): pass it to notify.WithResultHook.
+func (m *Metrics) ObserveDelivery(target string, result notify.Result) {
+	if m != nil {
+		m.deliveries.WithLabelValues(target, string(result)).Inc()
+	}
 }
 
 // Notifier returns a keyrot.Notifier that counts every event it is given,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/metrics"
+	"github.com/keyrot/keyrot/notify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -43,6 +44,8 @@ func TestMetrics(t *testing.T) {
 	}
 	m.ObserveNotification(keyrot.EventKeyCreated, nil)
 	m.ObserveNotification(keyrot.EventKeyCreated, errors.New("ses: throttled"))
+	m.ObserveDelivery("webhook:hooks.example.com", notify.ResultRetried)
+	m.ObserveDelivery("webhook:hooks.example.com", notify.ResultOK)
 
 	want := `
 # HELP keyrot_cache_hits_total Credential reads served from the API cache.
@@ -62,6 +65,10 @@ keyrot_key_age_seconds{user="alice"} 90
 # TYPE keyrot_notifications_total counter
 keyrot_notifications_total{kind="key_created",result="error"} 1
 keyrot_notifications_total{kind="key_created",result="ok"} 1
+# HELP keyrot_webhook_deliveries_total Event deliveries to webhooks, Slack and EventBridge, by target and result (ok, retried, failed, dropped); one count per attempt.
+# TYPE keyrot_webhook_deliveries_total counter
+keyrot_webhook_deliveries_total{result="ok",target="webhook:hooks.example.com"} 1
+keyrot_webhook_deliveries_total{result="retried",target="webhook:hooks.example.com"} 1
 # HELP keyrot_rotations_total Key events (created, deactivated, deleted, rotation_failed, warning), by event kind.
 # TYPE keyrot_rotations_total counter
 keyrot_rotations_total{event="key_created"} 1
@@ -69,7 +76,7 @@ keyrot_rotations_total{event="key_deleted"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"keyrot_cache_hits_total", "keyrot_cache_misses_total", "keyrot_http_requests_total", "keyrot_key_age_seconds",
-		"keyrot_notifications_total", "keyrot_rotations_total"); err != nil {
+		"keyrot_notifications_total", "keyrot_rotations_total", "keyrot_webhook_deliveries_total"); err != nil {
 		t.Error(err)
 	}
 	if got, want := testutil.CollectAndCount(reg, "keyrot_http_request_duration_seconds"), 1; got != want {
@@ -95,6 +102,7 @@ func TestNilMetricsRecordsNothing(t *testing.T) {
 	m.CacheMiss()
 	m.ObserveEvent(keyrot.Event{Kind: keyrot.EventWarning})
 	m.ObserveNotification(keyrot.EventWarning, nil)
+	m.ObserveDelivery("slack", notify.ResultFailed)
 	if err := m.WatchKeyAges(keys{}, nil); err != nil {
 		t.Errorf("WatchKeyAges on nil: %v", err)
 	}

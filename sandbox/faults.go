@@ -30,7 +30,7 @@ type Faults struct {
 type FaultRule struct {
 	// Operation is the AWS operation, e.g. "CreateAccessKey"; "" or "*" matches all.
 	Operation string `json:"operation,omitempty"`
-	// Service optionally restricts the rule to "iam", "sts", "secretsmanager" or "ses".
+	// Service optionally restricts the rule to "iam", "sts", "secretsmanager", "ses" or "events".
 	Service string `json:"service,omitempty"`
 	// Kind is "throttle", "5xx", or "lost_response": the call takes effect,
 	// then the client is told it failed (a 5xx), as when a response is lost
@@ -111,7 +111,7 @@ func (f Faults) validate() error {
 			return fmt.Errorf("faults: rule %d: count %d: must not be negative", i, r.Count)
 		}
 		switch r.Service {
-		case "", svcIAM, svcSTS, svcSecretsManager, svcSES:
+		case "", svcIAM, svcSTS, svcSecretsManager, svcSES, svcEvents:
 		default:
 			return fmt.Errorf("faults: rule %d: unknown service %q", i, r.Service)
 		}
@@ -223,7 +223,7 @@ func (fi *faultInjector) check(service, op string) (injected *apiError, lost boo
 func faultError(service, kind string) *apiError {
 	if kind == FaultThrottle {
 		switch service {
-		case svcSecretsManager:
+		case svcSecretsManager, svcEvents:
 			return errorf(http.StatusBadRequest, "ThrottlingException", "Rate exceeded")
 		case svcSES:
 			return errorf(http.StatusTooManyRequests, "TooManyRequestsException", "Too many requests.")

@@ -1,7 +1,8 @@
 // Package sandbox serves, on loopback, the subset of the AWS wire protocols
-// keyrot uses: IAM and STS (query protocol, XML), Secrets Manager (JSON 1.1)
-// and SES v2 (REST JSON). Every AWS call is authenticated with SigV4 against
-// the sandbox's admin key or an IAM user's access key. It enforces IAM's
+// keyrot uses: IAM and STS (query protocol, XML), Secrets Manager (JSON 1.1),
+// SES v2 (REST JSON) and EventBridge PutEvents (JSON 1.1). Every AWS call is
+// authenticated with SigV4 against the sandbox's admin key or an IAM user's
+// access key. It enforces IAM's
 // two-keys rule, answers with AWS's error codes, injects faults and can run on
 // a clock driven by tests. It is a test double: real keys live in AWS.
 package sandbox
@@ -31,6 +32,7 @@ const (
 	svcSTS            = "sts"
 	svcSecretsManager = "secretsmanager"
 	svcSES            = "ses"
+	svcEvents         = "events"
 )
 
 // Options configures a sandbox. The zero value is usable.
@@ -77,6 +79,7 @@ type Server struct {
 	iam    *iamService
 	sm     *secretsManager
 	ses    *sesService
+	events *eventsService
 	faults *faultInjector
 	store  *persister // nil when memory only
 
@@ -136,6 +139,7 @@ func New(opts Options) (*Server, error) {
 	s.sm = newSecretsManager(opts.Clock, opts.AccountID, opts.Region, opts.Seed, signal)
 	s.ses = newSES(opts.Clock, opts.Seed, signal)
 	s.ses.setMaxSendRate(opts.SESMaxSendRate)
+	s.events = newEvents(opts.Clock, opts.Region, opts.AccountID, opts.Seed)
 	if s.store != nil {
 		s.store.register(svcIAM, s.iam)
 		s.store.register(svcSecretsManager, any(s.sm))
@@ -350,9 +354,13 @@ func (s *Server) serveAWS(w http.ResponseWriter, r *http.Request, c *call) {
 // For the query protocol it also returns the parsed form.
 func (s *Server) operation(r *http.Request, c *call) (map[string][]string, *apiError) {
 	switch c.service {
-	case svcSecretsManager:
+	case svcSecretsManager, svcEvents:
+		prefix := "secretsmanager."
+		if c.service == svcEvents {
+			prefix = eventsTargetPrefix
+		}
 		target := r.Header.Get("X-Amz-Target")
-		op, ok := strings.CutPrefix(target, "secretsmanager.")
+		op, ok := strings.CutPrefix(target, prefix)
 		if !ok || op == "" {
 			return nil, errorf(http.StatusBadRequest, "UnknownOperationException", "Missing or invalid X-Amz-Target header %q.", target)
 		}
@@ -394,8 +402,12 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, form 
 			return
 		}
 		writeQueryResponse(w, c, stsNamespace, resp)
-	case svcSecretsManager:
-		resp, apiErr := s.sm.handle(c.caller, c.op, c.body)
+	case svcSecretsManager, svcEvents:
+		handle := s.sm.handle
+		if c.service == svcEvents {
+			handle = s.events.handle
+		}
+		resp, apiErr := handle(c.caller, c.op, c.body)
 		if apiErr != nil {
 			s.writeError(w, c, apiErr)
 			return
@@ -477,7 +489,7 @@ func (d discardResponse) WriteHeader(int)             {}
 
 func knownService(svc string) bool {
 	switch svc {
-	case svcIAM, svcSTS, svcSecretsManager, svcSES:
+	case svcIAM, svcSTS, svcSecretsManager, svcSES, svcEvents:
 		return true
 	}
 	return false
@@ -489,6 +501,9 @@ func knownService(svc string) bool {
 func guessService(r *http.Request) string {
 	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), "secretsmanager.") {
 		return svcSecretsManager
+	}
+	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), eventsTargetPrefix) {
+		return svcEvents
 	}
 	if strings.HasPrefix(r.URL.Path, "/v2/email/") {
 		return svcSES
@@ -520,7 +535,7 @@ func (s *Server) writeError(w http.ResponseWriter, c *call, e *apiError) {
 		s.logger.Warn("aws call failed", "service", c.service, "op", c.op, "code", e.Code, "request_id", c.requestID)
 	}
 	switch c.service {
-	case svcSecretsManager:
+	case svcSecretsManager, svcEvents:
 		h := w.Header()
 		h.Set("X-Amzn-Errortype", e.Code)
 		writeJSON(w, c, "application/x-amz-json-1.1", e.Status, map[string]string{"__type": e.Code, "message": e.Message})
@@ -540,6 +555,7 @@ func (s *Server) adminMux() http.Handler {
 		adminJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.outboxRoutes(mux)
+	s.eventsRoutes(mux)
 	mux.HandleFunc("GET /_sandbox/calls", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, s.Calls())
 	})

@@ -72,7 +72,7 @@ const (
 )
 
 func authError(service string, kind int, detail string) *apiError {
-	json := service == svcSecretsManager || service == svcSES
+	json := service == svcSecretsManager || service == svcSES || service == svcEvents
 	switch kind {
 	case authMissing:
 		if json {
@@ -87,7 +87,7 @@ func authError(service string, kind int, detail string) *apiError {
 	case authUnknownKey:
 		const msg = "The security token included in the request is invalid."
 		switch service {
-		case svcSecretsManager:
+		case svcSecretsManager, svcEvents:
 			return errorf(http.StatusBadRequest, "UnrecognizedClientException", msg)
 		case svcSES:
 			return errorf(http.StatusForbidden, "UnrecognizedClientException", msg)
@@ -96,7 +96,7 @@ func authError(service string, kind int, detail string) *apiError {
 		}
 	default:
 		const msg = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
-		if service == svcSecretsManager {
+		if service == svcSecretsManager || service == svcEvents {
 			return errorf(http.StatusBadRequest, "InvalidSignatureException", msg)
 		}
 		return errorf(http.StatusForbidden, "SignatureDoesNotMatch", msg)

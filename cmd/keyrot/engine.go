@@ -139,6 +139,9 @@ func (m *Main) runValidate(_ context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if _, _, err := cfg.Notify.ChannelSecrets(m.LookupEnv); err != nil {
+		return err // the webhooks' and Slack's variables are set
+	}
 	out, err := yaml.Marshal(cfg.Redacted())
 	if err != nil {
 		return fmt.Errorf("print config: %w", err)

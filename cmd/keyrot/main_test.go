@@ -184,6 +184,8 @@ func TestExitCodes(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
 		{"bad flag", []string{"rotate", "--nope"}, exitUsage, "keyrot rotate: flag provided but not defined: -nope\nRun \"keyrot help rotate\" for usage.\n"},
 		{"bad config", []string{"validate", "--config", bad}, exitUsage, "rotation.deactivate_after"},
+		{"webhook secret unset", []string{"validate", "--config", tm.writeConfig("users: {names: [ci-bot]}\nnotify: {via: log, webhooks: [{url: \"https://hooks.example.com/k\", secret_env: KEYROT_TEST_UNSET_SECRET}]}\n")},
+			exitUsage, "notify.webhooks[0].secret_env"},
 		{"missing file", []string{"rotate", "--config", filepath.Join(tm.dir, "absent.yaml")}, exitUsage, "absent.yaml"},
 		{"user not managed", []string{"rotate", "--config", tm.writeConfig(testConfig), "--user", "nobody"}, exitUsage,
 			"keyrot rotate: user \"nobody\": not managed by this configuration\n"},

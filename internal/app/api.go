@@ -152,6 +152,7 @@ func (a *API) EngineOptions(o Options) Options {
 		a.events.Add(e)
 	}
 	o.NotifyResult = a.metrics.ObserveNotification
+	o.DeliveryResult = a.metrics.ObserveDelivery
 	return o
 }
 

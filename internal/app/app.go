@@ -23,6 +23,7 @@ import (
 	"github.com/keyrot/keyrot/iam"
 	"github.com/keyrot/keyrot/internal/config"
 	"github.com/keyrot/keyrot/internal/console"
+	"github.com/keyrot/keyrot/notify"
 	"github.com/keyrot/keyrot/secretsmanager"
 )
 
@@ -49,6 +50,13 @@ type Options struct {
 	PassEvery time.Duration
 	// Observe, if set, sees every event as it is emitted (metrics).
 	Observe func(keyrot.Event)
+	// LookupEnv reads the channels' secrets (webhook HMAC secrets, the
+	// Slack webhook URL) from the variables the config names; nil is
+	// os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// DeliveryResult is told the outcome of every attempt to deliver an
+	// event to a webhook, Slack or EventBridge (metrics).
+	DeliveryResult func(target string, r notify.Result)
 }
 
 // App is a wired engine.
@@ -63,6 +71,9 @@ type App struct {
 	Rotator *keyrot.Rotator
 	Logger  *slog.Logger
 	closers []func(context.Context) error
+
+	// Channels are the webhooks, Slack and EventBridge the config names.
+	Channels []*notify.Queue
 }
 
 // New builds the engine described by cfg.
@@ -92,12 +103,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 
 	a.Notifier = opts.Notifier
 	if a.Notifier == nil {
-		n, err := newNotifier(ctx, cfg, a.AWS, log, opts.NotifyClock, opts.NotifyResult)
+		ns, err := newNotifiers(ctx, cfg, a.AWS, log, opts)
 		if err != nil {
 			return nil, err
 		}
-		a.Notifier, a.Email = n, n
-		a.closers = append(a.closers, n.Close)
+		a.Notifier, a.Email, a.Channels = ns, ns.Email, ns.Channels
+		a.closers = append(a.closers, ns.Close)
 	}
 	if opts.Observe != nil {
 		inner := a.Notifier
@@ -152,10 +163,7 @@ func NewStore(awsCfg aws.Config, prefix, kmsKeyID string) *secretsmanager.Store 
 
 // Flush delivers the queued notifications (a Lambda invocation's end).
 func (a *App) Flush(ctx context.Context) error {
-	if a.Email == nil {
-		return nil
-	}
-	return a.Email.Flush(ctx)
+	return (&Notifiers{Email: a.Email, Channels: a.Channels}).Flush(ctx)
 }
 
 // Close flushes what is queued (notifications) until ctx is done.

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
-	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyrot/keyrot"
@@ -75,22 +73,7 @@ func TestEmailsForEveryEventThroughSES(t *testing.T) {
 	}
 
 	// Every secret keyrot ever stored, to look for in the mail.
-	sm := awssm.NewFromConfig(h.aws)
-	versions, err := sm.ListSecretVersionIds(ctx, &awssm.ListSecretVersionIdsInput{SecretId: aws.String("iam-key-rotation/ci-bot"), IncludeDeprecated: aws.Bool(true)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range versions.Versions {
-		out, err := sm.GetSecretValue(ctx, &awssm.GetSecretValueInput{SecretId: aws.String("iam-key-rotation/ci-bot"), VersionId: v.VersionId})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var val struct{ SecretAccessKey string }
-		if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &val); err != nil || val.SecretAccessKey == "" {
-			t.Fatalf("secret version: %v", err)
-		}
-		secrets = append(secrets, val.SecretAccessKey)
-	}
+	secrets = append(secrets, storedSecrets(t, h, "ci-bot")...)
 
 	outbox := h.sb.Outbox()
 	bySubject := map[string]sandbox.Email{}

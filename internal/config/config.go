@@ -102,6 +102,10 @@ type Notify struct {
 	SendRate    float64             `yaml:"send_rate"`
 	Templates   string              `yaml:"templates,omitempty"`
 	SMTP        SMTP                `yaml:"smtp,omitempty"`
+	// Webhooks, Slack and EventBridge are the channels beyond email (channels.go).
+	Webhooks    []Webhook   `yaml:"webhooks,omitempty"`
+	Slack       Slack       `yaml:"slack,omitempty"`
+	EventBridge EventBridge `yaml:"eventbridge"`
 }
 
 // SMTP configures the SMTP sender; its credentials come from the
@@ -177,7 +181,7 @@ func Default() Config {
 			Concurrency:  8, IAMRate: 10, Resync: Duration(time.Minute), ObserveEvery: Duration(24 * time.Hour),
 		},
 		Secrets: Secrets{Prefix: "iam-key-rotation/"},
-		Notify:  Notify{Via: "ses", APIURL: "http://localhost:8000", QuietPeriod: Duration(24 * time.Hour), SendRate: 1, SMTP: SMTP{TLS: "starttls"}},
+		Notify:  Notify{Via: "ses", APIURL: "http://localhost:8000", QuietPeriod: Duration(24 * time.Hour), SendRate: 1, SMTP: SMTP{TLS: "starttls"}, EventBridge: EventBridge{Bus: DefaultEventBus}},
 		API: API{Listen: ":8000", RateLimit: 50, Burst: 100, Refresh: Duration(30 * time.Second),
 			KeyLifetime: Duration(DefaultKeyLifetime), KeyWarnBefore: Duration(DefaultKeyWarnBefore)},
 		Log: Log{Level: "info"},
@@ -411,6 +415,9 @@ func (c Config) Validate() error {
 	}
 	if c.Notify.Via == "smtp" && c.Notify.SMTP.Addr == "" {
 		return &Error{Field: "notify.smtp.addr", Reason: "required with notify.via: smtp"}
+	}
+	if err := c.Notify.validateChannels(); err != nil {
+		return err
 	}
 	switch c.Notify.SMTP.TLS {
 	case "starttls", "tls", "none":
