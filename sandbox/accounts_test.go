@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	sestypes "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyrot/keyrot/sandbox"
@@ -428,6 +429,9 @@ func TestAccountsPersist(t *testing.T) {
 	})).Credentials
 	ok1[*secretsmanager.CreateSecretOutput](t)(secretsmanager.NewFromConfig(sandboxtest.MemberConfig(t, s1, member1ID, "")).CreateSecret(ctx,
 		&secretsmanager.CreateSecretInput{Name: aws.String("kept"), SecretString: aws.String("v")}))
+	memberSQS := sqs.NewFromConfig(sandboxtest.MemberConfig(t, s1, member1ID, ""))
+	q := ok1[*sqs.CreateQueueOutput](t)(memberSQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("work")}))
+	ok1[*sqs.SendMessageOutput](t)(memberSQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String("queued")}))
 	if err := s1.DeleteMemberRole(member2ID); err != nil {
 		t.Fatal(err)
 	}
@@ -440,6 +444,9 @@ func TestAccountsPersist(t *testing.T) {
 	v := ok1[*secretsmanager.GetSecretValueOutput](t)(secretsmanager.NewFromConfig(session).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("kept")}))
 	if aws.ToString(v.SecretString) != "v" {
 		t.Errorf("member secret after restart = %q", aws.ToString(v.SecretString))
+	}
+	if queues := s2.SQS(); len(queues) != 1 || queues[0].Account != member1ID || len(queues[0].Messages) != 1 || queues[0].Messages[0].Body != "queued" {
+		t.Errorf("queues after restart = %+v", queues)
 	}
 	if _, ok := s2.MemberRole(member2ID); ok {
 		t.Error("a deleted role is back after a restart")

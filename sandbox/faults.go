@@ -111,7 +111,7 @@ func (f Faults) validate() error {
 			return fmt.Errorf("faults: rule %d: count %d: must not be negative", i, r.Count)
 		}
 		switch r.Service {
-		case "", svcIAM, svcSTS, svcSecretsManager, svcSES:
+		case "", svcIAM, svcSTS, svcSecretsManager, svcSES, svcOrganizations, svcSQS:
 		default:
 			return fmt.Errorf("faults: rule %d: unknown service %q", i, r.Service)
 		}
@@ -227,6 +227,8 @@ func faultError(service, kind string) *apiError {
 			return errorf(http.StatusBadRequest, "ThrottlingException", "Rate exceeded")
 		case svcSES:
 			return errorf(http.StatusTooManyRequests, "TooManyRequestsException", "Too many requests.")
+		case svcOrganizations:
+			return errorf(http.StatusBadRequest, "TooManyRequestsException", "AWS Organizations can't complete your request because another request is already in progress. Try again later.")
 		default:
 			return errorf(http.StatusBadRequest, "Throttling", "Rate exceeded")
 		}

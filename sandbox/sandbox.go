@@ -97,6 +97,7 @@ type Server struct {
 	org    *organization
 	sts    *stsSessions
 	ses    *sesService
+	sqs    *sqsService
 	faults *faultInjector
 	store  *persister // nil when memory only
 
@@ -168,6 +169,7 @@ func New(opts Options) (*Server, error) {
 	s.sts = newSTSSessions(opts.Clock, opts.Seed, signal)
 	s.ses = newSES(opts.Clock, opts.Seed, signal)
 	s.ses.setMaxSendRate(opts.SESMaxSendRate)
+	s.sqs = newSQS(opts.Clock, opts.Region, opts.Seed, signal)
 	if s.store != nil {
 		mgmt := s.org.management()
 		s.store.register(svcIAM, mgmt.iam)
@@ -175,6 +177,7 @@ func New(opts Options) (*Server, error) {
 		s.store.register(svcSES, any(s.ses))
 		s.store.register("accounts", membersPersistence{s.org})
 		s.store.register(svcSTS, s.sts)
+		s.store.register(svcSQS, s.sqs)
 		if err := s.store.load(); err != nil {
 			return nil, fmt.Errorf("sandbox: load state from %q: %w", opts.DataDir, err)
 		}
@@ -454,6 +457,13 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, form 
 			return
 		}
 		writeJSON(w, c, "application/x-amz-json-1.1", http.StatusOK, resp)
+	case svcSQS:
+		resp, apiErr := s.sqs.handle(r.Context(), c.caller, c.op, c.body, "http://"+r.Host)
+		if apiErr != nil {
+			s.writeError(w, c, apiErr)
+			return
+		}
+		writeJSON(w, c, "application/x-amz-json-1.0", http.StatusOK, resp)
 	case svcSES:
 		status, resp, apiErr := s.ses.handle(c.caller, c.op, r, c.body)
 		if apiErr != nil {
@@ -530,7 +540,7 @@ func (d discardResponse) WriteHeader(int)             {}
 
 func knownService(svc string) bool {
 	switch svc {
-	case svcIAM, svcSTS, svcSecretsManager, svcSES, svcOrganizations:
+	case svcIAM, svcSTS, svcSecretsManager, svcSES, svcOrganizations, svcSQS:
 		return true
 	}
 	return false
@@ -580,6 +590,8 @@ func (s *Server) writeError(w http.ResponseWriter, c *call, e *apiError) {
 		h := w.Header()
 		h.Set("X-Amzn-Errortype", e.Code)
 		writeJSON(w, c, "application/x-amz-json-1.1", e.Status, map[string]string{"__type": e.Code, "message": e.Message})
+	case svcSQS:
+		writeSQSError(w, c, e)
 	case svcSES:
 		w.Header().Set("X-Amzn-Errortype", e.Code)
 		writeJSON(w, c, "application/json", e.Status, map[string]string{"message": e.Message})
@@ -597,6 +609,9 @@ func (s *Server) adminMux() http.Handler {
 	})
 	s.outboxRoutes(mux)
 	s.accountRoutes(mux)
+	mux.HandleFunc("GET /_sandbox/sqs", func(w http.ResponseWriter, r *http.Request) {
+		adminJSON(w, http.StatusOK, s.sqs.list("http://"+r.Host))
+	})
 	mux.HandleFunc("GET /_sandbox/calls", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, s.Calls())
 	})
