@@ -2,7 +2,6 @@ package sandbox_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -35,22 +34,6 @@ func newOrgEnv(t *testing.T, members int) *coreEnv {
 	return newCoreEnv(t, sandbox.Options{MemberAccounts: members})
 }
 
-// getJSON GETs an admin endpoint and decodes its JSON answer into v.
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: decode: %v", url, err)
-	}
-}
-
 // adminDo sends an admin request and returns its status.
 func adminDo(t *testing.T, method, url, body string) int {
 	t.Helper()
@@ -74,7 +57,7 @@ func TestOrganizationListing(t *testing.T) {
 		{ID: member3ID, Name: "member-3", OU: "ou-root-prod0001"},
 	}
 	var listed []sandbox.Account
-	getJSON(t, e.s.URL()+"/_sandbox/accounts", &listed)
+	sandboxtest.GetJSON(t, e.s.URL()+"/_sandbox/accounts", &listed)
 	if !slices.Equal(listed, want) {
 		t.Errorf("GET /_sandbox/accounts = %+v, want %+v", listed, want)
 	}
@@ -163,7 +146,7 @@ func TestOrganizationNotInUse(t *testing.T) {
 	_, err := organizations.NewFromConfig(sandboxtest.Config(t, e.s)).ListAccounts(context.Background(), &organizations.ListAccountsInput{})
 	expectCode(t, err, "AWSOrganizationsNotInUseException")
 	var listed []sandbox.Account
-	getJSON(t, e.s.URL()+"/_sandbox/accounts", &listed)
+	sandboxtest.GetJSON(t, e.s.URL()+"/_sandbox/accounts", &listed)
 	if len(listed) != 1 || !listed[0].Management {
 		t.Errorf("accounts of a single-account sandbox = %+v", listed)
 	}
@@ -252,8 +235,8 @@ func TestAccountsAreApart(t *testing.T) {
 		t.Errorf("outbox = %+v", box)
 	}
 	var mine, theirs []sandbox.Email
-	getJSON(t, e.s.URL()+"/_sandbox/ses/outbox?account="+member1ID, &mine)
-	getJSON(t, e.s.URL()+"/_sandbox/ses/outbox?account="+mgmtID, &theirs)
+	sandboxtest.GetJSON(t, e.s.URL()+"/_sandbox/ses/outbox?account="+member1ID, &mine)
+	sandboxtest.GetJSON(t, e.s.URL()+"/_sandbox/ses/outbox?account="+mgmtID, &theirs)
 	if len(mine) != 1 || len(theirs) != 0 {
 		t.Errorf("outbox by account: %d from member-1, %d from the management account", len(mine), len(theirs))
 	}
@@ -309,7 +292,7 @@ func TestAssumeRoleTrust(t *testing.T) {
 		t.Errorf("with the right ExternalId: %v", err)
 	}
 	var role sandbox.MemberRole
-	getJSON(t, roleURL, &role)
+	sandboxtest.GetJSON(t, roleURL, &role)
 	if role.ExternalID != "ext-123" {
 		t.Errorf("GET role = %+v", role)
 	}

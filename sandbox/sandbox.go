@@ -1,7 +1,9 @@
 // Package sandbox serves, on loopback, the subset of the AWS wire protocols
-// keyrot uses: IAM and STS (query protocol, XML), Secrets Manager (JSON 1.1)
-// and SES v2 (REST JSON). Every AWS call is authenticated with SigV4 against
-// the sandbox's admin key or an IAM user's access key. It enforces IAM's
+// keyrot uses: IAM and STS (query protocol, XML), Secrets Manager and
+// Organizations (JSON 1.1), SQS (JSON 1.0) and SES v2 (REST JSON). Every AWS
+// call is authenticated with SigV4 against the sandbox's admin key, an IAM
+// user's access key or a role session's key and token, and runs in that
+// credential's account: with MemberAccounts it serves an Organization. It enforces IAM's
 // two-keys rule, answers with AWS's error codes, injects faults and can run on
 // a clock driven by tests. It is a test double: real keys live in AWS.
 package sandbox

@@ -71,7 +71,7 @@ func TestSQSRoundTrip(t *testing.T) {
 
 	// A test reads the queue at GET /_sandbox/sqs.
 	var listed []sandbox.SQSQueue
-	getJSON(t, e.s.URL()+"/_sandbox/sqs", &listed)
+	sandboxtest.GetJSON(t, e.s.URL()+"/_sandbox/sqs", &listed)
 	if len(listed) != 2 || listed[1].Name != "keyrot-work" || len(listed[1].Messages) != 3 || listed[1].Messages[0].Body != `{"account":"`+member1ID+`"}` ||
 		listed[1].Messages[0].Attributes["kind"].StringValue != "account" || listed[1].Messages[2].Visible {
 		t.Fatalf("GET /_sandbox/sqs = %+v", listed)
