@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/sandbox"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
 )
@@ -439,5 +441,52 @@ func TestAccountsPersist(t *testing.T) {
 	_, err = sandbox.New(sandbox.Options{DataDir: dir, Clock: clock, MemberAccounts: 1})
 	if err == nil || !strings.Contains(err.Error(), member2ID) || !strings.Contains(err.Error(), "--accounts") {
 		t.Errorf("loading 2 members' state with 1: %v", err)
+	}
+}
+
+// TestFaultsPerAccount: a fault rule with an account fails only the calls
+// that run in that account.
+func TestFaultsPerAccount(t *testing.T) {
+	e := newOrgEnv(t, 2)
+	ctx := context.Background()
+	e.s.SetFaults(sandbox.Faults{Rules: []sandbox.FaultRule{{Account: member1ID, Service: "secretsmanager", Kind: "throttle", Count: 1}}})
+	noRetry := func(o *secretsmanager.Options) { o.RetryMaxAttempts = 1 }
+	list := func(account string) error {
+		_, err := secretsmanager.NewFromConfig(sandboxtest.MemberConfig(t, e.s, account, ""), noRetry).ListSecrets(ctx, &secretsmanager.ListSecretsInput{})
+		return err
+	}
+	if err := list(member2ID); err != nil {
+		t.Fatalf("another member account: %v", err)
+	}
+	if _, err := secretsmanager.NewFromConfig(sandboxtest.Config(t, e.s), noRetry).ListSecrets(ctx, &secretsmanager.ListSecretsInput{}); err != nil {
+		t.Fatalf("the management account: %v", err)
+	}
+	expectCode(t, list(member1ID), "ThrottlingException")
+	if err := list(member1ID); err != nil {
+		t.Errorf("after the rule is spent: %v", err)
+	}
+}
+
+// TestSessionSecretsNotLogged: the sandbox's own logs, at debug level,
+// never hold a session's secret or token.
+func TestSessionSecretsNotLogged(t *testing.T) {
+	var logs testkit.Buffer
+	s := sandboxtest.Start(t, sandbox.Options{MemberAccounts: 1, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	ctx := context.Background()
+	out := ok1[*sts.AssumeRoleOutput](t)(sts.NewFromConfig(sandboxtest.Config(t, s)).AssumeRole(ctx, &sts.AssumeRoleInput{
+		RoleArn: aws.String(sandbox.MemberRoleARN(member1ID)), RoleSessionName: aws.String("logged"),
+	}))
+	c := out.Credentials
+	session := sandboxtest.SessionConfig(s.URL(), aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))
+	ok1[*sts.GetCallerIdentityOutput](t)(sts.NewFromConfig(session).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}))
+	_, err := iam.NewFromConfig(session).GetUser(ctx, &iam.GetUserInput{})
+	expectCode(t, err, "ValidationError")
+	if !strings.Contains(logs.String(), aws.ToString(c.AccessKeyId)) {
+		t.Fatalf("the debug log does not show the calls:\n%s", logs.String())
+	}
+	for _, secret := range []string{aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken)} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log holds a session secret:\n%s", logs.String())
+		}
 	}
 }

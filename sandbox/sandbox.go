@@ -372,7 +372,7 @@ func (s *Server) serveAWS(w http.ResponseWriter, r *http.Request, c *call) {
 	if err := s.faults.delay(r.Context()); err != nil {
 		return // the client went away
 	}
-	if apiErr, lost := s.faults.check(c.service, c.op); apiErr != nil {
+	if apiErr, lost := s.faults.check(c.service, c.op, c.caller.Account); apiErr != nil {
 		s.logger.Debug("fault injected", "service", c.service, "op", c.op, "code", apiErr.Code, "lost_response", lost)
 		if lost {
 			s.dispatch(discardResponse{header: http.Header{}}, r, c, form)
