@@ -32,6 +32,7 @@ import (
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	sestypes "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
@@ -59,6 +60,7 @@ type backend struct {
 	sts  *sts.Client
 	ses  *sesv2.Client
 	org  *organizations.Client
+	sqs  *sqs.Client
 	// member gives a member account of the backend's Organization.
 	member func(ctx context.Context, t *testing.T, b *backend) orgMember
 	// verifySender makes an address usable as a sender: moto requires a
@@ -69,7 +71,7 @@ type backend struct {
 func newBackend(name, ns string, cfg aws.Config, user func(id, secret string) aws.Config) *backend {
 	return &backend{name: name, ns: ns, user: user,
 		iam: iam.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg), sts: sts.NewFromConfig(cfg), ses: sesv2.NewFromConfig(cfg),
-		org: organizations.NewFromConfig(cfg)}
+		org: organizations.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg)}
 }
 
 // n makes a name unique to the case.
@@ -361,6 +363,7 @@ func conformanceCases() []conformanceCase {
 	add(secretsManagerCases()...)
 	add(sesCases()...)
 	add(orgCases()...)
+	add(sqsCases()...)
 	return cs
 }
 
