@@ -305,9 +305,21 @@ func TestAssumeRoleTrust(t *testing.T) {
 		t.Errorf("POST the management account's role: %d, want 404", st)
 	}
 
-	// A deleted role: AccessDenied, as AWS words it; restoring it lets in.
+	// A deleted role: AccessDenied, as AWS words it, and its sessions lose
+	// their permissions but for GetCallerIdentity; restoring it lets in.
+	earlier := sandboxtest.MemberConfig(t, e.s, member3ID, "")
+	if _, err := secretsmanager.NewFromConfig(earlier).ListSecrets(ctx, &secretsmanager.ListSecretsInput{}); err != nil {
+		t.Fatal(err)
+	}
 	if st := adminDo(t, http.MethodDelete, e.s.URL()+"/_sandbox/accounts/"+member3ID+"/role", ""); st != http.StatusNoContent {
 		t.Fatalf("DELETE role: %d", st)
+	}
+	_, err = secretsmanager.NewFromConfig(earlier).ListSecrets(ctx, &secretsmanager.ListSecretsInput{})
+	expectCode(t, err, "AccessDeniedException")
+	_, err = iam.NewFromConfig(earlier).ListUsers(ctx, &iam.ListUsersInput{})
+	expectCode(t, err, "AccessDenied")
+	if _, err := sts.NewFromConfig(earlier).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err != nil {
+		t.Errorf("GetCallerIdentity of a session whose role is gone: %v", err)
 	}
 	deniedMsg(t, assume(admin, member3ID, ""), root, member3ID)
 	if st := adminDo(t, http.MethodGet, e.s.URL()+"/_sandbox/accounts/"+member3ID+"/role", ""); st != http.StatusNotFound {

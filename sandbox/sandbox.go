@@ -430,6 +430,10 @@ func (s *Server) operation(r *http.Request, c *call) (map[string][]string, *apiE
 
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, form map[string][]string) {
 	acct := s.org.get(c.caller.Account)
+	if err := s.roleGone(c); err != nil {
+		s.writeError(w, c, err)
+		return
+	}
 	switch c.service {
 	case svcIAM:
 		resp, apiErr := acct.iam.handle(c.caller, c.op, form)
