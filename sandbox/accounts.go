@@ -25,6 +25,10 @@ const (
 	memberIDMin = 100000000000 // member i has the id memberIDMin+i
 )
 
+// maxMemberAccounts bounds Options.MemberAccounts: each account holds its
+// own services in memory.
+const maxMemberAccounts = 1000
+
 // defaultMaxSessionSeconds is a role's MaxSessionDuration unless set: one
 // hour, as IAM's default.
 const defaultMaxSessionSeconds = 3600
