@@ -1,10 +1,13 @@
 // Package sandbox serves, on loopback, the subset of the AWS wire protocols
-// keyrot uses: IAM and STS (query protocol, XML), Secrets Manager (JSON 1.1),
-// SES v2 (REST JSON) and EventBridge PutEvents (JSON 1.1). Every AWS call is
-// authenticated with SigV4 against the sandbox's admin key or an IAM user's
-// access key. It enforces IAM's
-// two-keys rule, answers with AWS's error codes, injects faults and can run on
-// a clock driven by tests. It is a test double: real keys live in AWS.
+// keyrot uses: IAM and STS (query protocol, XML), Secrets Manager,
+// Organizations and EventBridge PutEvents (JSON 1.1), SQS (JSON 1.0) and
+// SES v2 (REST JSON). Every AWS
+// call is authenticated with SigV4 against the sandbox's admin key, an IAM
+// user's access key or a role session's key and token, and runs in that
+// credential's account: with MemberAccounts it serves an Organization. It
+// enforces IAM's two-keys rule, answers with AWS's error codes, injects
+// faults and can run on a clock driven by tests. It is a test double: real
+// keys live in AWS.
 package sandbox
 
 import (
@@ -33,15 +36,36 @@ const (
 	svcSecretsManager = "secretsmanager"
 	svcSES            = "ses"
 	svcEvents         = "events"
+	svcOrganizations  = "organizations"
+	svcSQS            = "sqs"
 )
+
+// jsonTargets are the X-Amz-Target prefixes of the JSON-protocol services.
+var jsonTargets = map[string]string{
+	svcSecretsManager: "secretsmanager.",
+	svcOrganizations:  "AWSOrganizationsV20161128.",
+	svcSQS:            "AmazonSQS.",
+	svcEvents:         eventsTargetPrefix,
+}
 
 // Options configures a sandbox. The zero value is usable.
 type Options struct {
 	// Clock tells the sandbox the time: creation dates, last use, the
 	// propagation delay. Nil means the wall clock.
 	Clock Clock
-	// AccountID is the AWS account the sandbox pretends to be. Default "123456789012".
+	// AccountID is the AWS account the sandbox pretends to be: the
+	// management account of its Organization when MemberAccounts > 0.
+	// Default "123456789012".
 	AccountID string
+	// MemberAccounts is how many member accounts the sandbox's Organization
+	// has (ids 100000000001, 100000000002, …, names member-1, …; odd ones in
+	// OU ou-root-prod0001, even ones in ou-root-dev00001), each with the role
+	// keyrot-member that the management account may assume. 0: a single
+	// account, no Organization.
+	MemberAccounts int
+	// MemberExternalID, if set, is the sts:ExternalId every member role
+	// requires at first (POST /_sandbox/accounts/{id}/role changes it).
+	MemberExternalID string
 	// Region is the sandbox's region. Default "us-east-1".
 	Region string
 	// AdminAccessKeyID and AdminSecretAccessKey are the credentials of the
@@ -76,10 +100,11 @@ type Server struct {
 	logger *slog.Logger
 	signer *v4.Signer
 
-	iam    *iamService
-	sm     *secretsManager
+	org    *organization
+	sts    *stsSessions
 	ses    *sesService
 	events *eventsService
+	sqs    *sqsService
 	faults *faultInjector
 	store  *persister // nil when memory only
 
@@ -130,20 +155,37 @@ func New(opts Options) (*Server, error) {
 		s.store = newPersister(opts.DataDir, s.logger)
 		signal = s.store.signal
 	}
-	s.iam = newIAM(opts.Clock, opts.AccountID, opts.Seed, signal)
-	s.iam.reportDelay = opts.CredentialReportDelay
-	s.iam.propagation = s.faults.propagationDelay
-	if s.store != nil {
-		s.iam.used = s.store.touch
+	if opts.MemberAccounts < 0 || opts.MemberAccounts > maxMemberAccounts {
+		return nil, fmt.Errorf("sandbox: member accounts %d: must be between 0 and %d", opts.MemberAccounts, maxMemberAccounts)
 	}
-	s.sm = newSecretsManager(opts.Clock, opts.AccountID, opts.Region, opts.Seed, signal)
+	org, err := newOrganization(opts, signal, func(i int, id string) (*iamService, *secretsManager) {
+		// Each account draws its own ids: an access key id names one account.
+		seed := opts.Seed + int64(i)*0x9e3779b9
+		iam := newIAM(opts.Clock, id, seed, signal)
+		iam.reportDelay = opts.CredentialReportDelay
+		iam.propagation = s.faults.propagationDelay
+		if s.store != nil {
+			iam.used = s.store.touch
+		}
+		return iam, newSecretsManager(opts.Clock, id, opts.Region, seed, signal)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	s.org = org
+	s.sts = newSTSSessions(opts.Clock, opts.Seed, signal)
 	s.ses = newSES(opts.Clock, opts.Seed, signal)
 	s.ses.setMaxSendRate(opts.SESMaxSendRate)
 	s.events = newEvents(opts.Clock, opts.Region, opts.AccountID, opts.Seed)
+	s.sqs = newSQS(opts.Clock, opts.Region, opts.Seed, signal)
 	if s.store != nil {
-		s.store.register(svcIAM, s.iam)
-		s.store.register(svcSecretsManager, any(s.sm))
+		mgmt := s.org.management()
+		s.store.register(svcIAM, mgmt.iam)
+		s.store.register(svcSecretsManager, any(mgmt.sm))
 		s.store.register(svcSES, any(s.ses))
+		s.store.register("accounts", membersPersistence{s.org})
+		s.store.register(svcSTS, s.sts)
+		s.store.register(svcSQS, s.sqs)
 		if err := s.store.load(); err != nil {
 			return nil, fmt.Errorf("sandbox: load state from %q: %w", opts.DataDir, err)
 		}
@@ -245,8 +287,18 @@ func (s *Server) ClearOutbox() { s.ses.clearOutbox() }
 func (s *Server) FaultCounts() FaultCounts { return s.faults.counts() }
 
 // IssuedKeys returns every access key that exists and every one deleted
-// since the sandbox started, secrets included, oldest first.
-func (s *Server) IssuedKeys() []IssuedKey { return s.iam.issuedKeys() }
+// since the sandbox started, in every account, secrets included, oldest
+// first.
+func (s *Server) IssuedKeys() []IssuedKey {
+	var out []IssuedKey
+	for _, a := range s.org.accounts {
+		out = append(out, a.iam.issuedKeys()...)
+	}
+	if len(s.org.accounts) > 1 {
+		sortIssuedKeys(out)
+	}
+	return out
+}
 
 // AdminCredentials returns the admin access key id and secret access key.
 func (s *Server) AdminCredentials() (id, secret string) {
@@ -326,7 +378,7 @@ func (s *Server) serveAWS(w http.ResponseWriter, r *http.Request, c *call) {
 	if err := s.faults.delay(r.Context()); err != nil {
 		return // the client went away
 	}
-	if apiErr, lost := s.faults.check(c.service, c.op); apiErr != nil {
+	if apiErr, lost := s.faults.check(c.service, c.op, c.caller.Account); apiErr != nil {
 		s.logger.Debug("fault injected", "service", c.service, "op", c.op, "code", apiErr.Code, "lost_response", lost)
 		if lost {
 			s.dispatch(discardResponse{header: http.Header{}}, r, c, form)
@@ -354,13 +406,9 @@ func (s *Server) serveAWS(w http.ResponseWriter, r *http.Request, c *call) {
 // For the query protocol it also returns the parsed form.
 func (s *Server) operation(r *http.Request, c *call) (map[string][]string, *apiError) {
 	switch c.service {
-	case svcSecretsManager, svcEvents:
-		prefix := "secretsmanager."
-		if c.service == svcEvents {
-			prefix = eventsTargetPrefix
-		}
+	case svcSecretsManager, svcOrganizations, svcSQS, svcEvents:
 		target := r.Header.Get("X-Amz-Target")
-		op, ok := strings.CutPrefix(target, prefix)
+		op, ok := strings.CutPrefix(target, jsonTargets[c.service])
 		if !ok || op == "" {
 			return nil, errorf(http.StatusBadRequest, "UnknownOperationException", "Missing or invalid X-Amz-Target header %q.", target)
 		}
@@ -387,23 +435,28 @@ func (s *Server) operation(r *http.Request, c *call) (map[string][]string, *apiE
 }
 
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, form map[string][]string) {
+	acct := s.org.get(c.caller.Account)
+	if err := s.roleGone(c); err != nil {
+		s.writeError(w, c, err)
+		return
+	}
 	switch c.service {
 	case svcIAM:
-		resp, apiErr := s.iam.handle(c.caller, c.op, form)
+		resp, apiErr := acct.iam.handle(c.caller, c.op, form)
 		if apiErr != nil {
 			s.writeError(w, c, apiErr)
 			return
 		}
 		writeQueryResponse(w, c, iamNamespace, resp)
 	case svcSTS:
-		resp, apiErr := s.handleSTS(c.caller, c.op)
+		resp, apiErr := s.handleSTS(c.caller, c.op, form)
 		if apiErr != nil {
 			s.writeError(w, c, apiErr)
 			return
 		}
 		writeQueryResponse(w, c, stsNamespace, resp)
 	case svcSecretsManager, svcEvents:
-		handle := s.sm.handle
+		handle := acct.sm.handle
 		if c.service == svcEvents {
 			handle = s.events.handle
 		}
@@ -413,6 +466,20 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, form 
 			return
 		}
 		writeJSON(w, c, "application/x-amz-json-1.1", http.StatusOK, resp)
+	case svcOrganizations:
+		resp, apiErr := s.handleOrganizations(c.caller, c.op, c.body)
+		if apiErr != nil {
+			s.writeError(w, c, apiErr)
+			return
+		}
+		writeJSON(w, c, "application/x-amz-json-1.1", http.StatusOK, resp)
+	case svcSQS:
+		resp, apiErr := s.sqs.handle(r.Context(), c.caller, c.op, c.body, "http://"+r.Host)
+		if apiErr != nil {
+			s.writeError(w, c, apiErr)
+			return
+		}
+		writeJSON(w, c, "application/x-amz-json-1.0", http.StatusOK, resp)
 	case svcSES:
 		status, resp, apiErr := s.ses.handle(c.caller, c.op, r, c.body)
 		if apiErr != nil {
@@ -489,7 +556,7 @@ func (d discardResponse) WriteHeader(int)             {}
 
 func knownService(svc string) bool {
 	switch svc {
-	case svcIAM, svcSTS, svcSecretsManager, svcSES, svcEvents:
+	case svcIAM, svcSTS, svcSecretsManager, svcSES, svcEvents, svcOrganizations, svcSQS:
 		return true
 	}
 	return false
@@ -499,11 +566,11 @@ func knownService(svc string) bool {
 // credential scope, so that even an unauthenticated request gets its error in
 // the right protocol.
 func guessService(r *http.Request) string {
-	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), "secretsmanager.") {
-		return svcSecretsManager
-	}
-	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), eventsTargetPrefix) {
-		return svcEvents
+	target := r.Header.Get("X-Amz-Target")
+	for svc, prefix := range jsonTargets {
+		if strings.HasPrefix(target, prefix) {
+			return svc
+		}
 	}
 	if strings.HasPrefix(r.URL.Path, "/v2/email/") {
 		return svcSES
@@ -535,10 +602,12 @@ func (s *Server) writeError(w http.ResponseWriter, c *call, e *apiError) {
 		s.logger.Warn("aws call failed", "service", c.service, "op", c.op, "code", e.Code, "request_id", c.requestID)
 	}
 	switch c.service {
-	case svcSecretsManager, svcEvents:
+	case svcSecretsManager, svcEvents, svcOrganizations:
 		h := w.Header()
 		h.Set("X-Amzn-Errortype", e.Code)
 		writeJSON(w, c, "application/x-amz-json-1.1", e.Status, map[string]string{"__type": e.Code, "message": e.Message})
+	case svcSQS:
+		writeSQSError(w, c, e)
 	case svcSES:
 		w.Header().Set("X-Amzn-Errortype", e.Code)
 		writeJSON(w, c, "application/json", e.Status, map[string]string{"message": e.Message})
@@ -556,6 +625,10 @@ func (s *Server) adminMux() http.Handler {
 	})
 	s.outboxRoutes(mux)
 	s.eventsRoutes(mux)
+	s.accountRoutes(mux)
+	mux.HandleFunc("GET /_sandbox/sqs", func(w http.ResponseWriter, r *http.Request) {
+		adminJSON(w, http.StatusOK, s.sqs.list("http://"+r.Host))
+	})
 	mux.HandleFunc("GET /_sandbox/calls", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, s.Calls())
 	})

@@ -4,6 +4,8 @@ package sandboxtest
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyrot/keyrot/mock"
 	"github.com/keyrot/keyrot/sandbox"
@@ -73,6 +77,54 @@ func EndpointConfig(url, accessKeyID, secretAccessKey string) aws.Config {
 				o.RateLimiter = ratelimit.None
 			})
 		},
+	}
+}
+
+// MemberConfig is Config in member account accountID of a sandbox started
+// with MemberAccounts: its credentials come from sts:AssumeRole of the
+// account's keyrot-member role by the admin (the management account),
+// through the SDK's stscreds provider, refreshed before they expire.
+// externalID is passed when not empty. The SDK's cache judges expiry by the
+// wall clock while the sandbox judges it by its own Clock: a test that
+// drives the sandbox's clock an hour on gets ExpiredToken from these
+// credentials, and takes new ones with another MemberConfig.
+func MemberConfig(t testing.TB, s *sandbox.Server, accountID, externalID string) aws.Config {
+	t.Helper()
+	admin := Config(t, s)
+	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(admin), sandbox.MemberRoleARN(accountID), func(o *stscreds.AssumeRoleOptions) {
+		o.RoleSessionName = "sandboxtest"
+		if externalID != "" {
+			o.ExternalID = aws.String(externalID)
+		}
+	})
+	cfg := admin.Copy()
+	cfg.Credentials = aws.NewCredentialsCache(provider)
+	return cfg
+}
+
+// SessionConfig is EndpointConfig with temporary credentials: an
+// access key id, its secret and its session token.
+func SessionConfig(url, accessKeyID, secretAccessKey, sessionToken string) aws.Config {
+	cfg := EndpointConfig(url, accessKeyID, secretAccessKey)
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(accessKeyID, secretAccessKey, sessionToken)
+	return cfg
+}
+
+// GetJSON GETs url, typically an admin endpoint such as
+// s.URL()+"/_sandbox/accounts", and decodes its JSON answer into v. It
+// fails the test on an error or a status other than 200.
+func GetJSON(t testing.TB, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("sandboxtest: GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("sandboxtest: GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("sandboxtest: GET %s: decode: %v", url, err)
 	}
 }
 
