@@ -71,7 +71,7 @@ func (m *Main) newAPI(_ context.Context, cfg config.Config, log *slog.Logger, se
 	a.auditOut = app.NewBufferedWriter(m.Stderr, auditFlushEvery)
 	a.events = fleet.NewEventLog(uiEventsPerUser, a.clock.Now())
 	a.cache = keyrothttp.NewCache(a, cfg.Policy(), keyrothttp.WithCacheLogger(log.With("system", "cache")), keyrothttp.WithCacheClock(a.clock))
-	for _, w := range app.Warnings(cfg) {
+	for _, w := range cfg.Warnings() {
 		log.Warn("config warning", "warning", w)
 	}
 	return a, nil
@@ -191,11 +191,17 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := m.loadConfig(*path)
+	// The API alone: no user selection. Without mail settings, the
+	// warnings about expiring API keys go to the log.
+	cfg, err := m.loadConfig(*path, config.NeedAPI)
 	if err != nil {
 		return err
 	}
 	log := m.logger(cfg)
+	if err := cfg.Validate(config.NeedMail); err != nil && cfg.Notify.Via != "log" {
+		log.Warn("no mail settings: API key expiry warnings are logged, not emailed", "reason", err.Error())
+		cfg.Notify.Via = "log"
+	}
 	awsCfg, err := app.LoadAWS(ctx, cfg.Region)
 	if err != nil {
 		return err

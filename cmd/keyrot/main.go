@@ -71,7 +71,8 @@ Usage:
   keyrot status       --config F [-o table|json]
   keyrot report       --config F [-o table|csv|json|markdown] [--max-age 90d] [--max-unused 45d]
                                               compliance report; exit 1 if a user is out of policy
-  keyrot validate     --config F              check the config and print it (no secrets)
+  keyrot validate     --config F [--no-api]   check the config (every problem at once) and print it (no secrets)
+  keyrot config       [--config F] [--env]    every setting's effective value and its source; --env: as KEYROT_* variables
   keyrot serve        --config F              the REST API alone, reading Secrets Manager
   keyrot credentials  USER [--api URL] [--format json|env|credential_process] [--direct] [--no-cache]
   keyrot apikey new   NAME [--keys-secret ID] [--lifetime 90d] [--users U,..] [--list]
@@ -98,6 +99,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		"status":      m.runStatus,
 		"report":      m.runReport,
 		"validate":    m.runValidate,
+		"config":      m.runConfig,
 		"dev":         m.runDev,
 		"sandbox":     m.runSandbox,
 		"serve":       m.runServe,
@@ -164,9 +166,12 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// loadConfig reads --config (optional) with the environment over it.
-func (m *Main) loadConfig(path string) (config.Config, error) {
-	return config.Load(path, m.Open, m.LookupEnv)
+// loadConfig reads --config (optional) with the environment over it and
+// validates it for a command that needs the given parts (config.Need):
+// every command rejects the same wrong values, and asks only for the
+// settings it uses.
+func (m *Main) loadConfig(path string, needs ...config.Need) (config.Config, error) {
+	return config.Load(path, m.Open, m.LookupEnv, needs...)
 }
 
 // envOr is the environment variable key, or def when it is unset or empty.

@@ -19,7 +19,11 @@ func (m *Main) runDaemon(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := m.loadConfig(*path)
+	needs := config.Everything
+	if *noAPI {
+		needs = []config.Need{config.NeedUsers, config.NeedMail}
+	}
+	cfg, err := m.loadConfig(*path, needs...)
 	if err != nil {
 		return err
 	}
