@@ -178,3 +178,27 @@ func TestConfigCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestCredentialsDirectReadsTheConfigsPrefix: credentials --direct --config
+// reads the secret under the file's secrets.prefix, and needs nothing else
+// from the file (no users, no mail settings).
+func TestCredentialsDirectReadsTheConfigsPrefix(t *testing.T) {
+	tm := newTestMain(t)
+	tm.createUser("ci-bot")
+	ctx := context.Background()
+	engine := tm.writeConfig("users: {names: [ci-bot]}\nsecrets: {prefix: team-a/}\nnotify: {via: log}\n")
+	if code := tm.run(ctx, "rotate", "--config", engine); code != exitOK {
+		t.Fatalf("rotate exit %d: %s", code, tm.stderr)
+	}
+	reader := tm.writeConfig("secrets: {prefix: team-a/}\nregion: us-east-1\n")
+	tm.stdout.Reset()
+	if code := tm.run(ctx, "credentials", "ci-bot", "--direct", "--config", reader, "--format", "env"); code != exitOK {
+		t.Fatalf("credentials exit %d: %s", code, tm.stderr)
+	}
+	if !strings.Contains(tm.stdout.String(), "AWS_ACCESS_KEY_ID=") {
+		t.Fatalf("output: %s", tm.stdout)
+	}
+	if code := tm.run(ctx, "credentials", "ci-bot", "--direct", "--format", "env"); code == exitOK {
+		t.Error("read the secret under the default prefix, where there is none")
+	}
+}
