@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/keyrot/keyrot/internal/config"
 )
 
 // runConfig prints the effective configuration: every setting's value and
-// where it came from (default, file, env, flag), secrets redacted; with
+// where it came from (default, file, env, flag: --set), secrets redacted; with
 // --env, the settings not at their default as environment variables, for
 // the Lambda's template or console.
 func (m *Main) runConfig(_ context.Context, args []string) error {
@@ -18,15 +19,29 @@ func (m *Main) runConfig(_ context.Context, args []string) error {
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	asEnv := fs.Bool("env", false, "print the settings not at their default as KEYROT_* environment variables")
 	all := fs.Bool("all", false, "with --env, print every setting, defaults too")
+	var sets []string
+	fs.Func("set", "PATH=VALUE: set a setting over the file and the environment, as a flag does (repeatable)", func(s string) error {
+		sets = append(sets, s)
+		return nil
+	})
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
-		return &usageError{"usage: keyrot config [--config F] [--env [--all]]"}
+		return &usageError{"usage: keyrot config [--config F] [--set PATH=VALUE]... [--env [--all]]"}
 	}
 	cfg, src, err := config.Read(*path, m.Open, m.LookupEnv)
 	if err != nil {
 		return err
+	}
+	for _, s := range sets {
+		p, v, ok := strings.Cut(s, "=")
+		if !ok {
+			return &usageError{fmt.Sprintf("--set %q: want PATH=VALUE, e.g. --set rotation.rotate_every=90d", s)}
+		}
+		if err := cfg.Set(src, p, v, "--set"); err != nil {
+			return err
+		}
 	}
 	if *asEnv {
 		printEnv(m.Stdout, cfg, src, *all)

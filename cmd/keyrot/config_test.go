@@ -117,11 +117,12 @@ func TestConfigCommand(t *testing.T) {
 	t.Setenv("KEYROT_NOTIFY_QUIET_PERIOD", "6h")
 	t.Setenv("API_KEY", testkit.ConfigStrongKey)
 	t.Setenv("KEYROT_SMTP_PASSWORD", "Zq9-smtp-secret")
-	if code := tm.run(ctx, "config", "--config", cfg); code != exitOK {
+	if code := tm.run(ctx, "config", "--config", cfg, "--set", "rotation.resync=5m"); code != exitOK {
 		t.Fatalf("exit %d: %s", code, tm.stderr)
 	}
 	out := tm.stdout.String()
 	for _, want := range []string{
+		"rotation.resync", "5m", "flag --set",
 		"rotation.rotate_every", "90d", "file " + cfg,
 		"notify.quiet_period", "env KEYROT_NOTIFY_QUIET_PERIOD",
 		"api.listen", ":8000", "default",
@@ -146,6 +147,14 @@ func TestConfigCommand(t *testing.T) {
 	}
 	if strings.Contains(env, "KEYROT_API_LISTEN") {
 		t.Errorf("--env printed a default:\n%s", env)
+	}
+	for _, bad := range [][]string{{"--set", "rotation.rotate_evry=1d"}, {"--set", "rotation.rotate_every=soon"}, {"--set", "nothing"}} {
+		if code := tm.run(ctx, append([]string{"config", "--config", cfg}, bad...)...); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d", bad, code, exitUsage)
+		}
+	}
+	if !strings.Contains(tm.stderr.String(), "did you mean rotation.rotate_every?") {
+		t.Errorf("no suggestion for a misspelt setting: %s", tm.stderr)
 	}
 	for _, secret := range []string{testkit.ConfigStrongKey, "Zq9-smtp-secret"} {
 		if strings.Contains(out+env+tm.stderr.String(), secret) {

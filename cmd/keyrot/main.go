@@ -72,7 +72,8 @@ Usage:
   keyrot report       --config F [-o table|csv|json|markdown] [--max-age 90d] [--max-unused 45d]
                                               compliance report; exit 1 if a user is out of policy
   keyrot validate     --config F [--no-api]   check the config (every problem at once) and print it (no secrets)
-  keyrot config       [--config F] [--env]    every setting's effective value and its source; --env: as KEYROT_* variables
+  keyrot config       [--config F] [--set PATH=VALUE]... [--env]
+                                              every setting's effective value and its source; --env: as KEYROT_* variables
   keyrot serve        --config F              the REST API alone, reading Secrets Manager
   keyrot credentials  USER [--api URL] [--format json|env|credential_process] [--direct] [--no-cache]
   keyrot apikey new   NAME [--keys-secret ID] [--lifetime 90d] [--users U,..] [--list]

@@ -56,7 +56,7 @@ type Config struct {
 
 // Users selects the managed IAM users.
 type Users struct {
-	// Names are IAM user names to manage (comma-separated in the environment).
+	// Names are the IAM user names to manage.
 	Names []string `yaml:"names,omitempty" env:"KEYROT_USERS"`
 	// Tag selects every IAM user carrying this tag key.
 	Tag string `yaml:"tag,omitempty" env:"KEYROT_USER_TAG"`
@@ -184,13 +184,20 @@ type API struct {
 
 // APIKey is a named API key, stored as a hash, with its lifetime.
 type APIKey struct {
-	Name       string    `yaml:"name"`
-	Hash       string    `yaml:"hash"`
-	Users      []string  `yaml:"users,omitempty"`
-	List       bool      `yaml:"list,omitempty"`
-	Created    time.Time `yaml:"created,omitempty"`
-	Expires    time.Time `yaml:"expires,omitempty"` // RFC 3339; zero: no expiry
-	ReplacedBy string    `yaml:"replaced_by,omitempty"`
+	// Name identifies the key in audit records, logs and metrics.
+	Name string `yaml:"name"`
+	// Hash is "sha256:<hex>" of the key.
+	Hash string `yaml:"hash"`
+	// Users are the user names or globs ("ci-*", "*") the key may read.
+	Users []string `yaml:"users,omitempty"`
+	// List allows GET /credentials.
+	List bool `yaml:"list,omitempty"`
+	// Created is when the key was made.
+	Created time.Time `yaml:"created,omitempty"`
+	// Expires is when the key stops working (none if unset).
+	Expires time.Time `yaml:"expires,omitempty"`
+	// ReplacedBy names the key's successor while it retires.
+	ReplacedBy string `yaml:"replaced_by,omitempty"`
 }
 
 // Log configures logging.

@@ -455,3 +455,26 @@ func scalarValue(n *yaml.Node) string {
 	}
 	return ""
 }
+
+// Set sets the setting at path (YAML path, or an environment-only
+// setting's variable) from a command-line flag, written as the environment
+// writes it, and records flag as its source.
+func (c *Config) Set(src Sources, path, value, flag string) error {
+	s, ok := Lookup(path)
+	if !ok {
+		var paths []string
+		for _, s := range Settings() {
+			paths = append(paths, s.Path)
+		}
+		return &Error{Field: flag, Value: path, Reason: "no such setting" + suggest.Hint(path, paths)}
+	}
+	if err := s.setFromEnv(c, value); err != nil {
+		shown := value
+		if s.Secret {
+			shown = ""
+		}
+		return &Error{Field: flag + " " + s.Path, Value: shown, Reason: err.Error()}
+	}
+	src[s.Path] = "flag " + flag
+	return nil
+}

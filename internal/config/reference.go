@@ -31,7 +31,8 @@ never printed.
 
 ` + "`keyrot validate --config F`" + ` reports every problem at once and exits 2;
 ` + "`keyrot config --config F`" + ` prints the effective value of every setting and where it came
-from, and ` + "`keyrot config --env`" + ` prints it as environment variables.
+from (` + "`--set PATH=VALUE`" + ` tries a value as a flag), and ` + "`keyrot config --env`" + ` prints it as
+environment variables.
 `)
 	def := Default()
 	section := "\x00"
@@ -69,7 +70,7 @@ from, and ` + "`keyrot config --env`" + ` prints it as environment variables.
 		} else {
 			dflt = ""
 		}
-		doc := docs[s.Owner+"."+s.Field]
+		doc := plain(s.Field, docs[s.Owner+"."+s.Field])
 		if item := itemType(s.typ); item != nil {
 			doc += " " + itemDoc(item, docs)
 		}
@@ -109,12 +110,26 @@ func itemDoc(t reflect.Type, docs map[string]string) string {
 			continue
 		}
 		p := "`" + name + "` (" + typeName(f.Type) + ")"
-		if d := strings.TrimSuffix(docs[t.Name()+"."+f.Name], "."); d != "" {
-			p += ": " + d
+		if d := strings.TrimSuffix(plain(f.Name, docs[t.Name()+"."+f.Name]), "."); d != "" {
+			p += ": " + strings.ToLower(d[:1]) + d[1:]
 		}
 		parts = append(parts, p)
 	}
 	return "Each has " + strings.Join(parts, "; ") + "."
+}
+
+// plain drops the Go name a doc comment starts with: "RotateEvery is the
+// age..." reads "The age..." in the reference.
+func plain(field, doc string) string {
+	for _, verb := range []string{" is ", " are "} {
+		if rest, ok := strings.CutPrefix(doc, field+verb); ok && rest != "" {
+			return strings.ToUpper(rest[:1]) + rest[1:]
+		}
+	}
+	if rest, ok := strings.CutPrefix(doc, field+" "); ok && rest != "" {
+		return strings.ToUpper(rest[:1]) + rest[1:]
+	}
+	return doc
 }
 
 // cell makes text safe in a Markdown table cell.

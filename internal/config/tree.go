@@ -160,6 +160,9 @@ func typeName(t reflect.Type) string {
 		if t.Elem().Kind() == reflect.String {
 			return "list of strings"
 		}
+		if isSection(t.Elem()) {
+			return "list of objects"
+		}
 		return "list of " + typeName(t.Elem())
 	case reflect.Map:
 		return "map of " + typeName(t.Key()) + " to " + typeName(t.Elem())

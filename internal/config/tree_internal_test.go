@@ -145,3 +145,46 @@ func TestRedactedBlanksEverySecret(t *testing.T) {
 		t.Error("a secret survived")
 	}
 }
+
+// TestNewSectionsNeedNoCode: a section added as a type (as other issues
+// add accounts:, sync:, notify.webhooks) gets its variables, types and
+// environment forms from its fields alone, however nested.
+func TestNewSectionsNeedNoCode(t *testing.T) {
+	type webhook struct {
+		URL string `yaml:"url"`
+	}
+	type sync struct {
+		Repos  []string           `yaml:"repos"`
+		Hooks  []webhook          `yaml:"hooks"`
+		Limits map[string]float64 `yaml:"limits"`
+		Nested struct {
+			Every Duration `yaml:"every"`
+		} `yaml:"nested"`
+		Token string `yaml:"-" env:"GITHUB_TOKEN" secret:"true"`
+	}
+	type root struct {
+		Sync sync `yaml:"sync"`
+	}
+	var got []Setting
+	walkType(reflect.TypeOf(root{}), nil, "", "", &got)
+	want := map[string]string{
+		"sync.repos":        "KEYROT_SYNC_REPOS list of strings comma-separated",
+		"sync.hooks":        "KEYROT_SYNC_HOOKS list of objects JSON",
+		"sync.limits":       "KEYROT_SYNC_LIMITS map of string to number JSON",
+		"sync.nested.every": "KEYROT_SYNC_NESTED_EVERY duration ",
+		"GITHUB_TOKEN":      "GITHUB_TOKEN string ",
+	}
+	for _, s := range got {
+		desc := strings.Join(s.Env, ",") + " " + s.Type() + " " + s.EnvForm()
+		if want[s.Path] != desc {
+			t.Errorf("%s: %q, want %q", s.Path, desc, want[s.Path])
+		}
+		if s.Section != "sync" {
+			t.Errorf("%s: section %q", s.Path, s.Section)
+		}
+		delete(want, s.Path)
+	}
+	if len(want) > 0 {
+		t.Errorf("missing %v", want)
+	}
+}
