@@ -108,6 +108,19 @@ func TestCommandsNeedOnlyTheirSections(t *testing.T) {
 	t.Setenv("KEYROT_API_LISTEN", "127.0.0.1:0")
 	_, stop := tm.start("serve") // fails the test unless it serves
 	stop()
+
+	// The daemon does not run dry; validate says so as run does, and a
+	// one-shot pass may.
+	dry := tm.writeConfig("users: {names: [ci-bot]}\nnotify: {via: log}\nrotation: {dry_run: true}\n")
+	for _, args := range [][]string{{"validate", "--config", dry}, {"run", "--config", dry}, {"run", "--no-api", "--config", dry}, {"validate", "--no-api", "--config", dry}} {
+		tm.stderr.Reset()
+		if code := tm.run(ctx, args...); code != exitUsage || !strings.Contains(tm.stderr.String(), "rotation.dry_run") {
+			t.Errorf("%v: exit %d: %s", args, code, tm.stderr)
+		}
+	}
+	if code := tm.run(ctx, "rotate", "--config", dry); code != exitOK {
+		t.Errorf("rotate with dry_run: exit %d: %s", code, tm.stderr)
+	}
 }
 
 func TestConfigCommand(t *testing.T) {

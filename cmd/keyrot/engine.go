@@ -148,7 +148,7 @@ func (m *Main) runValidate(_ context.Context, args []string) error {
 	// What keyrot run needs, so that validate rejects exactly what run does.
 	needs := config.Everything
 	if *noAPI {
-		needs = []config.Need{config.NeedUsers, config.NeedMail}
+		needs = []config.Need{config.NeedUsers, config.NeedMail, config.NeedDaemon}
 	}
 	cfg, err := m.loadConfig(*path, needs...)
 	if err != nil {

@@ -36,7 +36,7 @@ func (es Errors) Error() string {
 	}
 	lines := make([]string, len(es))
 	for i, e := range es {
-		lines[i] = "  " + e.Error()
+		lines[i] = "  " + strings.TrimPrefix(e.Error(), "config: ")
 	}
 	return fmt.Sprintf("config: %d problems:\n%s", len(es), strings.Join(lines, "\n"))
 }

@@ -36,11 +36,13 @@ const (
 	NeedMail Need = "mail"
 	// NeedAPI: serving the REST API, which needs at least one API key.
 	NeedAPI Need = "api"
+	// NeedDaemon: rotating on a schedule, which does not run dry.
+	NeedDaemon Need = "daemon"
 )
 
 // Everything is what the daemon (keyrot run) needs, and so what keyrot
 // validate checks.
-var Everything = []Need{NeedUsers, NeedMail, NeedAPI}
+var Everything = []Need{NeedUsers, NeedMail, NeedAPI, NeedDaemon}
 
 var (
 	iamUserName  = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
@@ -63,6 +65,9 @@ func (c Config) Validate(needs ...Need) error {
 	c.Policy().Check(report)
 	c.validateUsers(&errs, slices.Contains(needs, NeedUsers))
 	c.validateRotation(&errs)
+	if c.Rotation.DryRun && slices.Contains(needs, NeedDaemon) {
+		errs.add("rotation.dry_run", "", "the daemon does not run dry: use `keyrot rotate --dry-run` or `keyrot status` to see the plan")
+	}
 	if !secretPrefix.MatchString(c.Secrets.Prefix) {
 		errs.add("secrets.prefix", c.Secrets.Prefix, "must be 1-256 of letters, digits and /_+=.@-")
 	}
