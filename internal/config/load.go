@@ -265,6 +265,10 @@ func walkNode(n *yaml.Node, t reflect.Type, prefix string, leaf func(Setting, *y
 		key, val := kv[0].Value, resolve(kv[1])
 		f, ok := fields[key]
 		if !ok {
+			if env := envOnly(t, key); env != "" {
+				errs.add(prefix+key, "", fmt.Sprintf("line %d: read from the environment only (%s), never from the file", kv[0].Line, env))
+				continue
+			}
 			errs.add(prefix+key, "", fmt.Sprintf("unknown key (line %d)%s", kv[0].Line, suggest.Hint(key, slices.Sorted(maps.Keys(fields)))))
 			continue
 		}
@@ -283,6 +287,19 @@ func walkNode(n *yaml.Node, t reflect.Type, prefix string, leaf func(Setting, *y
 			leaf(s, val)
 		}
 	}
+}
+
+// envOnly is the variable of t's environment-only field (yaml:"-") that
+// key names ("password" for Password), or "".
+func envOnly(t reflect.Type, key string) string {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		env := f.Tag.Get("env")
+		if name, _ := yamlName(f); name == "-" && env != "" && strings.EqualFold(f.Name, strings.ReplaceAll(key, "_", "")) {
+			return strings.Split(env, ",")[0]
+		}
+	}
+	return ""
 }
 
 // sectionFields are a struct's settings by YAML key (inlined structs'

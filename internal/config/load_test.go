@@ -210,3 +210,14 @@ func TestNeeds(t *testing.T) {
 		t.Errorf("a wrong value must fail whatever is needed: %q", got)
 	}
 }
+
+func TestSecretsNeverFromTheFile(t *testing.T) {
+	_, err := config.Parse(strings.NewReader("notify: {smtp: {addr: 'mail.example.com:587', password: hunter2hunter2}}\napi: {full_access_key: x}\n"))
+	if err == nil || !strings.Contains(err.Error(), "notify.smtp.password: line 1: read from the environment only (KEYROT_SMTP_PASSWORD)") ||
+		!strings.Contains(err.Error(), "api.full_access_key: line 2: read from the environment only (API_KEY)") {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Error("the secret was echoed")
+	}
+}
