@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -186,5 +187,48 @@ func TestNewSectionsNeedNoCode(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("missing %v", want)
+	}
+}
+
+// hooks is a setting with its own rules, as another issue's section would be.
+type hooks []string
+
+func (h hooks) validate() error {
+	var errs Errors
+	for i, u := range h {
+		if !strings.HasPrefix(u, "https://") {
+			errs.add(fmt.Sprintf("notify.hooks[%d]", i), u, "not an https URL")
+		}
+	}
+	return errs.err()
+}
+
+type gate struct{ Open bool }
+
+func (g gate) validate() error {
+	if !g.Open {
+		return &Error{Field: "sync.gate", Reason: "closed"}
+	}
+	return nil
+}
+
+// TestValidatorsFoundAtAnyDepth: a section's or a setting's validate method
+// runs with no line in Validate, and every problem it returns is kept.
+func TestValidatorsFoundAtAnyDepth(t *testing.T) {
+	type notify struct {
+		Hooks hooks `yaml:"hooks"`
+	}
+	type root struct {
+		Notify notify `yaml:"notify"`
+		Sync   gate   `yaml:"sync"`
+	}
+	var errs Errors
+	runValidators(reflect.ValueOf(root{Notify: notify{Hooks: hooks{"http://a", "https://b", "ftp://c"}}}), &errs)
+	var got []string
+	for _, e := range errs {
+		got = append(got, e.Field)
+	}
+	if want := []string{"notify.hooks[0]", "notify.hooks[2]", "sync.gate"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("problems %q, want %q", got, want)
 	}
 }

@@ -75,14 +75,26 @@ func (c Config) Validate(needs ...Need) error {
 	c.validateAPI(&errs, slices.Contains(needs, NeedAPI))
 	oneOf(&errs, "log.format", c.Log.Format, "", "json", "text", "console")
 	oneOf(&errs, "log.level", strings.ToLower(c.Log.Level), "", "debug", "info", "warn", "error")
-	// Sections declared with their own validate method.
-	v := reflect.ValueOf(c)
+	runValidators(reflect.ValueOf(c), &errs)
+	return dedupe(errs).err()
+}
+
+// runValidators calls the validate method of every field of the struct v,
+// at any depth, that has one: sections and settings declared with their
+// own rules need no line here.
+func runValidators(v reflect.Value, errs *Errors) {
 	for i := range v.NumField() {
-		if sv, ok := v.Field(i).Interface().(sectionValidator); ok {
+		f := v.Field(i)
+		if !v.Type().Field(i).IsExported() {
+			continue
+		}
+		if sv, ok := f.Interface().(sectionValidator); ok {
 			errs.addErr(v.Type().Field(i).Name, sv.validate())
 		}
+		if isSection(f.Type()) {
+			runValidators(f, errs)
+		}
 	}
-	return dedupe(errs).err()
 }
 
 func (c Config) validateUsers(errs *Errors, need bool) {
