@@ -18,6 +18,9 @@ var (
 	ErrConflict = errors.New("conflicting concurrent rotation")
 	// ErrKeyRejected: AWS rejected a key (not yet propagated, inactive, or wrong).
 	ErrKeyRejected = errors.New("access key rejected by AWS")
+	// ErrUserNotManaged: a user asked for by name (RunOptions.Users) is not
+	// one the configuration selects.
+	ErrUserNotManaged = errors.New("not managed by this configuration")
 )
 
 // IsThrottle reports whether err is AWS throttling (after the SDK's own

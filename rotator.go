@@ -69,8 +69,8 @@ type Rotator struct {
 	cfg       RotatorConfig
 	log       *slog.Logger
 	mu        sync.Mutex
-	warned    map[string]time.Time // warnings logged recently, so each pass does not repeat them
-	incidents map[string]*incident // users whose passes are failing
+	unstored  map[string]WarnRecord // warnings sent about users with no secret to record them on (a deleted IAM user), by user/kind
+	incidents map[string]*incident  // users whose passes are failing
 	// told holds events reported whose unreported mark could not be
 	// cleared yet ("user/kind/key"), so the pass that clears it does not
 	// tell them twice.
@@ -111,7 +111,7 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 		cfg.OwnerTag = "keyrot:owner"
 	}
 	if cfg.WarnEvery <= 0 {
-		cfg.WarnEvery = 24 * time.Hour
+		cfg.WarnEvery = DefaultQuietPeriod
 	}
 	if cfg.FailureThreshold <= 0 {
 		cfg.FailureThreshold = 3
@@ -119,7 +119,7 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 	if cfg.FailureWindow <= 0 {
 		cfg.FailureWindow = 10 * time.Minute
 	}
-	r := &Rotator{cfg: cfg, log: cfg.Logger.With("system", "rotator"), warned: map[string]time.Time{},
+	r := &Rotator{cfg: cfg, log: cfg.Logger.With("system", "rotator"), unstored: map[string]WarnRecord{},
 		incidents: map[string]*incident{}, told: map[string]bool{}}
 	if cfg.Fleet != nil {
 		if cfg.Fleet.Keys == nil || cfg.Fleet.Secrets == nil {
@@ -221,7 +221,7 @@ func (r *Rotator) ReconcileAll(ctx context.Context, opts RunOptions) (Summary, e
 			}
 			for _, name := range opts.Users {
 				if !found[name] {
-					return Summary{}, fmt.Errorf("keyrot: user %q is not managed by this configuration", name)
+					return Summary{}, fmt.Errorf("keyrot: user %q: %w", name, ErrUserNotManaged)
 				}
 			}
 		}
@@ -494,16 +494,27 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 }
 
 // warn sends a standing warning unless the secret records that the same
-// warning went out within WarnEvery, and records that it did.
+// warning went out within WarnEvery (WarnRecord.Repeats), and records that
+// it did. This record alone decides: the notifier sends what it is given.
 func (r *Rotator) warn(ctx context.Context, u User, s SecretState, w Event, now time.Time) {
-	if rec, ok := s.Warned[w.Warning]; ok && rec.KeyID == w.KeyID && now.Sub(rec.At) < r.cfg.WarnEvery {
-		w.User = u.Name
-		r.logWarning(w, now) // already told; the log still says it, hourly
+	rec, ok := s.Warned[w.Warning]
+	unstoredKey := u.Name + "/" + string(w.Warning)
+	if !s.Exists && w.Warning == WarnUserDeleted {
+		r.mu.Lock()
+		rec, ok = r.unstored[unstoredKey]
+		r.mu.Unlock()
+	}
+	if ok && rec.Repeats(w.KeyID, now, r.cfg.WarnEvery) {
+		r.log.Debug("warning already sent", "user", u.Name, "warning", w.Warning, "key_id", w.KeyID, "sent_at", rec.At.UTC().Format(time.RFC3339))
 		return
 	}
 	r.emit(ctx, u, w)
-	if w.Warning == WarnUserDeleted {
-		return // no user to keep a secret for; the notifier's own dedup applies
+	if !s.Exists && w.Warning == WarnUserDeleted {
+		// No IAM user to make a secret for: this process remembers.
+		r.mu.Lock()
+		r.unstored[unstoredKey] = WarnRecord{KeyID: w.KeyID, At: now}
+		r.mu.Unlock()
+		return
 	}
 	if !s.Exists {
 		if err := r.cfg.Secrets.Init(ctx, u); err != nil {
@@ -520,8 +531,8 @@ func (r *Rotator) warn(ctx context.Context, u User, s SecretState, w Event, now 
 // they are sent at once if they come back.
 func (r *Rotator) clearEndedWarnings(ctx context.Context, o Observation, standing map[WarningKind]bool) {
 	for kind := range o.Secret.Warned {
-		if standing[kind] {
-			continue
+		if standing[kind] || kind == WarnKeyInUse {
+			continue // key_in_use is told by a step, not a standing condition: a retried step must not repeat it
 		}
 		if err := r.cfg.Secrets.ClearWarned(context.WithoutCancel(ctx), o.User.Name, kind); err != nil {
 			r.log.Warn("clear ended warning", "user", o.User.Name, "warning", kind, "error", err)
@@ -684,18 +695,13 @@ func (r *Rotator) create(ctx context.Context, u User, obs Observation, intent In
 	}
 	// The secret exists only in this response: store it before anything else.
 	var stored StoredKey
-	backoff := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		stored, err = r.cfg.Secrets.StorePending(ctx, intent, creds)
 		if err == nil || errors.Is(err, ErrConflict) || attempt == storeAttempts {
 			break
 		}
 		r.log.Warn("store new key failed; retrying", "user", u.Name, "key_id", creds.AccessKeyID, "attempt", attempt, "error", err)
-		select {
-		case <-r.cfg.Clock.After(backoff):
-		case <-ctx.Done():
-		}
-		backoff = min(2*backoff, 8*time.Second)
+		_ = storeBackoff.Wait(ctx, r.cfg.Clock, attempt) // a cancelled ctx: the next store fails and says why
 	}
 	if err != nil {
 		return r.abandonUnstored(ctx, u, creds.AccessKeyID, err)
@@ -846,8 +852,7 @@ func (r *Rotator) report(ctx context.Context, u User, e Event) error {
 
 func (r *Rotator) verify(ctx context.Context, creds Credentials) error {
 	deadline := r.cfg.Clock.Now().Add(r.cfg.Policy.VerifyTimeout)
-	backoff := time.Second
-	for {
+	for attempt := 1; ; attempt++ {
 		err := r.cfg.Verifier.VerifyKey(ctx, creds)
 		if err == nil {
 			return nil
@@ -856,13 +861,16 @@ func (r *Rotator) verify(ctx context.Context, creds Credentials) error {
 			return fmt.Errorf("verify new key %s with STS: not accepted within %s (left pending; the next pass retries): %w",
 				creds.AccessKeyID, FormatDuration(r.cfg.Policy.VerifyTimeout), err)
 		}
-		select {
-		case <-r.cfg.Clock.After(backoff):
-		case <-ctx.Done():
-		}
-		backoff = min(2*backoff, 8*time.Second)
+		_ = verifyBackoff.Wait(ctx, r.cfg.Clock, attempt) // a cancelled ctx ends the loop above
 	}
 }
+
+// The retries of a step within one pass: storing a new key (while it
+// exists only in memory) and proving it works through IAM's propagation.
+var (
+	storeBackoff  = Backoff{Initial: 500 * time.Millisecond, Max: 8 * time.Second}
+	verifyBackoff = Backoff{Initial: time.Second, Max: 8 * time.Second}
+)
 
 func (r *Rotator) deactivate(ctx context.Context, u User, obs Observation, keyID string) error {
 	now := r.cfg.Clock.Now()
@@ -872,8 +880,8 @@ func (r *Rotator) deactivate(ctx context.Context, u User, obs Observation, keyID
 	}
 	since := obs.Secret.CurrentSince
 	if !since.IsZero() && lastUsed.After(since) {
-		r.emit(ctx, u, Event{Kind: EventWarning, Warning: WarnKeyInUse, KeyID: keyID, LastUsed: lastUsed,
-			Summary: fmt.Sprintf("key %s was used at %s, after its successor became current; whatever used it will fail once it is deactivated", keyID, lastUsed.UTC().Format(time.RFC3339))})
+		r.warn(ctx, u, obs.Secret, Event{Kind: EventWarning, Warning: WarnKeyInUse, KeyID: keyID, LastUsed: lastUsed,
+			Summary: fmt.Sprintf("key %s was used at %s, after its successor became current; whatever used it will fail once it is deactivated", keyID, lastUsed.UTC().Format(time.RFC3339))}, now)
 	}
 	// The record goes first, so that a crash after the call still leaves
 	// the key keyrot's and its deactivation to be told. The deletion counts
@@ -1025,28 +1033,6 @@ func (r *Rotator) recovered(ctx context.Context, u User, s SecretState) {
 	r.mu.Unlock()
 }
 
-// logWarning logs a warning, at most hourly for an unchanged one.
-func (r *Rotator) logWarning(e Event, now time.Time) {
-	key := e.User + "/" + string(e.Warning) + "/" + e.KeyID
-	r.mu.Lock()
-	last, seen := r.warned[key]
-	due := !seen || now.Sub(last) >= warnLogEvery
-	if due {
-		r.warned[key] = now
-	}
-	r.mu.Unlock()
-	if due {
-		attrs := []any{"event", e.Kind, "user", e.User, "warning", e.Warning}
-		if e.KeyID != "" {
-			attrs = append(attrs, "key_id", e.KeyID)
-		}
-		r.log.Warn(e.Summary, attrs...)
-	}
-}
-
-// warnLogEvery is how often an unchanged warning is logged again.
-const warnLogEvery = time.Hour
-
 // emit logs an event and hands it to the notifier. Events never carry secrets.
 func (r *Rotator) emit(ctx context.Context, u User, e Event) {
 	e.User, e.Owner = u.Name, u.Tags[r.cfg.OwnerTag]
@@ -1064,7 +1050,7 @@ func (r *Rotator) emit(ctx context.Context, u User, e Event) {
 	case EventRotationFailed:
 		r.log.Error(e.Summary, append(attrs, "error", e.Err)...)
 	case EventWarning:
-		r.logWarning(e, e.Time)
+		r.log.Warn(e.Summary, append(attrs, "warning", e.Warning)...)
 	default:
 		r.log.Info(e.Summary, attrs...)
 	}

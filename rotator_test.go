@@ -1866,3 +1866,35 @@ func TestRotatorDryRunDoesNotHoldUsers(t *testing.T) {
 		t.Errorf("the acting pass: busy %v, err %v, done %v; want its rotation finished", res.Busy, res.Err, res.Done)
 	}
 }
+
+// TestKeyInUseToldOnceWhenTheDeactivationIsRetried: the key_in_use warning
+// comes from the deactivation step, which fails here and is retried on
+// the next pass: the record on the secret keeps the warning from going out
+// twice (the notifier sends whatever it is given).
+func TestKeyInUseToldOnceWhenTheDeactivationIsRetried(t *testing.T) {
+	w := newWorld(t)
+	w.addUser("alice", nil)
+	w.withCurrent("alice", ago(2*time.Minute), prevID, keyrot.KeyActive)
+	w.lastUsed[prevID] = ago(30 * time.Second)
+	setStatus := w.keys.SetKeyStatusFn
+	w.keys.SetKeyStatusFn = func(context.Context, string, string, keyrot.KeyStatus) error {
+		return errors.New("AccessDenied")
+	}
+	r := w.rotator(nil)
+	if res, _ := r.Reconcile(context.Background(), "alice", keyrot.RunOptions{}); res.Err == nil {
+		t.Fatal("the deactivation did not fail")
+	}
+	w.keys.SetKeyStatusFn = setStatus
+	if res, err := r.Reconcile(context.Background(), "alice", keyrot.RunOptions{}); err != nil || res.Err != nil {
+		t.Fatalf("retried pass: %v %v", err, res.Err)
+	}
+	n := 0
+	for _, e := range w.notifier.Events() {
+		if e.Warning == keyrot.WarnKeyInUse {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("key_in_use sent %d times over a failed and a retried deactivation, want 1", n)
+	}
+}

@@ -126,6 +126,20 @@ type WarnRecord struct {
 	At    time.Time
 }
 
+// DefaultQuietPeriod is how long a warning is not sent again by default
+// (notify.quiet_period).
+const DefaultQuietPeriod = 24 * time.Hour
+
+// Repeats reports whether a warning of the record's kind about keyID, at
+// now, is the one the record says went out less than quiet ago. This is
+// keyrot's one idea of "the same warning" (the same kind, about the same
+// key, within the quiet period): such a warning is not sent again. The
+// rotator keeps the records on the user's secret, so a restart does not
+// re-send; the notifier sends whatever it is given.
+func (r WarnRecord) Repeats(keyID string, now time.Time, quiet time.Duration) bool {
+	return r.KeyID == keyID && !r.At.IsZero() && now.Sub(r.At) < quiet
+}
+
 // SecretStore keeps each user's current key in a ring of Secrets Manager
 // secrets (implemented by package secretsmanager). Every method is safe to
 // repeat after a crash.

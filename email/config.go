@@ -22,7 +22,6 @@ const (
 	DefaultBackoff      = 2 * time.Second
 	DefaultMaxBackoff   = 5 * time.Minute
 	DefaultQueueSize    = 1000
-	DefaultQuietPeriod  = 24 * time.Hour
 	DefaultSecretPrefix = "iam-key-rotation/"
 )
 
@@ -83,9 +82,6 @@ type Config struct {
 	// Digest, if positive, folds the events for one recipient within this
 	// window into one email (notify.digest).
 	Digest time.Duration
-	// QuietPeriod is how long an unchanged warning is not re-sent
-	// (notify.quiet_period); 0 means 24h.
-	QuietPeriod time.Duration
 }
 
 // withDefaults fills in the zero fields.
@@ -104,9 +100,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = DefaultQueueSize
-	}
-	if c.QuietPeriod == 0 {
-		c.QuietPeriod = DefaultQuietPeriod
 	}
 	if c.SecretPrefix == "" {
 		c.SecretPrefix = DefaultSecretPrefix
@@ -197,9 +190,6 @@ func (c Config) Check(report func(field, reason string)) {
 	}
 	if c.Digest < 0 {
 		report("notify.digest", "must not be negative")
-	}
-	if c.QuietPeriod < 0 {
-		report("notify.quiet_period", "must not be negative")
 	}
 	if c.TemplateDir != "" {
 		if fi, err := os.Stat(c.TemplateDir); err != nil || !fi.IsDir() {

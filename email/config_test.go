@@ -46,7 +46,6 @@ func TestConfigValidate(t *testing.T) {
 		{"api url with credentials", func(c *email.Config) { c.APIBaseURL = "https://u:p@x" }, "notify.api_url"},
 		{"negative rate", func(c *email.Config) { c.SendRate = -1 }, "notify.send_rate"},
 		{"negative digest", func(c *email.Config) { c.Digest = -1 }, "notify.digest"},
-		{"negative quiet", func(c *email.Config) { c.QuietPeriod = -1 }, "notify.quiet_period"},
 		{"missing template dir", func(c *email.Config) { c.TemplateDir = "/nonexistent/keyrot" }, "notify.templates"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,8 +1,7 @@
 // Package email tells people about key events by email: it renders each
 // keyrot.Event into a multipart (text and HTML) message from templates and
 // delivers it through a Sender (package ses, package smtp, or LogSender)
-// from a queue with rate limiting, retries, digests and warning
-// deduplication. A failed or slow delivery never blocks or fails a rotation.
+// from a queue with rate limiting, retries and digests. A failed or slow delivery never blocks or fails a rotation.
 //
 // # Messages
 //
@@ -64,8 +63,6 @@
 //	notify.send_rate      messages per second (default 1)                Config.SendRate
 //	notify.digest         fold each recipient's events in this window    Config.Digest
 //	                      into one email (default 0: off)
-//	notify.quiet_period   re-send an unchanged warning only after this   Config.QuietPeriod
-//	                      (default 24h)
 //	notify.retries        retries after a failed send (default 5)        Config.Retries
 //	notify.backoff        first retry delay, doubled per retry (2s)      Config.Backoff
 //	notify.queue_size     events waiting for delivery (default 1000)     Config.QueueSize
@@ -88,9 +85,9 @@
 // window are folded into one email (a window holding one event gives the
 // ordinary email), so a fleet of thousands of users does not flood inboxes.
 //
-// A warning is keyed by user, warning kind and key id: it is sent again
-// only when its Summary or Err changes (the rotator keeps times out of the
-// summary of an unchanged condition), after the quiet period, after a new
-// key for the user, or if its last delivery failed. The record is kept in
-// memory, so a process that restarts sends each standing warning once more.
+// The notifier sends every event it is given. Whether a standing warning is
+// sent again is decided before it gets here, by the record the rotator
+// keeps on the user's secret (keyrot.WarnRecord: the same kind about the
+// same key within notify.quiet_period is not re-sent), so a restart or a
+// new Lambda environment does not send it again.
 package email

@@ -9,87 +9,21 @@ import (
 
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/email"
+	"github.com/keyrot/keyrot/mock"
 )
 
 // waitLimit bounds how long a test waits for the delivery goroutine before
 // failing; no test sleeps.
 const waitLimit = 10 * time.Second
 
-// fakeClock is a keyrot.Clock driven by the test.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []fakeWaiter
-	changed chan struct{}
-}
-
-type fakeWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-var _ keyrot.Clock = (*fakeClock)(nil)
-
-func newFakeClock(t0 time.Time) *fakeClock {
-	return &fakeClock{now: t0, changed: make(chan struct{})}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, fakeWaiter{at: c.now.Add(d), ch: ch})
-	close(c.changed)
-	c.changed = make(chan struct{})
-	return ch
-}
-
-// Advance moves the clock on and fires the waiters that are due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if w.at.After(c.now) {
-			kept = append(kept, w)
-			continue
-		}
-		w.ch <- c.now
-	}
-	c.waiters = kept
-}
-
-// AwaitWaiter blocks until someone waits for exactly the time at.
-func (c *fakeClock) AwaitWaiter(t *testing.T, at time.Time) {
+// awaitTimer blocks until the code under test waits on clock for exactly
+// the time at.
+func awaitTimer(t *testing.T, clock *mock.Clock, at time.Time) {
 	t.Helper()
-	limit := time.After(waitLimit)
-	for {
-		c.mu.Lock()
-		found := false
-		for _, w := range c.waiters {
-			found = found || w.at.Equal(at)
-		}
-		ch := c.changed
-		c.mu.Unlock()
-		if found {
-			return
-		}
-		select {
-		case <-ch:
-		case <-limit:
-			t.Fatalf("nobody waited for %s", at.Format(time.RFC3339))
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := clock.AwaitTimer(ctx, at); err != nil {
+		t.Fatal(err)
 	}
 }
 

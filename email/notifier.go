@@ -31,8 +31,6 @@ type Notifier struct {
 	mu      sync.Mutex
 	closed  bool
 	started bool
-	warned  map[string]map[warnKey]warnRecord // by user
-	pruneAt time.Time
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -45,8 +43,8 @@ type Option func(*Notifier)
 // WithLogger sets the logger (default: slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(n *Notifier) { n.logger = l } }
 
-// WithClock sets the clock used for backoff, rate limiting, digests and
-// warning deduplication (default: the wall clock).
+// WithClock sets the clock used for backoff, rate limiting and digests
+// (default: the wall clock).
 func WithClock(c keyrot.Clock) Option { return func(n *Notifier) { n.clock = c } }
 
 // WithResultHook sets a function called once per message with its final
@@ -78,7 +76,6 @@ func NewNotifier(cfg Config, s Sender, opts ...Option) (*Notifier, error) {
 		logger: slog.Default(),
 		clock:  keyrot.SystemClock{},
 		hook:   func(keyrot.EventKind, error) {},
-		warned: map[string]map[warnKey]warnRecord{},
 		done:   make(chan struct{}),
 	}
 	for _, o := range opts {
@@ -177,22 +174,16 @@ func (n *Notifier) abandonQueued() {
 	}
 }
 
-// Notify queues e and returns at once. A warning is dropped silently if the
-// same condition was reported within the quiet period. If the queue is full
-// the event is dropped, logged and reported; Notify then returns an error
-// wrapping ErrQueueFull, as it does ErrClosed after Close.
+// Notify queues e and returns at once. It sends every event it is given:
+// whether a repeated warning is sent again is decided before, by the
+// record the rotator keeps on the user's secret (keyrot.WarnRecord). If the
+// queue is full the event is dropped, logged and reported; Notify then
+// returns an error wrapping ErrQueueFull, as it does ErrClosed after Close.
 func (n *Notifier) Notify(ctx context.Context, e keyrot.Event) error {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
 		return fmt.Errorf("email: notify %s for user %q: %w", e.Kind, e.User, ErrClosed)
-	}
-	now := n.clock.Now()
-	if !n.admitWarning(e, now) {
-		n.mu.Unlock()
-		n.logger.Debug("warning suppressed: already reported in the quiet period",
-			"user", e.User, "warning", string(e.Warning), "key_id", e.KeyID)
-		return nil
 	}
 	select {
 	case n.queue <- e:
@@ -200,83 +191,11 @@ func (n *Notifier) Notify(ctx context.Context, e keyrot.Event) error {
 		return nil
 	default:
 	}
-	n.forgetWarning(e)
 	n.mu.Unlock()
 	n.logger.Warn("email queue full: event dropped",
 		"event", string(e.Kind), "user", e.User, "key_id", e.KeyID, "queue_size", n.cfg.QueueSize)
 	n.hook(e.Kind, ErrQueueFull)
 	return fmt.Errorf("email: notify %s for user %q: %w", e.Kind, e.User, ErrQueueFull)
-}
-
-// warnKey identifies a warned-about condition within one user (or about
-// one API key).
-type warnKey struct {
-	warning keyrot.WarningKind
-	keyID   string
-	apiKey  string
-}
-
-type warnRecord struct {
-	fingerprint string
-	at          time.Time
-}
-
-// fingerprint is what makes a condition "changed": the summary says what
-// the condition is, so it must not carry times that move on every pass.
-func fingerprint(e keyrot.Event) string { return e.Summary + "\x00" + e.Err }
-
-// admitWarning reports whether e should be sent, recording it if so. Any
-// event other than a warning is admitted; a new key for a user starts its
-// warnings afresh. Called with mu held.
-func (n *Notifier) admitWarning(e keyrot.Event, now time.Time) bool {
-	if e.Kind == keyrot.EventKeyCreated {
-		delete(n.warned, e.User)
-	}
-	if e.Kind != keyrot.EventWarning {
-		return true
-	}
-	n.pruneWarnings(now)
-	k := warnKey{e.Warning, e.KeyID, e.APIKey}
-	fp := fingerprint(e)
-	if r, ok := n.warned[e.User][k]; ok && r.fingerprint == fp && now.Sub(r.at) < n.cfg.QuietPeriod {
-		return false
-	}
-	if n.warned[e.User] == nil {
-		n.warned[e.User] = map[warnKey]warnRecord{}
-	}
-	n.warned[e.User][k] = warnRecord{fingerprint: fp, at: now}
-	return true
-}
-
-// forgetWarning drops the record of e, so that a warning that was never
-// delivered is sent again on the next pass.
-func (n *Notifier) forgetWarning(e keyrot.Event) {
-	if e.Kind != keyrot.EventWarning {
-		return
-	}
-	k := warnKey{e.Warning, e.KeyID, e.APIKey}
-	if r, ok := n.warned[e.User][k]; ok && r.fingerprint == fingerprint(e) {
-		delete(n.warned[e.User], k)
-	}
-}
-
-// pruneWarnings drops records older than the quiet period, at most once a
-// quiet period, so the table stays bounded by the conditions seen in it.
-func (n *Notifier) pruneWarnings(now time.Time) {
-	if now.Before(n.pruneAt) {
-		return
-	}
-	n.pruneAt = now.Add(n.cfg.QuietPeriod)
-	for user, m := range n.warned {
-		for k, r := range m {
-			if now.Sub(r.at) >= n.cfg.QuietPeriod {
-				delete(m, k)
-			}
-		}
-		if len(m) == 0 {
-			delete(n.warned, user)
-		}
-	}
 }
 
 // outgoing is a message waiting to be sent.
@@ -504,11 +423,6 @@ func (w *worker) result(o *outgoing, err error, now time.Time) {
 	if IsPermanent(err) || o.attempt > n.cfg.Retries {
 		n.logger.Error("email delivery failed", attrs...)
 		n.hook(o.kind, err)
-		n.mu.Lock()
-		for _, e := range o.events {
-			n.forgetWarning(e)
-		}
-		n.mu.Unlock()
 		return
 	}
 	delay := w.backoff(o.attempt)
@@ -520,11 +434,7 @@ func (w *worker) result(o *outgoing, err error, now time.Time) {
 // backoff is the delay after the attempt-th failed attempt: Backoff,
 // doubled each time, at most DefaultMaxBackoff.
 func (w *worker) backoff(attempt int) time.Duration {
-	d := w.n.cfg.Backoff
-	for i := 1; i < attempt && d < DefaultMaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, DefaultMaxBackoff)
+	return keyrot.Backoff{Initial: w.n.cfg.Backoff, Max: DefaultMaxBackoff}.Delay(attempt)
 }
 
 // abandon reports every message not yet delivered.

@@ -3,6 +3,7 @@ package email_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/email"
+	"github.com/keyrot/keyrot/mock"
 )
 
 func startNotifier(t *testing.T, cfg email.Config, s email.Sender, opts ...email.Option) *email.Notifier {
@@ -32,7 +34,7 @@ func startNotifier(t *testing.T, cfg email.Config, s email.Sender, opts ...email
 }
 
 func TestNotifierDelivers(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	results := make(chan result, 10)
 	n := startNotifier(t, testConfig(), sender, email.WithClock(clock), resultHook(results))
@@ -55,7 +57,7 @@ func TestNotifierDelivers(t *testing.T) {
 // TestNotifierRetriesThenDelivers: two failures, then success, with the
 // backoff doubling on the driven clock.
 func TestNotifierRetriesThenDelivers(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	boom := errors.New("throttled")
 	sender := newRecordingSender(clock, boom, boom)
 	results := make(chan result, 10)
@@ -68,7 +70,7 @@ func TestNotifierRetriesThenDelivers(t *testing.T) {
 	want := []time.Time{t0, t0.Add(time.Second), t0.Add(3 * time.Second)}
 	for i, at := range want {
 		if i > 0 {
-			clock.AwaitWaiter(t, at)
+			awaitTimer(t, clock, at)
 			expectNone(t, results)
 			clock.Advance(at.Sub(clock.Now()))
 		}
@@ -86,7 +88,7 @@ func TestNotifierRetriesThenDelivers(t *testing.T) {
 // keeps returning at once, and after the last retry the failure reaches
 // the hook.
 func TestNotifierFailureReportedWithoutBlocking(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	boom := errors.New("connection refused")
 	sender := newRecordingSender(clock)
 	sender.always = boom
@@ -111,7 +113,7 @@ func TestNotifierFailureReportedWithoutBlocking(t *testing.T) {
 		recv(t, sender.sent)
 	}
 	for _, at := range []time.Time{t0.Add(time.Second), t0.Add(3 * time.Second)} {
-		clock.AwaitWaiter(t, at)
+		awaitTimer(t, clock, at)
 		clock.Advance(at.Sub(clock.Now()))
 		for {
 			m := recv(t, sender.sent)
@@ -133,7 +135,7 @@ func TestNotifierFailureReportedWithoutBlocking(t *testing.T) {
 }
 
 func TestNotifierPermanentErrorNotRetried(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock, email.Permanent(errors.New("MessageRejected")))
 	results := make(chan result, 10)
 	n := startNotifier(t, testConfig(), sender, email.WithClock(clock), resultHook(results))
@@ -148,7 +150,7 @@ func TestNotifierPermanentErrorNotRetried(t *testing.T) {
 }
 
 func TestNotifierQueueFullDoesNotBlock(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	sender.block = make(chan struct{})
 	results := make(chan result, 10)
@@ -173,71 +175,25 @@ func TestNotifierQueueFullDoesNotBlock(t *testing.T) {
 	recv(t, sender.sent)
 }
 
-func TestNotifierWarningDedup(t *testing.T) {
-	clock := newFakeClock(t0)
+// TestNotifierSendsEveryWarning: the notifier decides nothing about
+// repeats: the same warning given twice, at once, is sent twice (the
+// rotator's record on the secret, keyrot.WarnRecord, decides before).
+func TestNotifierSendsEveryWarning(t *testing.T) {
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	cfg := testConfig()
 	cfg.SendRate = 1e12 // no rate limit in the way
-	cfg.QuietPeriod = time.Hour
 	p := &dedupProbe{t: t, clock: clock, sender: sender, n: startNotifier(t, cfg, sender, email.WithClock(clock))}
-	notify, sent := p.notify, p.sent
 	warn := sampleEvents()["warning_key_in_use"]
-	notify(warn)
-	sent(true, "first warning")
-	clock.Advance(10 * time.Minute)
-	notify(warn)
-	sent(false, "same warning within the quiet period")
-
-	changed := warn
-	changed.Summary = "The previous key is still in use, now from a second address."
-	notify(changed)
-	sent(true, "changed condition")
-
-	otherKey := changed
-	otherKey.KeyID = "AKIAOTHERKEYEXAMPLE1"
-	notify(otherKey)
-	sent(true, "same condition on another key")
-
-	clock.Advance(time.Hour)
-	notify(changed)
-	sent(true, "after the quiet period")
-	notify(changed)
-	sent(false, "again within the new quiet period")
-
-	notify(sampleEvents()["key_created"])
-	recv(t, sender.sent)
-	notify(changed)
-	sent(true, "after a new key for the user")
-}
-
-// TestNotifierAPIKeyWarningOncePerQuietPeriod: the API's warning about an
-// expiring API key, repeated on every key refresh, is emailed once per quiet
-// period and per key, and again when it changes (the key expired).
-func TestNotifierAPIKeyWarningOncePerQuietPeriod(t *testing.T) {
-	clock := newFakeClock(t0)
-	sender := newRecordingSender(clock)
-	cfg := testConfig()
-	cfg.SendRate = 1e12
-	cfg.QuietPeriod = 24 * time.Hour
-	p := &dedupProbe{t: t, clock: clock, sender: sender, n: startNotifier(t, cfg, sender, email.WithClock(clock))}
-	ci, deploy := apiKeyWarning("ci"), apiKeyWarning("deploy")
-	p.notify(ci)
-	p.sent(true, "first warning about ci")
-	for range 5 {
-		clock.Advance(30 * time.Second) // api.refresh
-		ci.Time = clock.Now()
-		p.notify(ci)
-		p.sent(false, "the same warning on the next refresh")
+	for i := range 3 {
+		p.notify(warn)
+		p.sent(true, fmt.Sprintf("warning %d, unchanged", i+1))
 	}
-	p.notify(deploy)
-	p.sent(true, "another API key")
-	clock.Advance(24 * time.Hour)
+	ci := apiKeyWarning("ci")
 	p.notify(ci)
-	p.sent(true, "after the quiet period")
-	expired := ci
-	expired.Summary = `API key "ci" expired at 2025-03-24T09:26:53Z: requests with it get 401.`
-	p.notify(expired)
-	p.sent(true, "the key expired")
+	p.sent(true, "an API key warning")
+	p.notify(ci)
+	p.sent(true, "the same API key warning again")
 }
 
 // dedupProbe notifies events and tells whether a warning among them was sent.
@@ -245,7 +201,7 @@ type dedupProbe struct {
 	t      *testing.T
 	n      *email.Notifier
 	sender *recordingSender
-	clock  *fakeClock
+	clock  *mock.Clock
 }
 
 func (p *dedupProbe) notify(e keyrot.Event) {
@@ -272,7 +228,7 @@ func (p *dedupProbe) sent(want bool, why string) {
 }
 
 func TestNotifierDigest(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	cfg := testConfig()
 	cfg.Digest = 10 * time.Minute
@@ -302,7 +258,7 @@ func TestNotifierDigest(t *testing.T) {
 		_ = n.Close(ctx)
 	})
 	flush := t0.Add(10 * time.Minute)
-	clock.AwaitWaiter(t, flush)
+	awaitTimer(t, clock, flush)
 	expectNone(t, sender.sent)
 	clock.Advance(10 * time.Minute)
 
@@ -314,7 +270,7 @@ func TestNotifierDigest(t *testing.T) {
 	for i, w := range want {
 		if i > 0 {
 			at := flush.Add(time.Duration(i) * time.Second)
-			clock.AwaitWaiter(t, at)
+			awaitTimer(t, clock, at)
 			clock.Advance(time.Second)
 		}
 		m := recv(t, sender.sent)
@@ -329,7 +285,7 @@ func TestNotifierDigest(t *testing.T) {
 }
 
 func TestNotifierSendRate(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	cfg := testConfig()
 	cfg.SendRate = 0.5 // one message every 2s
@@ -342,7 +298,7 @@ func TestNotifierSendRate(t *testing.T) {
 	for i := range 3 {
 		at := t0.Add(time.Duration(2*i) * time.Second)
 		if i > 0 {
-			clock.AwaitWaiter(t, at)
+			awaitTimer(t, clock, at)
 			expectNone(t, sender.sent)
 			clock.Advance(2 * time.Second)
 		}
@@ -353,7 +309,7 @@ func TestNotifierSendRate(t *testing.T) {
 }
 
 func TestNotifierCloseDrains(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	n, err := email.NewNotifier(testConfig(), sender, email.WithLogger(slog.New(slog.DiscardHandler)), email.WithClock(clock))
 	if err != nil {
@@ -370,7 +326,7 @@ func TestNotifierCloseDrains(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- n.Close(t.Context()) }()
 	recv(t, sender.sent)
-	clock.AwaitWaiter(t, t0.Add(time.Second))
+	awaitTimer(t, clock, t0.Add(time.Second))
 	clock.Advance(time.Second)
 	recv(t, sender.sent)
 	if err := recv(t, closed); err != nil {
@@ -382,7 +338,7 @@ func TestNotifierCloseDrains(t *testing.T) {
 }
 
 func TestNotifierCloseGivesUp(t *testing.T) {
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock, errors.New("down"))
 	results := make(chan result, 10)
 	n, err := email.NewNotifier(testConfig(), sender, email.WithLogger(slog.New(slog.DiscardHandler)), email.WithClock(clock), resultHook(results))
@@ -396,7 +352,7 @@ func TestNotifierCloseGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	recv(t, sender.sent)
-	clock.AwaitWaiter(t, t0.Add(email.DefaultBackoff))
+	awaitTimer(t, clock, t0.Add(email.DefaultBackoff))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if err := n.Close(ctx); !errors.Is(err, context.Canceled) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/email"
+	"github.com/keyrot/keyrot/mock"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -201,7 +202,7 @@ func TestNoSecretInMessagesOrLogs(t *testing.T) {
 	secret := fakeSecret(t)
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	clock := newFakeClock(t0)
+	clock := mock.NewClock(t0)
 	sender := newRecordingSender(clock)
 	cfg := testConfig()
 	cfg.SendRate = 1000

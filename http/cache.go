@@ -55,6 +55,7 @@ var _ keyrot.CredentialsPublisher = (*Cache)(nil)
 // snapshot is an immutable view of the cache.
 type snapshot struct {
 	byUser  map[string]*entry
+	unread  map[string]struct{} // listed by the Source, never read: served 503, not 404
 	sorted  []*entry            // by user name
 	secrets map[string]struct{} // the secret access keys, to keep them out of audit records
 }
@@ -101,7 +102,7 @@ func NewCache(src Source, policy keyrot.Policy, opts ...CacheOption) *Cache {
 		o(c)
 	}
 	c.logger = c.logger.With("system", "cache")
-	c.snap.Store(newSnapshot(map[string]*entry{}))
+	c.snap.Store(newSnapshot(map[string]*entry{}, nil))
 	if src == nil {
 		c.ready.Store(true)
 	}
@@ -119,6 +120,14 @@ func (c *Cache) Get(user string) (keyrot.Credentials, bool) {
 }
 
 // getEntry is Get with the encoded JSON body.
+// Unread reports whether user is managed (the Source lists it) but the
+// cache holds no key for it because every read of it failed: the API
+// answers 503, not 404, so that a consumer retries rather than gives up.
+func (c *Cache) Unread(user string) bool {
+	_, ok := c.snap.Load().unread[user]
+	return ok
+}
+
 func (c *Cache) getEntry(user string) (*entry, bool) {
 	e, ok := c.snap.Load().byUser[user]
 	if ok {
@@ -198,7 +207,7 @@ func (c *Cache) Publish(creds keyrot.Credentials) {
 		next[u] = e
 	}
 	next[creds.UserName] = c.newEntry(creds, c.epoch, c.clock.Now())
-	c.snap.Store(newSnapshot(next))
+	c.snap.Store(newSnapshot(next, old.unread))
 }
 
 // Load brings the cache in step with the Source: it lists the pointers,
@@ -246,6 +255,7 @@ func (c *Cache) Load(ctx context.Context) error {
 	defer c.mu.Unlock()
 	old := c.snap.Load()
 	next := make(map[string]*entry, len(ptrs))
+	unread := map[string]struct{}{}
 	var errs []error
 	for _, p := range ptrs {
 		e, had := old.byUser[p.UserName]
@@ -268,6 +278,8 @@ func (c *Cache) Load(ctx context.Context) error {
 			if had {
 				e.stale.Store(true)
 				next[p.UserName] = e // its last good key, still within its overlap
+			} else {
+				unread[p.UserName] = struct{}{}
 			}
 		}
 	}
@@ -276,7 +288,7 @@ func (c *Cache) Load(ctx context.Context) error {
 			next[u] = e // published during the read
 		}
 	}
-	c.snap.Store(newSnapshot(next))
+	c.snap.Store(newSnapshot(next, unread))
 	c.ready.Store(true)
 	if len(errs) > 0 {
 		return fmt.Errorf("cache: %d of %d users not read, serving their last good key: %w", len(errs), len(ptrs), errors.Join(errs...))
@@ -360,8 +372,15 @@ func (c *Cache) newEntry(creds keyrot.Credentials, epoch uint64, now time.Time) 
 	return e
 }
 
-func newSnapshot(m map[string]*entry) *snapshot {
-	s := &snapshot{byUser: m, sorted: make([]*entry, 0, len(m)), secrets: make(map[string]struct{}, len(m))}
+// newSnapshot makes a snapshot of m; unread are the users the Source listed
+// but whose key could not be read (a user in m is never unread).
+func newSnapshot(m map[string]*entry, unread map[string]struct{}) *snapshot {
+	s := &snapshot{byUser: m, unread: make(map[string]struct{}, len(unread)), sorted: make([]*entry, 0, len(m)), secrets: make(map[string]struct{}, len(m))}
+	for u := range unread {
+		if _, ok := m[u]; !ok {
+			s.unread[u] = struct{}{}
+		}
+	}
 	for _, e := range m {
 		s.sorted = append(s.sorted, e)
 		s.secrets[e.creds.SecretAccessKey] = struct{}{}

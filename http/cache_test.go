@@ -280,6 +280,39 @@ func TestServerSendsCacheAge(t *testing.T) {
 	}
 }
 
+// TestServerUnreadUserIsUnavailable: a user the listing names but whose
+// key was never read is answered 503 with Retry-After (retry), not 404
+// (gone), until a read succeeds; a user nobody lists stays 404.
+func TestServerUnreadUserIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	src := &fakeSource{creds: fixtures()}
+	src.failRead("alice", errors.New("AccessDeniedException: kms"))
+	cache := keyrothttp.NewCache(src, keyrot.DefaultPolicy(), keyrothttp.WithCacheClock(mock.NewClock(t0)))
+	if err := cache.Load(ctx); err == nil {
+		t.Fatal("want alice's read failure")
+	}
+	key, hash, _ := keyrothttp.GenerateAPIKey()
+	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{Keys: []keyrothttp.APIKey{{Name: "k", Hash: hash, Users: []string{"*"}}}, Registry: prometheus.NewRegistry()}, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{url: startHandler(t, srv.Handler())}
+	r := e.do(t, "GET", "/credentials/alice", xkey(key))
+	if r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, `"unavailable"`) {
+		t.Errorf("unread alice: %d Retry-After %q %s, want 503 unavailable with Retry-After", r.status, r.header.Get("Retry-After"), r.body)
+	}
+	if r := e.do(t, "GET", "/credentials/nobody", xkey(key)); r.status != 404 {
+		t.Errorf("unlisted user: %d, want 404", r.status)
+	}
+	src.failRead("alice", nil)
+	if err := cache.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do(t, "GET", "/credentials/alice", xkey(key)); r.status != 200 {
+		t.Errorf("alice after a good read: %d, want 200", r.status)
+	}
+}
+
 func staleGauge(t *testing.T, g prometheus.Gatherer) float64 {
 	t.Helper()
 	mfs, err := g.Gather()

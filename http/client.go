@@ -88,30 +88,30 @@ const maxResponseBytes = 1 << 20
 // credential_process or env; "" is json), as the server wrote them.
 func (c *Client) Credentials(ctx context.Context, user, format string) ([]byte, error) {
 	if user == "" {
-		return nil, errors.New("keyrot api: user name is empty")
+		return nil, errors.New("api client: user name is empty")
 	}
 	u, err := url.Parse(strings.TrimSuffix(c.BaseURL, "/") + "/credentials/" + url.PathEscape(user))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("keyrot api: invalid base URL %q: want http(s)://host[:port]", c.BaseURL)
+		return nil, fmt.Errorf("api client: invalid base URL %q: want http(s)://host[:port]", c.BaseURL)
 	}
 	if format != "" && format != FormatJSON {
 		u.RawQuery = url.Values{"format": {format}}.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("keyrot api: get credentials for %q: %w", user, err)
+		return nil, fmt.Errorf("api client: get credentials for %q: %w", user, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.APIKey)
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		// *url.Error names the URL, which holds no secret.
-		return nil, fmt.Errorf("keyrot api: get credentials for %q: %w", user, err)
+		return nil, fmt.Errorf("api client: get credentials for %q: %w", user, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return nil, fmt.Errorf("keyrot api: get credentials for %q: read response: %w", user, err)
+		return nil, fmt.Errorf("api client: get credentials for %q: read response: %w", user, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		apiErr := &APIError{Status: resp.StatusCode}
@@ -119,7 +119,7 @@ func (c *Client) Credentials(ctx context.Context, user, format string) ([]byte, 
 		if json.Unmarshal(body, &er) == nil {
 			apiErr.Code, apiErr.Message = er.Error.Code, er.Error.Message
 		}
-		return nil, fmt.Errorf("keyrot api: get credentials for %q from %s: %w", user, u.Host, apiErr)
+		return nil, fmt.Errorf("api client: get credentials for %q from %s: %w", user, u.Host, apiErr)
 	}
 	return body, nil
 }
@@ -132,10 +132,10 @@ func (c *Client) Get(ctx context.Context, user string) (keyrot.Credentials, erro
 	}
 	var r CredentialsResponse
 	if err := json.Unmarshal(body, &r); err != nil {
-		return keyrot.Credentials{}, fmt.Errorf("keyrot api: get credentials for %q: decode response: %w", user, err)
+		return keyrot.Credentials{}, fmt.Errorf("api client: get credentials for %q: decode response: %w", user, err)
 	}
 	if r.AccessKeyId == "" || r.SecretAccessKey == "" {
-		return keyrot.Credentials{}, fmt.Errorf("keyrot api: get credentials for %q: response has no access key", user)
+		return keyrot.Credentials{}, fmt.Errorf("api client: get credentials for %q: response has no access key", user)
 	}
 	return keyrot.Credentials{
 		UserName:        r.UserName,

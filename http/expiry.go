@@ -18,9 +18,10 @@ const DefaultKeyWarnBefore = 14 * 24 * time.Hour
 // an expiry (the seed's API_KEY) and keys already replaced by a successor
 // (keyrot apikey rotate: their expiry is the planned end of the overlap) get
 // none. The summary holds only the key's name and expiry, never the key or
-// its hash, and does not move between calls: a notifier that drops unchanged
-// warnings within its quiet period (email.Notifier) sends each one once per
-// quiet period, and again when the key expires.
+// its hash, and does not move between calls. Every call returns every
+// expiring key: the caller keeps the record of what it already sent
+// (keyrot.WarnRecord), so that each is sent once per quiet period, and
+// again when the key expires.
 func ExpiryWarnings(keys []APIKey, now time.Time, before time.Duration) []keyrot.Event {
 	var events []keyrot.Event
 	for _, k := range keys {
@@ -56,7 +57,7 @@ func (s *Server) Keys() []APIKey {
 
 // WarnExpiringKeys hands n a warning for every accepted key that expires
 // within before (see ExpiryWarnings), at the server's clock. Call it on every
-// key refresh: n is expected to drop repeats within its quiet period.
+// key refresh, with n behind the record that drops repeats.
 func (s *Server) WarnExpiringKeys(ctx context.Context, n keyrot.Notifier, before time.Duration) error {
 	var errs []error
 	for _, e := range ExpiryWarnings(s.Keys(), s.clock.Now(), before) {

@@ -38,30 +38,6 @@ func fixtures() []keyrot.Credentials {
 
 func secrets() []string { return []string{aliceSecret, bobSecret, ciSecret} }
 
-// clock is a driven keyrot.Clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func (c *clock) After(d time.Duration) <-chan time.Time {
-	ch := make(chan time.Time, 1)
-	ch <- c.Now().Add(d)
-	return ch
-}
-
 // apiKeys are the test keys: their plaintext, and the config holding only hashes.
 type apiKeys struct {
 	admin, ci, reader, nolist string
@@ -74,7 +50,7 @@ type env struct {
 	cache *keyrothttp.Cache
 	keys  apiKeys
 	logs  *testkit.Buffer
-	clock *clock
+	clock *mock.Clock
 	reg   *prometheus.Registry
 }
 
@@ -89,7 +65,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 // loaded yet) instead of one warmed with the fixtures.
 func newEnvSource(t testing.TB, src keyrothttp.Source, opts ...envOption) *env {
 	t.Helper()
-	e := &env{logs: &testkit.Buffer{}, clock: &clock{now: t0.Add(2 * time.Minute)}, reg: prometheus.NewRegistry()}
+	e := &env{logs: &testkit.Buffer{}, clock: mock.NewClock(t0.Add(2 * time.Minute)), reg: prometheus.NewRegistry()}
 	var hashes [4]string
 	for i, p := range []*string{&e.keys.admin, &e.keys.ci, &e.keys.reader, &e.keys.nolist} {
 		k, h, err := keyrothttp.GenerateAPIKey()

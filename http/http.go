@@ -135,6 +135,7 @@ var (
 	errAuthBlocked      = errors.New("too many failed authentication attempts from this address: retry later")
 	errNotReady         = errors.New("credentials are still loading; retry shortly")
 	errTooLarge         = errors.New("request body too large")
+	errUnread           = errors.New("the user's current key could not be read from Secrets Manager yet; retry shortly")
 )
 
 // badRequest is a client error with its own message.
@@ -170,6 +171,8 @@ func statusOf(err error) (status int, code, msg string) {
 		return http.StatusRequestEntityTooLarge, "too_large", errTooLarge.Error()
 	case errors.Is(err, errNotReady):
 		return http.StatusServiceUnavailable, "not_ready", errNotReady.Error()
+	case errors.Is(err, errUnread):
+		return http.StatusServiceUnavailable, "unavailable", errUnread.Error()
 	default:
 		return http.StatusInternalServerError, "internal", "internal error"
 	}

@@ -660,6 +660,12 @@ func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request) {
 	e, ok := s.cache.getEntry(user)
 	if !ok {
 		s.metrics.CacheMiss()
+		if s.cache.Unread(user) {
+			s.auditRead(w, r, key.Name, user, "", format, "unavailable")
+			w.Header().Set("Retry-After", "5")
+			s.error(w, r, errUnread)
+			return
+		}
 		s.auditRead(w, r, key.Name, user, "", format, "not_found")
 		s.error(w, r, errNotManaged)
 		return

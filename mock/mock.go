@@ -464,6 +464,27 @@ func (c *Clock) BlockUntil(ctx context.Context, n int) error {
 	}
 }
 
+// AwaitTimer waits until a timer for exactly the time at is pending
+// (someone waits on the clock for that moment), or ctx ends.
+func (c *Clock) AwaitTimer(ctx context.Context, at time.Time) error {
+	for {
+		c.mu.Lock()
+		if c.changed == nil {
+			c.changed = make(chan struct{})
+		}
+		found, changed := slices.ContainsFunc(c.timers, func(t *timer) bool { return t.at.Equal(at) }), c.changed
+		c.mu.Unlock()
+		if found {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("mock: clock: nobody waits for %s: %w", at.Format(time.RFC3339Nano), context.Cause(ctx))
+		}
+	}
+}
+
 func (c *Clock) fireLocked() {
 	slices.SortStableFunc(c.timers, func(a, b *timer) int { return a.at.Compare(b.at) })
 	fired := 0

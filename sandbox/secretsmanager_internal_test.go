@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyrot/keyrot/mock"
 )
 
 var smAdmin = principal{Admin: true, ARN: "arn:aws:iam::123456789012:root"}
@@ -29,7 +31,7 @@ func smDo(t *testing.T, m *secretsManager, op, body string) map[string]any {
 }
 
 func TestSMChangedAndSnapshot(t *testing.T) {
-	clock := &sesTestClock{now: time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)}
+	clock := mock.NewClock(time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC))
 	changes := 0
 	m := newSecretsManager(clock, "123456789012", "eu-west-1", 42, func() { changes++ })
 	created := smDo(t, m, "CreateSecret", `{"Name":"a/b","SecretString":"s1","Tags":[{"Key":"k","Value":"v"}]}`)
@@ -50,7 +52,7 @@ func TestSMChangedAndSnapshot(t *testing.T) {
 	if changes != 6 {
 		t.Errorf("changed called %d times after 10 reads, want 6", changes)
 	}
-	clock.advance(24 * time.Hour)
+	clock.Advance(24 * time.Hour)
 	smDo(t, m, "GetSecretValue", `{"SecretId":"a/b"}`)
 	if changes != 7 {
 		t.Errorf("changed called %d times after a read the next day, want 7", changes)
@@ -90,12 +92,12 @@ func TestSMChangedAndSnapshot(t *testing.T) {
 }
 
 func TestSMTimestampsAreEpochSeconds(t *testing.T) {
-	clock := &sesTestClock{now: time.Date(2025, 1, 1, 12, 0, 0, 250e6, time.UTC)}
+	clock := mock.NewClock(time.Date(2025, 1, 1, 12, 0, 0, 250e6, time.UTC))
 	m := newSecretsManager(clock, "123456789012", "us-east-1", 1, nil)
 	smDo(t, m, "CreateSecret", `{"Name":"t","SecretString":"v"}`)
 	resp, _ := m.handle(smAdmin, "DescribeSecret", []byte(`{"SecretId":"t"}`))
 	b, _ := json.Marshal(resp)
-	if want := fmt.Sprintf(`"CreatedDate":%d.250`, clock.now.Unix()); !strings.Contains(string(b), want) {
+	if want := fmt.Sprintf(`"CreatedDate":%d.250`, clock.Now().Unix()); !strings.Contains(string(b), want) {
 		t.Errorf("describe = %s, want it to contain %s", b, want)
 	}
 }

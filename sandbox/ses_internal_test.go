@@ -5,28 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/keyrot/keyrot/mock"
 )
-
-// sesTestClock is a driven clock for package-internal tests.
-type sesTestClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *sesTestClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *sesTestClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 var sesAdmin = principal{Admin: true, ARN: "arn:aws:iam::123456789012:root"}
 
@@ -55,7 +38,7 @@ func TestSESRoute(t *testing.T) {
 }
 
 func TestSESMaxSendRate(t *testing.T) {
-	clock := &sesTestClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := mock.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := newSES(clock, 1, nil)
 	s.setMaxSendRate(2)
 	send := func() *apiError {
@@ -71,7 +54,7 @@ func TestSESMaxSendRate(t *testing.T) {
 	if err == nil || err.Code != "TooManyRequestsException" || err.Status != http.StatusTooManyRequests || err.Message != "Maximum sending rate exceeded." {
 		t.Fatalf("third send in a second: %v, want TooManyRequestsException 429", err)
 	}
-	clock.advance(500 * time.Millisecond)
+	clock.Advance(500 * time.Millisecond)
 	if err := send(); err != nil {
 		t.Fatalf("send after half a second: %v", err)
 	}
@@ -129,7 +112,7 @@ func TestSESValidation(t *testing.T) {
 }
 
 func TestSESSnapshotRestore(t *testing.T) {
-	clock := &sesTestClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := mock.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	changes := 0
 	s := newSES(clock, 1, func() { changes++ })
 	for i := range 3 {

@@ -466,13 +466,36 @@ func (s *Store) Current(ctx context.Context, user string) (keyrot.Credentials, e
 }
 
 // Value returns the AWSCURRENT string of a secret outside the key rings,
-// such as the one api.keys_secret names. Errors never include the value.
+// such as the one api.keys_secret names. A missing secret is
+// keyrot.ErrSecretNotFound. Errors never include the value.
 func (s *Store) Value(ctx context.Context, name string) (string, error) {
 	out, err := s.api.GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: aws.String(name)})
+	if isCode(err, "ResourceNotFoundException") {
+		return "", fmt.Errorf("secretsmanager: read secret %q: %w (%w)", name, keyrot.ErrSecretNotFound, err)
+	}
 	if err != nil {
 		return "", fmt.Errorf("secretsmanager: read secret %q: %w", name, err)
 	}
 	return aws.ToString(out.SecretString), nil
+}
+
+// PutValue writes value as the new AWSCURRENT string of a secret outside
+// the key rings (keyrot apikey writes api.keys_secret), creating the
+// secret with description (and the configured KMS key) when there is none.
+// Errors never include the value.
+func (s *Store) PutValue(ctx context.Context, name, value, description string) error {
+	_, err := s.api.PutSecretValue(ctx, &sm.PutSecretValueInput{SecretId: aws.String(name), SecretString: aws.String(value)})
+	if isCode(err, "ResourceNotFoundException") {
+		in := &sm.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(value), Description: aws.String(description)}
+		if s.cfg.KMSKeyID != "" {
+			in.KmsKeyId = aws.String(s.cfg.KMSKeyID)
+		}
+		_, err = s.api.CreateSecret(ctx, in)
+	}
+	if err != nil {
+		return fmt.Errorf("secretsmanager: write secret %q: %w", name, err)
+	}
+	return nil
 }
 
 // Pointers lists the current-key pointer of every user under the prefix

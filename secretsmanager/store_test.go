@@ -248,3 +248,31 @@ func TestTokenIsStableAndValid(t *testing.T) {
 		t.Fatal("tokens collide")
 	}
 }
+
+// TestValueAndPutValue: a secret outside the key rings (api.keys_secret) is
+// created by the first PutValue, replaced by the next, read by Value; a
+// missing one reads as keyrot.ErrSecretNotFound, and no error carries the
+// value.
+func TestValueAndPutValue(t *testing.T) {
+	s, client := newStore(t)
+	ctx := context.Background()
+	const name, v1, v2 = "keyrot/api-keys", `{"keys":[]}`, `[{"name":"ci","hash":"sha256:00"}]`
+	if _, err := s.Value(ctx, name); !errors.Is(err, keyrot.ErrSecretNotFound) {
+		t.Fatalf("Value of a missing secret = %v, want ErrSecretNotFound", err)
+	}
+	for _, v := range []string{v1, v2} {
+		if err := s.PutValue(ctx, name, v, "keyrot REST API keys"); err != nil {
+			t.Fatalf("PutValue: %v", err)
+		}
+		if got, err := s.Value(ctx, name); err != nil || got != v {
+			t.Fatalf("Value = %q, %v; want %q", got, err, v)
+		}
+	}
+	desc, err := client.DescribeSecret(ctx, &awssm.DescribeSecretInput{SecretId: aws.String(name)})
+	if err != nil || aws.ToString(desc.Description) != "keyrot REST API keys" {
+		t.Fatalf("describe: %v, %v", desc, err)
+	}
+	if err := s.PutValue(ctx, "bad name with spaces", v2, ""); err == nil || strings.Contains(err.Error(), v2) {
+		t.Fatalf("PutValue to a bad name = %v: want an error without the value", err)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,31 +16,18 @@ import (
 
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/email"
+	"github.com/keyrot/keyrot/mock"
 	"github.com/keyrot/keyrot/sandbox"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
 	"github.com/keyrot/keyrot/ses"
 )
 
-// jumpClock is a keyrot.Clock whose time jumps ahead whenever someone waits
-// on it: backoff and rate limiting take no real time.
-type jumpClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *jumpClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *jumpClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(max(d, 0))
-	ch := make(chan time.Time, 1)
-	ch <- c.now
-	return ch
+// autoClock is a clock whose time jumps ahead whenever someone waits on
+// it: backoff and rate limiting take no real time.
+func autoClock(t time.Time) *mock.Clock {
+	c := mock.NewClock(t)
+	c.SetAutoAdvance(true)
+	return c
 }
 
 // countingClient counts SendEmail calls.
@@ -90,7 +76,7 @@ func TestSendThroughSandbox(t *testing.T) {
 	client := &countingClient{SESAPI: sesv2.NewFromConfig(awsCfg)}
 	results := make(chan error, 10)
 	n, err := email.NewNotifier(config(), ses.New(client),
-		email.WithClock(&jumpClock{now: t0}),
+		email.WithClock(autoClock(t0)),
 		email.WithLogger(slog.New(slog.DiscardHandler)),
 		email.WithResultHook(func(_ keyrot.EventKind, err error) { results <- err }))
 	if err != nil {

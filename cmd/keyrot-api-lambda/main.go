@@ -31,10 +31,8 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyrot/keyrot"
-	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/buildinfo"
 	"github.com/keyrot/keyrot/internal/config"
@@ -74,14 +72,11 @@ const notReadyRetry = time.Second
 
 // handler serves one HTTP request per invocation.
 type handler struct {
-	http   http.Handler
-	server *keyrothttp.Server
-	cache  *keyrothttp.Cache
-	cfg    config.Config
-	store  app.SecretValues
-	log    *slog.Logger
-	clock  keyrot.Clock
-	every  time.Duration
+	api   *app.API
+	http  http.Handler
+	log   *slog.Logger
+	clock keyrot.Clock
+	every time.Duration
 
 	mu          sync.Mutex // one refresh at a time
 	lastRefresh time.Time
@@ -106,32 +101,18 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 	if clock == nil {
 		clock = keyrot.SystemClock{}
 	}
-	store := app.NewStore(awsCfg, cfg.Secrets.Prefix, "")
-	keys, err := app.APIKeys(ctx, cfg, store)
+	api, err := app.NewAPI(cfg, app.APIOptions{Logger: log, Clock: clock, Serve: true, Lambda: true})
 	if err != nil {
 		return nil, fmt.Errorf("keyrot-api-lambda: %w", err)
 	}
-	if len(keys) == 0 {
-		return nil, &config.Error{Field: "api.keys", Reason: "the API has no keys: set KEYROT_API_KEYS_SECRET (the stack does) or API_KEY"}
+	if _, err := api.Open(ctx, app.APIDeps{Store: app.NewStore(awsCfg, cfg.Secrets.Prefix, "")}); err != nil {
+		return nil, fmt.Errorf("keyrot-api-lambda: %w", err)
 	}
-	cache := keyrothttp.NewCache(store, cfg.Policy(), keyrothttp.WithCacheLogger(log), keyrothttp.WithCacheClock(clock))
-	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{
-		Keys: keys, RateLimit: cfg.API.RateLimit, Burst: cfg.API.Burst,
-		// The collectors stay private: /metrics serves an empty registry.
-		Registry: prometheus.NewRegistry(), Gatherer: prometheus.NewRegistry(),
-	}, cache, keyrothttp.WithLogger(log), keyrothttp.WithClock(clock))
-	if err != nil {
-		return nil, &config.Error{Field: "api", Reason: err.Error()}
-	}
-	h := &handler{http: srv.Handler(), server: srv, cache: cache, cfg: cfg, store: store, log: log, clock: clock, every: time.Duration(cfg.API.Refresh)}
+	h := &handler{api: api, http: api.Handler(), log: log, clock: clock, every: time.Duration(cfg.API.Refresh)}
 	h.lastRefresh = clock.Now()
-	if err := cache.Load(ctx); err != nil {
-		// Reads answer 503 until a request's retry loads it.
-		log.Warn("initial credentials load failed; retrying on the next request", "error", err)
-	}
 	log.Info("ready", "system", "api-lambda", "version", buildinfo.Read().Version,
-		"init_ms", time.Since(processStart).Milliseconds(), "keys", len(keys),
-		"users", len(cache.Current()), "secret_prefix", cfg.Secrets.Prefix, "refresh", h.every.String())
+		"init_ms", time.Since(processStart).Milliseconds(),
+		"users", len(api.Cache().Current()), "secret_prefix", cfg.Secrets.Prefix, "refresh", h.every.String())
 	return h, nil
 }
 
@@ -153,13 +134,13 @@ func (h *handler) invoke(ctx context.Context, ev events.LambdaFunctionURLRequest
 }
 
 // refresh reloads the cache and the API keys once they are older than the
-// refresh interval. A failed reload keeps what is there, as `keyrot serve`
-// does: the cache its credentials, the server its keys.
+// refresh interval (sooner while the cache never loaded). A failed reload
+// keeps what is there, as `keyrot serve` does.
 func (h *handler) refresh(ctx context.Context) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	due := h.every
-	if !h.cache.Ready() {
+	if !h.api.Cache().Ready() {
 		due = min(due, notReadyRetry)
 	}
 	now := h.clock.Now()
@@ -167,22 +148,5 @@ func (h *handler) refresh(ctx context.Context) {
 		return
 	}
 	h.lastRefresh = now
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := h.cache.Load(ctx); err != nil {
-			h.log.Error("refresh failed; serving cached credentials", "system", "cache", "error", err)
-		}
-	})
-	if h.cfg.API.KeysSecret != "" {
-		wg.Go(func() {
-			keys, err := app.APIKeys(ctx, h.cfg, h.store)
-			if err == nil {
-				err = h.server.SetKeys(keys)
-			}
-			if err != nil {
-				h.log.Error("reload API keys; keeping the current ones", "system", "api-lambda", "secret", h.cfg.API.KeysSecret, "error", err)
-			}
-		})
-	}
-	wg.Wait()
+	h.api.Reload(ctx)
 }

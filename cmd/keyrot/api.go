@@ -3,192 +3,39 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/keyrot/keyrot"
-	"github.com/keyrot/keyrot/fleet"
 	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/config"
 	"github.com/keyrot/keyrot/internal/credcache"
-	"github.com/keyrot/keyrot/metrics"
-	"github.com/keyrot/keyrot/secretsmanager"
 )
 
-// apiRuntime is the REST API beside the engine: a cache the rotator
-// publishes into, refreshed from Secrets Manager in the background, and the
-// server in front of it.
-type apiRuntime struct {
-	cfg      config.Config
-	log      *slog.Logger
-	serve    bool
-	registry *prometheus.Registry
-	metrics  *metrics.Metrics
-	cache    *keyrothttp.Cache
-	server   *keyrothttp.Server
-	store    *secretsmanager.Store
-	clock    keyrot.Clock
-	listener net.Listener // bound by the caller, or nil to listen on api.listen
-	stopRun  context.CancelFunc
-	running  sync.WaitGroup // the cache refresh and the API-key watcher
-	// notifier is told about API keys close to expiry (the engine's, or
-	// serve's own); nil sends nothing.
-	notifier keyrot.Notifier
-	// views is the engine /ui observes (the daemon's; nil: build one), and
-	// events what it emitted, for /ui's user pages.
-	views  *app.App
-	events *fleet.EventLog
-	// auditOut buffers the server's audit and access records, JSON lines
-	// whatever log.format says (flushed every 100 ms and on stop), so a read
-	// makes no write system call of its own.
-	auditOut *app.BufferedWriter
-}
-
-// auditFlushEvery bounds how late an audit record reaches the log.
-const auditFlushEvery = 100 * time.Millisecond
-
-func (m *Main) newAPI(_ context.Context, cfg config.Config, log *slog.Logger, serve bool) (*apiRuntime, error) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mt, err := metrics.New(reg)
+// newAPI builds the API component on the command's clock and logger, with
+// its audit records on stderr, and logs the config's warnings.
+func (m *Main) newAPI(cfg config.Config, log *slog.Logger, o app.APIOptions) (*app.API, error) {
+	o.Logger, o.Clock, o.Records = log, m.clock(), m.Stderr
+	api, err := app.NewAPI(cfg, o)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return nil, err
 	}
-	a := &apiRuntime{cfg: cfg, log: log, serve: serve, registry: reg, metrics: mt, clock: m.clock()}
-	a.auditOut = app.NewBufferedWriter(m.Stderr, auditFlushEvery)
-	a.events = fleet.NewEventLog(uiEventsPerUser, a.clock.Now())
-	a.cache = keyrothttp.NewCache(a, cfg.Policy(), keyrothttp.WithCacheLogger(log.With("system", "cache")), keyrothttp.WithCacheClock(a.clock))
 	for _, w := range cfg.Warnings() {
 		log.Warn("config warning", "warning", w)
 	}
-	return a, nil
-}
-
-// errNoStore: the cache asked before start gave it the store.
-var errNoStore = errors.New("api: no secret store yet")
-
-// Pointers lists every user's current-key pointer (the cache's source).
-func (a *apiRuntime) Pointers(ctx context.Context) ([]keyrot.KeyPointer, error) {
-	if a.store == nil {
-		return nil, errNoStore
-	}
-	return a.store.Pointers(ctx)
-}
-
-// ReadCurrent reads the keys the pointers name (the cache's source).
-func (a *apiRuntime) ReadCurrent(ctx context.Context, ptrs []keyrot.KeyPointer) ([]keyrot.Credentials, map[string]error) {
-	if a.store == nil {
-		failed := map[string]error{}
-		for _, p := range ptrs {
-			failed[p.UserName] = errNoStore
-		}
-		return nil, failed
-	}
-	return a.store.ReadCurrent(ctx, ptrs)
-}
-
-// appOptions are the hooks the engine reports to: the cache and the metrics.
-func (a *apiRuntime) appOptions(o app.Options) app.Options {
-	if a.serve {
-		o.Publisher = a.cache
-	}
-	o.Observe = func(e keyrot.Event) {
-		a.metrics.ObserveEvent(e)
-		a.events.Add(e)
-	}
-	o.NotifyResult = a.metrics.ObserveNotification
-	return o
-}
-
-// start loads the cache and opens the server (when serving).
-func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store) (map[string]string, error) {
-	a.store = store
-	addrs := map[string]string{}
-	if !a.serve {
-		return addrs, nil
-	}
-	keys, err := app.APIKeys(ctx, a.cfg, store)
-	if err != nil {
-		return nil, err
-	}
-	if len(keys) == 0 {
-		return nil, &config.Error{Field: "api.keys", Reason: "the API has no keys: set API_KEY, api.keys (keyrot apikey new NAME) or api.keys_secret, or run with --no-api"}
-	}
-	if err := a.cache.Load(ctx); err != nil {
-		// The engine publishes as it promotes; keep serving and retry in the background.
-		a.log.Warn("initial credentials load failed; retrying in the background", "error", err)
-	}
-	if err := a.metrics.WatchKeyAges(a.cache, a.clock.Now); err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
-	mountUI, err := a.uiOption(ctx)
-	if err != nil {
-		return nil, err
-	}
-	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{
-		Listen: a.cfg.API.Listen, Listener: a.listener, TLSCert: a.cfg.API.TLSCert, TLSKey: a.cfg.API.TLSKey, Keys: keys,
-		RateLimit: a.cfg.API.RateLimit, Burst: a.cfg.API.Burst, Registry: a.registry, Gatherer: a.registry,
-		MetricsPublic: a.cfg.API.MetricsPublic,
-	}, a.cache, keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics), keyrothttp.WithRecordWriter(a.auditOut),
-		keyrothttp.WithClock(a.clock), mountUI)
-	if err != nil {
-		return nil, &config.Error{Field: "api", Reason: err.Error()}
-	}
-	if err := srv.Open(); err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, &config.Error{Field: "api.listen", Value: a.cfg.API.Listen,
-				Reason: "the address is in use by another process: choose another with api.listen or KEYROT_API_LISTEN (port 0 takes any free one)"}
-		}
-		return nil, fmt.Errorf("api: %w", err)
-	}
-	a.server = srv
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a.stopRun = cancel
-	// Promotions by other processes are found by polling the pointers:
-	// api.refresh, at most a quarter of deactivate_after (APIPoll).
-	poll, _ := a.cfg.APIPoll()
-	a.running.Go(func() { _ = a.cache.Run(runCtx, poll) })
-	a.running.Go(func() { a.watchKeys(runCtx) })
-	addrs["api"] = srv.URL()
-	a.log.Info("api listening", "url", srv.URL(), "keys", len(keys), "poll", poll.String())
-	return addrs, nil
-}
-
-// stop drains the server and stops the refresher.
-func (a *apiRuntime) stop(ctx context.Context) {
-	if a.stopRun != nil {
-		a.stopRun()
-		a.running.Wait()
-	}
-	if a.server != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := a.server.Close(cctx); err != nil {
-			a.log.Error("api shutdown", "error", err)
-		}
-	}
-	if err := a.auditOut.Close(); err != nil {
-		a.log.Error("flush audit log", "error", err)
-	}
+	return api, nil
 }
 
 func (m *Main) runServe(ctx context.Context, args []string) error {
 	fs := m.flags("serve")
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	// The API alone: no user selection. Without mail settings, the
@@ -212,13 +59,12 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeApp(ctx, notifier, log)
-	api, err := m.newAPI(ctx, cfg, log, true)
+	api, err := m.newAPI(cfg, log, app.APIOptions{Serve: true})
 	if err != nil {
 		return err
 	}
-	defer api.stop(ctx)
-	api.notifier = notifier
-	addrs, err := api.start(ctx, app.NewStore(awsCfg, cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID))
+	defer closeApp(ctx, api, log)
+	addrs, err := api.Open(ctx, app.APIDeps{Store: app.NewStore(awsCfg, cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID), Notifier: notifier})
 	if err != nil {
 		return err
 	}
@@ -244,13 +90,13 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		user, args = args[0], args[1:]
 	}
-	if err := parse(fs, args); err != nil {
+	if err := m.parseWithArgs(fs, args); err != nil {
 		return err
 	}
 	if user == "" && fs.NArg() == 1 {
 		user = fs.Arg(0)
 	} else if fs.NArg() != 0 || user == "" {
-		return &usageError{"usage: keyrot credentials USER [--api URL] [--format json|env|credential_process] [--direct] [--no-cache]"}
+		return &usageError{"want one USER: keyrot credentials USER [flags]"}
 	}
 	switch *format {
 	case keyrothttp.FormatJSON, keyrothttp.FormatEnv, keyrothttp.FormatCredentialProcess:

@@ -8,55 +8,58 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keyrot/keyrot"
-	"github.com/keyrot/keyrot/email"
 	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/config"
 )
 
-const apikeyUsage = `usage:
-  keyrot apikey new    NAME [--config F] [--keys-secret ID] [--lifetime 90d] [--users "ci-*,app"] [--list]
-  keyrot apikey rotate NAME [--config F] [--keys-secret ID] [--overlap 7d] [--lifetime 90d]`
-
 // DefaultKeyOverlap is how long `keyrot apikey rotate` keeps the old key valid.
 const DefaultKeyOverlap = 7 * 24 * time.Hour
+
+// runAPIKeyNew is `keyrot apikey new`.
+func (m *Main) runAPIKeyNew(ctx context.Context, args []string) error {
+	return m.runAPIKey(ctx, "new", args)
+}
+
+// runAPIKeyRotate is `keyrot apikey rotate`.
+func (m *Main) runAPIKeyRotate(ctx context.Context, args []string) error {
+	return m.runAPIKey(ctx, "rotate", args)
+}
 
 // runAPIKey makes (new) or replaces (rotate) an API key. The key is printed
 // once; where keys are kept in a Secrets Manager secret (--keys-secret, or
 // api.keys_secret) the secret is updated with the AWS SDK, and a running
-// server picks the change up on its next refresh; otherwise the lines for
-// the config file are printed.
-func (m *Main) runAPIKey(ctx context.Context, args []string) error {
-	if len(args) == 0 || (args[0] != "new" && args[0] != "rotate") {
-		return &usageError{apikeyUsage}
-	}
-	cmd := args[0]
+// server picks the change up on its next refresh;
+// otherwise the lines for the config file are printed.
+func (m *Main) runAPIKey(ctx context.Context, cmd string, args []string) error {
 	fs := m.flags("apikey " + cmd)
 	path := fs.String("config", "", "config file: api.key_lifetime, api.keys_secret, and api.keys for rotate")
 	secretID := fs.String("keys-secret", "", "the Secrets Manager secret holding the API keys (default api.keys_secret)")
 	lifetime := fs.String("lifetime", "", "how long the new key lives, 0 for ever (default api.key_lifetime, 90d)")
-	overlap := fs.String("overlap", keyrot.FormatDuration(DefaultKeyOverlap), "rotate: how long the old key stays valid")
-	users := fs.String("users", keyrothttp.AllUsers, "new: the user names or globs the key may read, comma-separated")
-	list := fs.Bool("list", false, "new: the key may call GET /credentials")
+	var overlap *string
+	var users *string
+	var list *bool
+	if cmd == "rotate" {
+		overlap = fs.String("overlap", keyrot.FormatDuration(DefaultKeyOverlap), "how long the old key stays valid")
+	} else {
+		users = fs.String("users", keyrothttp.AllUsers, "the user names or globs the key may read, comma-separated")
+		list = fs.Bool("list", false, "the key may call GET /credentials")
+	}
 	// Go's flag package stops at the first non-flag: accept NAME before or after the flags.
 	var name string
-	rest := args[1:]
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		name, rest = rest[0], rest[1:]
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
 	}
-	if err := parse(fs, rest); err != nil {
+	if err := m.parseWithArgs(fs, args); err != nil {
 		return err
 	}
 	if name == "" && fs.NArg() == 1 {
 		name = fs.Arg(0)
 	} else if fs.NArg() != 0 || name == "" {
-		return &usageError{apikeyUsage}
+		return &usageError{fmt.Sprintf("want one NAME: keyrot apikey %s NAME [flags]", cmd)}
 	}
 	cfg, err := m.apikeyConfig(*path)
 	if err != nil {
@@ -68,12 +71,8 @@ func (m *Main) runAPIKey(ctx context.Context, args []string) error {
 			return &usageError{fmt.Sprintf("--lifetime %q: want a duration such as 90d, or 0 for no expiry", *lifetime)}
 		}
 	}
-	over, err := keyrot.ParseDuration(*overlap)
-	if err != nil || over < 0 {
-		return &usageError{fmt.Sprintf("--overlap %q: want a duration such as 7d", *overlap)}
-	}
 	if life == 0 {
-		fmt.Fprintf(m.Stderr, "keyrot apikey: warning: the new key never expires (lifetime 0): nobody will be told to rotate it\n")
+		fmt.Fprintf(m.Stderr, "keyrot apikey %s: warning: the new key never expires (lifetime 0): nobody will be told to rotate it\n", cmd)
 	}
 	if *secretID == "" {
 		*secretID = cfg.API.KeysSecret
@@ -85,10 +84,14 @@ func (m *Main) runAPIKey(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		ks = &keysSecret{client: awssm.NewFromConfig(awsCfg), id: *secretID}
+		ks = &keysSecret{store: app.NewStore(awsCfg, cfg.Secrets.Prefix, ""), id: *secretID}
 	}
 	if cmd == "new" {
 		return m.newAPIKey(ctx, ks, name, splitList(*users), *list, now, life)
+	}
+	over, err := keyrot.ParseDuration(*overlap)
+	if err != nil || over < 0 {
+		return &usageError{fmt.Sprintf("--overlap %q: want a duration such as 7d", *overlap)}
 	}
 	return m.rotateAPIKey(ctx, ks, cfg, name, now, life, over)
 }
@@ -147,13 +150,13 @@ func (m *Main) rotateAPIKey(ctx context.Context, ks *keysSecret, cfg config.Conf
 	}
 	if !inSecret || !hasKey(keys, name) {
 		if !hasKey(cfg.HTTPKeys(), name) && inSecret {
-			return fmt.Errorf("apikey rotate: no key named %q in the secret %s nor in the config's api.keys", name, ks.id)
+			return fmt.Errorf("no key named %q in the secret %s nor in the config's api.keys", name, ks.id)
 		}
 		inSecret, keys = false, cfg.HTTPKeys()
 	}
 	next, key, err := keyrothttp.RotateKey(keys, name, now, lifetime, overlap)
 	if err != nil {
-		return fmt.Errorf("apikey rotate: %w", err)
+		return err
 	}
 	i := 0
 	for next[i].Name != name {
@@ -197,7 +200,7 @@ func expiryNote(k keyrothttp.APIKey) string {
 func printKeys(m *Main, keys ...keyrothttp.APIKey) error {
 	out, err := yaml.Marshal(keys)
 	if err != nil {
-		return fmt.Errorf("apikey: print config lines: %w", err)
+		return fmt.Errorf("print config lines: %w", err)
 	}
 	for _, line := range strings.SplitAfter(strings.TrimRight(string(out), "\n"), "\n") {
 		fmt.Fprint(m.Stdout, "  "+line)
@@ -206,42 +209,38 @@ func printKeys(m *Main, keys ...keyrothttp.APIKey) error {
 	return nil
 }
 
-// keysSecretAPI is the part of Secrets Manager that apikey uses.
-type keysSecretAPI interface {
-	GetSecretValue(ctx context.Context, in *awssm.GetSecretValueInput, opts ...func(*awssm.Options)) (*awssm.GetSecretValueOutput, error)
-	PutSecretValue(ctx context.Context, in *awssm.PutSecretValueInput, opts ...func(*awssm.Options)) (*awssm.PutSecretValueOutput, error)
-	CreateSecret(ctx context.Context, in *awssm.CreateSecretInput, opts ...func(*awssm.Options)) (*awssm.CreateSecretOutput, error)
+// keysSecretStore is the part of the secretsmanager adapter apikey uses.
+type keysSecretStore interface {
+	Value(ctx context.Context, name string) (string, error)
+	PutValue(ctx context.Context, name, value, description string) error
 }
 
 // keysSecret is the Secrets Manager secret that holds API keys as JSON
-// (api.keys_secret), read and written whole.
+// (api.keys_secret), read and written whole through the secretsmanager
+// adapter.
 type keysSecret struct {
-	client keysSecretAPI
-	id     string
-	exists bool
+	store keysSecretStore
+	id    string
 }
 
 // read returns the keys in the secret, and whether they are a bare list
 // (else {"keys": [...]}); a missing secret is an empty one when allowed.
 func (s *keysSecret) read(ctx context.Context, missingOK bool) (keys []keyrothttp.APIKey, asList bool, err error) {
-	out, err := s.client.GetSecretValue(ctx, &awssm.GetSecretValueInput{SecretId: aws.String(s.id)})
-	var notFound *smtypes.ResourceNotFoundException
-	if errors.As(err, &notFound) && missingOK {
+	body, err := s.store.Value(ctx, s.id)
+	if errors.Is(err, keyrot.ErrSecretNotFound) && missingOK {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("apikey: read API keys from secret %q: %w", s.id, err)
+		return nil, false, fmt.Errorf("read API keys: %w", err)
 	}
-	s.exists = true
-	body := aws.ToString(out.SecretString)
 	if keys, err = keyrothttp.ParseKeys(strings.NewReader(body)); err != nil {
-		return nil, false, fmt.Errorf("apikey: secret %q: %w", s.id, err)
+		return nil, false, fmt.Errorf("secret %q: %w", s.id, err)
 	}
 	return keys, strings.HasPrefix(strings.TrimSpace(body), "["), nil
 }
 
 // write stores keys as the secret's new version (creating the secret if
-// read found none), in the shape it had.
+// there is none), in the shape it had.
 func (s *keysSecret) write(ctx context.Context, keys []keyrothttp.APIKey, asList bool) error {
 	var doc any = struct {
 		Keys []keyrothttp.APIKey `json:"keys"`
@@ -251,49 +250,10 @@ func (s *keysSecret) write(ctx context.Context, keys []keyrothttp.APIKey, asList
 	}
 	body, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
-		return fmt.Errorf("apikey: encode API keys: %w", err)
+		return fmt.Errorf("encode API keys: %w", err)
 	}
-	if s.exists {
-		_, err = s.client.PutSecretValue(ctx, &awssm.PutSecretValueInput{SecretId: aws.String(s.id), SecretString: aws.String(string(body))})
-	} else {
-		_, err = s.client.CreateSecret(ctx, &awssm.CreateSecretInput{Name: aws.String(s.id), SecretString: aws.String(string(body)),
-			Description: aws.String("keyrot REST API keys (hashes), written by keyrot apikey")})
-	}
-	if err != nil {
-		return fmt.Errorf("apikey: write API keys to secret %q: %w", s.id, err)
+	if err := s.store.PutValue(ctx, s.id, string(body), "keyrot REST API keys (hashes), written by keyrot apikey"); err != nil {
+		return fmt.Errorf("write API keys: %w", err)
 	}
 	return nil
-}
-
-// watchKeys runs beside the API until ctx ends: at once and then every
-// api.refresh it warns about the API keys close to expiry (the notifier
-// drops a warning repeated within notify.quiet_period, so each is emailed
-// once per quiet period), and, with api.keys_secret, it first rereads the
-// keys kept there, so a rotation (keyrot apikey rotate) or an edit of the
-// secret takes effect without a restart.
-func (a *apiRuntime) watchKeys(ctx context.Context) {
-	every := time.Duration(a.cfg.API.Refresh)
-	for {
-		if a.notifier != nil && a.cfg.API.KeyWarnBefore > 0 {
-			// ErrClosed: the daemon is stopping, its notifier first.
-			if err := a.server.WarnExpiringKeys(ctx, a.notifier, time.Duration(a.cfg.API.KeyWarnBefore)); err != nil && !errors.Is(err, email.ErrClosed) {
-				a.log.Error("warn about expiring API keys", "error", err)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.clock.After(every):
-		}
-		if a.cfg.API.KeysSecret == "" {
-			continue
-		}
-		keys, err := app.APIKeys(ctx, a.cfg, a.store)
-		if err == nil {
-			err = a.server.SetKeys(keys)
-		}
-		if err != nil {
-			a.log.Error("reload API keys; keeping the current ones", "secret", a.cfg.API.KeysSecret, "error", err)
-		}
-	}
 }

@@ -24,11 +24,8 @@ func (m *Main) runConfig(_ context.Context, args []string) error {
 		sets = append(sets, s)
 		return nil
 	})
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return &usageError{"usage: keyrot config [--config F] [--set PATH=VALUE]... [--env [--all]]"}
 	}
 	cfg, src, err := config.Read(*path, m.Open, m.LookupEnv)
 	if err != nil {

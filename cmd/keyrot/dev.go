@@ -54,7 +54,7 @@ func (m *Main) runDev(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "where to write "+devConfigFile+" and "+devEnvFile+" for the commands you run beside dev (default: a temporary directory, removed when dev stops)")
 	nUsers := fs.Int("users", 2, fmt.Sprintf("how many IAM users to seed, 1 to %d: ci-bot, deploy-bot, then svc-NN (some with keys keyrot did not create)", maxDevUsers))
 	logFormat := fs.String("log-format", "console", "console (a short line per key event, on stdout), text or json (every record, on stderr)")
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	if *nUsers < 1 || *nUsers > maxDevUsers {

@@ -56,7 +56,7 @@ func (m *Main) runRotate(ctx context.Context, args []string) error {
 	force := fs.Bool("force", false, "rotate now, whatever the key's age")
 	dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
 	output := fs.String("o", "text", "output: text or json")
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	if *output != "text" && *output != "json" {
@@ -68,7 +68,7 @@ func (m *Main) runRotate(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Rotation.DryRun = cfg.Rotation.DryRun || *dryRun
-	opts := app.Options{Logger: m.logger(cfg), Clock: m.clock(), Notifier: noNotify}
+	opts := app.Options{Logger: m.logger(cfg), Clock: m.clock(), Notifier: app.NoNotify}
 	if !cfg.Rotation.DryRun {
 		if err := cfg.Validate(config.NeedUsers, config.NeedMail); err != nil {
 			return err
@@ -106,7 +106,7 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 	fs := m.flags("status")
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	output := fs.String("o", "table", "output: table or json")
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	if *output != "table" && *output != "json" {
@@ -118,7 +118,7 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 		return err
 	}
 	log := m.logger(cfg)
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock(), Notifier: noNotify})
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock(), Notifier: app.NoNotify})
 	if err != nil {
 		return err
 	}
@@ -142,7 +142,7 @@ func (m *Main) runValidate(_ context.Context, args []string) error {
 	fs := m.flags("validate")
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	noAPI := fs.Bool("no-api", false, "check for keyrot run --no-api: no API keys needed")
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	// What keyrot run needs, so that validate rejects exactly what run does.

@@ -5,8 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -56,116 +54,47 @@ func (m *Main) clock() keyrot.Clock {
 	return keyrot.SystemClock{}
 }
 
-// usageError is bad command-line usage: exit 2.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-const usage = `keyrot rotates AWS IAM access keys and keeps the current key in Secrets Manager.
-
-Usage:
-  keyrot dev          [flags]                 the whole flow on a built-in sandbox, no AWS account needed
-  keyrot run          --config F              the daemon: rotate on time, serve the API
-  keyrot rotate       --config F [--user U] [--force] [--dry-run]
-                                              one reconcile pass (what the Lambda runs)
-  keyrot status       --config F [-o table|json]
-  keyrot report       --config F [-o table|csv|json|markdown] [--max-age 90d] [--max-unused 45d]
-                                              compliance report; exit 1 if a user is out of policy
-  keyrot validate     --config F [--no-api]   check the config (every problem at once) and print it (no secrets)
-  keyrot config       [--config F] [--set PATH=VALUE]... [--env]
-                                              every setting's effective value and its source; --env: as KEYROT_* variables
-  keyrot serve        --config F              the REST API alone, reading Secrets Manager
-  keyrot credentials  USER [--api URL] [--format json|env|credential_process] [--direct] [--no-cache]
-  keyrot apikey new   NAME [--keys-secret ID] [--lifetime 90d] [--users U,..] [--list]
-                                              make an API key: the hash for the config, or into the keys secret
-  keyrot apikey rotate NAME [--keys-secret ID] [--overlap 7d]
-                                              replace an API key; the old one works for the overlap
-  keyrot sandbox      [--listen 127.0.0.1:4566] [--data DIR]
-                                              a local AWS endpoint for tests (not for real keys)
-  keyrot version                              the version, commit and Go toolchain of this build
-
-Exit status: 0 ok, 1 some user failed, 2 bad usage or config.
-Run "keyrot COMMAND -h" for a command's flags.
-`
-
 // Run runs one command and returns the exit code.
 func (m *Main) Run(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprint(m.Stderr, usage)
+		printUsage(m.Stderr)
 		return exitUsage
 	}
-	commands := map[string]func(context.Context, []string) error{
-		"run":         m.runDaemon,
-		"rotate":      m.runRotate,
-		"status":      m.runStatus,
-		"report":      m.runReport,
-		"validate":    m.runValidate,
-		"config":      m.runConfig,
-		"dev":         m.runDev,
-		"sandbox":     m.runSandbox,
-		"serve":       m.runServe,
-		"credentials": m.runCredentials,
-		"apikey":      m.runAPIKey,
-		"version":     m.runVersion,
-	}
-	name := args[0]
-	if name == "--version" {
+	name, rest := args[0], args[1:]
+	switch name {
+	case "--version":
 		name = "version"
+	case "help", "-h", "-help", "--help":
+		return m.exitCode("help", m.runHelp(ctx, rest))
 	}
-	if name == "help" || name == "-h" || name == "--help" {
-		fmt.Fprint(m.Stdout, usage)
-		return exitOK
+	c := lookupCommand(name)
+	if c != nil && c.run == nil { // a group: the subcommand names the entry
+		if len(rest) == 0 || rest[0] == "-h" || rest[0] == "--help" || rest[0] == "help" {
+			if len(rest) == 0 {
+				printHelp(m.Stderr, c, nil)
+				return exitUsage
+			}
+			printHelp(m.Stdout, c, nil)
+			return exitOK
+		}
+		sub := lookupCommand(name + " " + rest[0])
+		if sub == nil {
+			return m.exitCode(name, &usageError{fmt.Sprintf("unknown subcommand %q: want %s", rest[0], c.args)})
+		}
+		c, name, rest = sub, sub.name, rest[1:]
 	}
-	cmd, ok := commands[name]
-	if !ok {
-		fmt.Fprintf(m.Stderr, "keyrot: unknown command %q\n\n%s", name, usage)
+	if c == nil {
+		fmt.Fprintf(m.Stderr, "keyrot: unknown command %q\n\n", name)
+		printUsage(m.Stderr)
 		return exitUsage
 	}
-	err := cmd(ctx, args[1:])
-	var (
-		ue      *usageError
-		ce      *config.Error
-		failure *failedUsers
-	)
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, flag.ErrHelp):
-		return exitOK
-	case errors.As(err, &ue), errors.As(err, &ce):
-		fmt.Fprintf(m.Stderr, "keyrot %s: %v\n", name, err)
-		return exitUsage
-	case errors.As(err, &failure):
-		fmt.Fprintf(m.Stderr, "keyrot %s: %v\n", name, err)
-		return exitFailed
-	default:
-		fmt.Fprintf(m.Stderr, "keyrot %s: %v\n", name, err)
-		return exitFailed
-	}
+	return m.exitCode(name, c.run(m, ctx, rest))
 }
 
 // failedUsers reports that some users failed in a pass.
 type failedUsers struct{ n, of int }
 
 func (e *failedUsers) Error() string { return fmt.Sprintf("%d of %d users failed", e.n, e.of) }
-
-// flags returns a FlagSet that reports errors instead of exiting.
-func (m *Main) flags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("keyrot "+name, flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
-	return fs
-}
-
-// parse parses flags, turning a parse error into a usage error.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{err.Error()}
-	}
-	return nil
-}
 
 // loadConfig reads --config (optional) with the environment over it and
 // validates it for a command that needs the given parts (config.Need):

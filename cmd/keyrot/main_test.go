@@ -182,20 +182,25 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{"no command", nil, exitUsage, "Usage"},
 		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
-		{"bad flag", []string{"rotate", "--nope"}, exitUsage, "flag provided but not defined"},
+		{"bad flag", []string{"rotate", "--nope"}, exitUsage, "keyrot rotate: flag provided but not defined: -nope\nRun \"keyrot help rotate\" for usage.\n"},
 		{"bad config", []string{"validate", "--config", bad}, exitUsage, "rotation.deactivate_after"},
 		{"missing file", []string{"rotate", "--config", filepath.Join(tm.dir, "absent.yaml")}, exitUsage, "absent.yaml"},
-		{"user not managed", []string{"rotate", "--config", tm.writeConfig(testConfig), "--user", "root"}, exitFailed, "not managed"},
+		{"user not managed", []string{"rotate", "--config", tm.writeConfig(testConfig), "--user", "nobody"}, exitUsage,
+			"keyrot rotate: user \"nobody\": not managed by this configuration\n"},
 		{"user missing in IAM", []string{"rotate", "--config", tm.writeConfig(testConfig)}, exitOK, "user_deleted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tm.stdout.Reset()
+			tm.stderr.Reset()
 			if got := tm.run(ctx, tt.args...); got != tt.code {
 				t.Fatalf("exit %d, want %d: %s %s", got, tt.code, tm.stdout, tm.stderr)
 			}
 			if !strings.Contains(tm.stdout.String()+tm.stderr.String(), tt.says) {
 				t.Fatalf("output does not say %q: %s %s", tt.says, tm.stdout, tm.stderr)
+			}
+			if doubled := doubledPrefix(tm.stderr.String()); doubled != "" {
+				t.Errorf("stderr repeats a prefix: %q", doubled)
 			}
 		})
 	}

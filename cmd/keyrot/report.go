@@ -42,7 +42,7 @@ func (m *Main) runReport(ctx context.Context, args []string) error {
 	defaults := fleet.DefaultRules()
 	maxAge := durationFlag(fs, "max-age", defaults.MaxKeyAge, "an active key older than this is out of policy (CIS: 90d)")
 	maxUnused := durationFlag(fs, "max-unused", defaults.MaxUnused, "an active key unused this long is out of policy (CIS: 45d)")
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	if !slices.Contains(fleet.Formats, *output) {
@@ -57,12 +57,12 @@ func (m *Main) runReport(ctx context.Context, args []string) error {
 		return err
 	}
 	log := m.logger(cfg)
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock(), Notifier: noNotify})
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock(), Notifier: app.NoNotify})
 	if err != nil {
 		return err
 	}
 	defer closeApp(ctx, a, log)
-	snap, err := observer(a, cfg, m.clock()).Snapshot(ctx)
+	snap, err := app.Observer(a, m.clock()).Snapshot(ctx)
 	if err != nil {
 		return err
 	}

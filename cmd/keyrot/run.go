@@ -16,7 +16,7 @@ func (m *Main) runDaemon(ctx context.Context, args []string) error {
 	fs := m.flags("run")
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	noAPI := fs.Bool("no-api", false, "do not serve the REST API")
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	needs := config.Everything
@@ -43,20 +43,17 @@ type daemonOptions struct {
 // cleanly: the step in flight finishes, the API drains, notifications flush.
 func (m *Main) daemon(ctx context.Context, cfg config.Config, o daemonOptions) error {
 	log := m.logger(cfg)
-	api, err := m.newAPI(ctx, cfg, log, !o.NoAPI)
+	api, err := m.newAPI(cfg, log, app.APIOptions{Serve: !o.NoAPI, Listener: o.APIListener})
 	if err != nil {
 		return err
 	}
-	api.listener = o.APIListener
-	defer api.stop(ctx)
-	a, err := app.New(ctx, cfg, api.appOptions(app.Options{Logger: log, AWS: o.AWS, Clock: m.clock()}))
+	defer closeApp(ctx, api, log)
+	a, err := app.New(ctx, cfg, api.EngineOptions(app.Options{Logger: log, AWS: o.AWS, Clock: m.clock()}))
 	if err != nil {
 		return err
 	}
 	defer closeApp(ctx, a, log)
-	api.notifier = a.Notifier
-	api.views = a
-	addrs, err := api.start(ctx, a.Store)
+	addrs, err := api.Open(ctx, app.APIDeps{Store: a.Store, Notifier: a.Notifier, Engine: a})
 	if err != nil {
 		return err
 	}

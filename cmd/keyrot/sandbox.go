@@ -58,7 +58,7 @@ func (f *sandboxFlags) options(log *slog.Logger) sandbox.Options {
 func (m *Main) runSandbox(ctx context.Context, args []string) error {
 	fs := m.flags("sandbox")
 	f := m.addSandboxFlags(fs, 0)
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(m.Stderr, nil))

@@ -12,14 +12,8 @@ import (
 // toolchain.
 func (m *Main) runVersion(_ context.Context, args []string) error {
 	fs := m.flags("version")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: keyrot version\n\nPrints the version, the git commit and the Go toolchain of this build.\n")
-	}
-	if err := parse(fs, args); err != nil {
+	if err := m.parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return &usageError{"usage: keyrot version"}
 	}
 	info := buildinfo.Read()
 	commit := info.Commit

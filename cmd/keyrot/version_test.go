@@ -41,7 +41,7 @@ func TestVersionCommand(t *testing.T) {
 	}
 	help := &testkit.Buffer{}
 	m = &Main{Stdout: help, Stderr: help}
-	if m.Run(context.Background(), []string{"help"}); !strings.Contains(help.String(), "keyrot version") {
+	if m.Run(context.Background(), []string{"help"}); !strings.Contains(help.String(), "\n  version ") {
 		t.Errorf("help does not list the version command:\n%s", help)
 	}
 }

@@ -134,7 +134,7 @@ func (c Config) Email(region string) email.Config {
 		From: c.Notify.Sender, Admin: c.Notify.Admin, APIBaseURL: c.Notify.APIURL,
 		SecretPrefix: c.Secrets.Prefix, Region: region, Ring: c.Policy().RingSize(), Contact: c.Notify.Contact,
 		TemplateDir: c.Notify.Templates, SendRate: c.Notify.SendRate,
-		Digest: time.Duration(c.Notify.Digest), QuietPeriod: time.Duration(c.Notify.QuietPeriod),
+		Digest: time.Duration(c.Notify.Digest),
 	}
 	if c.Notify.Recipients != nil {
 		ec.Recipients = map[keyrot.EventKind][]string{}
@@ -159,6 +159,9 @@ func (c Config) SMTPConfig() smtp.Config {
 func (c Config) validateNotify(errs *Errors, need bool) {
 	n := c.Notify
 	oneOf(errs, "notify.via", n.Via, "ses", "smtp", "log")
+	if n.QuietPeriod < 0 {
+		errs.add("notify.quiet_period", n.QuietPeriod.String(), "must not be negative")
+	}
 	ec := c.Email("")
 	if !need {
 		// Addresses are checked when set, required only to send.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/keyrot/keyrot/mock"
 	"github.com/keyrot/keyrot/sandbox"
 )
 
@@ -76,36 +76,12 @@ func EndpointConfig(url, accessKeyID, secretAccessKey string) aws.Config {
 	}
 }
 
-// Clock is a clock driven by the test. It satisfies sandbox.Clock and is
-// safe for concurrent use.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// Clock is the driven clock of every test, mock.Clock (it satisfies
+// sandbox.Clock); the name stays for the sandbox's tests.
+type Clock = mock.Clock
 
 // NewClock returns a clock stopped at t.
-func NewClock(t time.Time) *Clock { return &Clock{now: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// Set moves the clock to t.
-func (c *Clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
+func NewClock(t time.Time) *Clock { return mock.NewClock(t) }
 
 var _ sandbox.Clock = (*Clock)(nil)
 
