@@ -1,7 +1,6 @@
 package keyrot_test
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"math/rand"
@@ -730,18 +729,18 @@ func TestPolicyValidate(t *testing.T) {
 				}
 				return
 			}
-			var perr *keyrot.PolicyError
-			if !errors.As(err, &perr) {
-				t.Fatalf("Validate() = %v, want a *PolicyError", err)
+			var fields []string
+			p.Check(func(field, reason string) {
+				fields = append(fields, field)
+				if reason == "" {
+					t.Errorf("%s: reason is empty", field)
+				}
+			})
+			if len(fields) == 0 || fields[0] != tt.wantField {
+				t.Errorf("Check reported %q, want %q first", fields, tt.wantField)
 			}
-			if got, want := perr.Field, tt.wantField; got != want {
-				t.Errorf("Field = %q, want %q", got, want)
-			}
-			if got, want := err.Error(), tt.wantField+": "; !strings.HasPrefix(got, want) {
+			if got, want := err.Error(), "keyrot: policy: "+tt.wantField+": "; !strings.HasPrefix(got, want) {
 				t.Errorf("Error() = %q, want it to start with %q", got, want)
-			}
-			if perr.Reason == "" {
-				t.Errorf("Reason is empty")
 			}
 		})
 	}

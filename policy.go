@@ -57,39 +57,49 @@ func DefaultPolicy() Policy {
 	}
 }
 
-// PolicyError is a policy field that fails validation.
-type PolicyError struct {
-	Field  string
-	Reason string
+// Validate reports the first field that is out of range, named by its
+// config key. The IAM limit of two keys per user means the previous key must
+// be gone before the next rotation: DeactivateAfter + DeleteAfter must be
+// less than RotateEvery.
+func (p Policy) Validate() error {
+	var first error
+	p.Check(func(field, reason string) {
+		if first == nil {
+			first = fmt.Errorf("keyrot: policy: %s: %s", field, reason)
+		}
+	})
+	return first
 }
 
-func (e *PolicyError) Error() string { return e.Field + ": " + e.Reason }
-
-// Validate reports the first field that is out of range. The IAM limit of two
-// keys per user means the previous key must be gone before the next rotation:
-// DeactivateAfter + DeleteAfter must be less than RotateEvery.
-func (p Policy) Validate() error {
-	switch {
-	case p.RotateEvery < time.Second:
-		return &PolicyError{"rotation.rotate_every", "must be at least 1s"}
-	case p.DeactivateAfter <= 0:
-		return &PolicyError{"rotation.deactivate_after", "must be positive"}
-	case p.DeleteAfter <= 0:
-		return &PolicyError{"rotation.delete_after", "must be positive"}
-	case p.DeactivateAfter+p.DeleteAfter >= p.RotateEvery:
-		return &PolicyError{"rotation.deactivate_after", fmt.Sprintf(
-			"deactivate_after (%s) + delete_after (%s) must be less than rotate_every (%s), or IAM's two-key limit blocks the next rotation",
-			FormatDuration(p.DeactivateAfter), FormatDuration(p.DeleteAfter), FormatDuration(p.RotateEvery))}
-	case p.UnmanagedKeys != AdoptUnmanaged && p.UnmanagedKeys != ReportUnmanaged:
-		return &PolicyError{"rotation.unmanaged_keys", fmt.Sprintf("%q is not adopt or report", p.UnmanagedKeys)}
-	case p.VerifyTimeout <= 0:
-		return &PolicyError{"rotation.verify_timeout", "must be positive"}
-	case p.OrphanGrace <= 0:
-		return &PolicyError{"rotation.orphan_grace", "must be positive"}
-	case p.StepLateness < 0:
-		return &PolicyError{"rotation.step_lateness", "must not be negative"}
+// Check reports every field that is out of range to report, by its config
+// key (the config package collects them with the other settings' problems).
+func (p Policy) Check(report func(field, reason string)) {
+	if p.RotateEvery < time.Second {
+		report("rotation.rotate_every", "must be at least 1s")
 	}
-	return nil
+	if p.DeactivateAfter <= 0 {
+		report("rotation.deactivate_after", "must be positive")
+	}
+	if p.DeleteAfter <= 0 {
+		report("rotation.delete_after", "must be positive")
+	}
+	if p.RotateEvery >= time.Second && p.DeactivateAfter > 0 && p.DeleteAfter > 0 && p.DeactivateAfter+p.DeleteAfter >= p.RotateEvery {
+		report("rotation.deactivate_after", fmt.Sprintf(
+			"deactivate_after (%s) + delete_after (%s) must be less than rotate_every (%s), or IAM's two-key limit blocks the next rotation",
+			FormatDuration(p.DeactivateAfter), FormatDuration(p.DeleteAfter), FormatDuration(p.RotateEvery)))
+	}
+	if p.UnmanagedKeys != AdoptUnmanaged && p.UnmanagedKeys != ReportUnmanaged {
+		report("rotation.unmanaged_keys", fmt.Sprintf("%q is not adopt or report", p.UnmanagedKeys))
+	}
+	if p.VerifyTimeout <= 0 {
+		report("rotation.verify_timeout", "must be positive")
+	}
+	if p.OrphanGrace <= 0 {
+		report("rotation.orphan_grace", "must be positive")
+	}
+	if p.StepLateness < 0 {
+		report("rotation.step_lateness", "must not be negative")
+	}
 }
 
 // maxWritesPerSecretPerDay keeps each secret well under Secrets Manager's

@@ -20,6 +20,8 @@ import (
 	"github.com/awslabs/goformation/v7/intrinsics"
 	"github.com/awslabs/goformation/v7/schema"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/keyrot/keyrot/internal/config"
 )
 
 const (
@@ -88,15 +90,9 @@ var deployments = []struct {
 	},
 }
 
-// configEnv is every environment variable keyrot's config reads.
-var configEnv = []string{
-	"KEYROT_USERS", "KEYROT_USER_TAG", "KEYROT_PATH_PREFIX", "KEYROT_ROTATE_EVERY",
-	"KEYROT_DEACTIVATE_AFTER", "KEYROT_DELETE_AFTER", "KEYROT_UNMANAGED_KEYS",
-	"KEYROT_SECRET_PREFIX", "KEYROT_KMS_KEY_ID", "KEYROT_NOTIFY_SENDER",
-	"KEYROT_NOTIFY_ADMIN", "KEYROT_NOTIFY_VIA", "KEYROT_API_URL", "KEYROT_LOG_FORMAT",
-	"LOG_LEVEL", "KEYROT_EXEMPT_GROUP", "KEYROT_EXEMPT_TAG", "KEYROT_CONCURRENCY",
-	"KEYROT_IAM_RATE", "KEYROT_API_KEYS_SECRET",
-}
+// configEnv is every environment variable keyrot's config reads, from
+// the config tree.
+var configEnv = config.EnvNames()
 
 // policyActions is, for each role's policy, every action it may grant: the
 // calls its function makes. A new grant must be added here on purpose.

@@ -2,6 +2,8 @@ package email
 
 import (
 	"fmt"
+	"maps"
+	"math"
 	"net/mail"
 	"net/url"
 	"os"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/notify"
+	"github.com/keyrot/keyrot/internal/suggest"
 )
 
 // Defaults applied to zero Config fields.
@@ -79,15 +82,6 @@ type Config struct {
 	Digest time.Duration
 }
 
-// ConfigError is a Config field that fails validation. Field is the config
-// file key.
-type ConfigError struct {
-	Field  string
-	Reason string
-}
-
-func (e *ConfigError) Error() string { return e.Field + ": " + e.Reason }
-
 // withDefaults fills in the zero fields.
 func (c Config) withDefaults() Config {
 	if c.SendRate == 0 {
@@ -117,71 +111,91 @@ func (c Config) withDefaults() Config {
 
 // Validate reports the first invalid field, named by its config key.
 func (c Config) Validate() error {
+	var first error
+	c.Check(func(field, reason string) {
+		if first == nil {
+			first = fmt.Errorf("email: %s: %s", field, reason)
+		}
+	})
+	return first
+}
+
+// Check reports every invalid field to report, by its config key (the
+// config package collects them with the other settings' problems).
+func (c Config) Check(report func(field, reason string)) {
 	if c.From == "" {
-		return &ConfigError{"notify.sender", "required: the address emails are sent from"}
-	}
-	if _, err := mail.ParseAddress(c.From); err != nil {
-		return &ConfigError{"notify.sender", fmt.Sprintf("%q is not an email address", c.From)}
+		report("notify.sender", "required: the address emails are sent from")
+	} else if _, err := mail.ParseAddress(c.From); err != nil {
+		report("notify.sender", fmt.Sprintf("%q is not an email address", c.From))
 	}
 	if c.Admin != "" {
 		if _, err := mail.ParseAddress(c.Admin); err != nil {
-			return &ConfigError{"notify.admin", fmt.Sprintf("%q is not an email address", c.Admin)}
+			report("notify.admin", fmt.Sprintf("%q is not an email address", c.Admin))
 		}
 	}
+	adminMissing := false // reported once
 	if c.Admin == "" {
 		if kinds := c.defaulted(); len(kinds) > 0 {
-			return &ConfigError{"notify.admin", fmt.Sprintf("required: %s go to admin and owner (the default for a kind notify.recipients does not list)", strings.Join(kinds, ", "))}
+			adminMissing = true
+			report("notify.admin", fmt.Sprintf("required: %s go to admin and owner (the default for a kind notify.recipients does not list)", strings.Join(kinds, ", ")))
 		}
 	}
-	for kind, entries := range c.Recipients {
+	for _, kind := range slices.Sorted(maps.Keys(c.Recipients)) {
+		field := "notify.recipients." + string(kind)
 		if !slices.Contains(Kinds, kind) {
-			return &ConfigError{"notify.recipients", fmt.Sprintf("unknown event kind %q (want one of %s)", kind, kindList())}
+			if hint := suggest.Hint(string(kind), kindNames()); hint != "" {
+				report(field, "unknown event kind"+hint)
+			} else {
+				report(field, fmt.Sprintf("unknown event kind (want one of %s)", strings.Join(kindNames(), ", ")))
+			}
+			continue
 		}
-		for _, r := range entries {
+		for i, r := range c.Recipients[kind] {
 			switch r {
 			case RecipientAdmin:
-				if c.Admin == "" {
-					return &ConfigError{"notify.admin", fmt.Sprintf("required: notify.recipients sends %s to admin", kind)}
+				if c.Admin == "" && !adminMissing {
+					adminMissing = true
+					report("notify.admin", fmt.Sprintf("required: notify.recipients sends %s to admin", kind))
 				}
 			case RecipientOwner:
 			default:
 				if _, err := mail.ParseAddress(r); err != nil {
-					return &ConfigError{"notify.recipients", fmt.Sprintf("%s: %q is not admin, owner or an email address", kind, r)}
+					report(fmt.Sprintf("%s[%d]", field, i), fmt.Sprintf("%q is not admin, owner or an email address", r))
 				}
 			}
 		}
 	}
 	if c.Contact != "" && strings.ContainsAny(c.Contact, "\r\n") {
-		return &ConfigError{"notify.contact", "must be one line"}
+		report("notify.contact", "must be one line")
 	}
 	if c.APIBaseURL != "" {
 		u, err := url.Parse(c.APIBaseURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return &ConfigError{"notify.api_url", fmt.Sprintf("%q is not an http(s) URL", c.APIBaseURL)}
-		}
-		if u.User != nil || u.RawQuery != "" {
-			return &ConfigError{"notify.api_url", "must not carry credentials or a query"}
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			report("notify.api_url", fmt.Sprintf("%q is not an http(s) URL", c.APIBaseURL))
+		case u.User != nil || u.RawQuery != "":
+			report("notify.api_url", "must not carry credentials or a query")
 		}
 	}
-	switch {
-	case c.SendRate < 0:
-		return &ConfigError{"notify.send_rate", "must not be negative"}
-	case c.Backoff < 0:
-		return &ConfigError{"notify.backoff", "must not be negative"}
-	case c.QueueSize < 0:
-		return &ConfigError{"notify.queue_size", "must not be negative"}
-	case c.Digest < 0:
-		return &ConfigError{"notify.digest", "must not be negative"}
+	if c.SendRate < 0 || math.IsNaN(c.SendRate) || math.IsInf(c.SendRate, 0) {
+		report("notify.send_rate", "must be a finite number, not negative")
+	}
+	if c.Backoff < 0 {
+		report("notify.backoff", "must not be negative")
+	}
+	if c.QueueSize < 0 {
+		report("notify.queue_size", "must not be negative")
+	}
+	if c.Digest < 0 {
+		report("notify.digest", "must not be negative")
 	}
 	if c.TemplateDir != "" {
 		if fi, err := os.Stat(c.TemplateDir); err != nil || !fi.IsDir() {
-			return &ConfigError{"notify.templates", fmt.Sprintf("%q is not a readable directory", c.TemplateDir)}
-		}
-		if _, err := NewRenderer(c); err != nil {
-			return &ConfigError{"notify.templates", err.Error()}
+			report("notify.templates", fmt.Sprintf("%q is not a readable directory", c.TemplateDir))
+		} else if _, err := NewRenderer(c); err != nil {
+			report("notify.templates", err.Error())
 		}
 	}
-	return nil
 }
 
 // defaulted lists the kinds notify.recipients leaves to the default.
@@ -207,12 +221,12 @@ func (c Config) Unreached() []keyrot.EventKind {
 	return out
 }
 
-func kindList() string {
+func kindNames() []string {
 	s := make([]string, len(Kinds))
 	for i, k := range Kinds {
 		s[i] = string(k)
 	}
-	return strings.Join(s, ", ")
+	return s
 }
 
 // recipients resolves the addresses for e: "admin" and "owner" entries

@@ -82,23 +82,39 @@ func New(cfg Config) (*Sender, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	host, _, err := net.SplitHostPort(cfg.Addr)
-	if err != nil || host == "" {
-		return nil, &email.ConfigError{Field: "notify.smtp.addr", Reason: fmt.Sprintf("%q is not host:port", cfg.Addr)}
+	var first error
+	cfg.Check(func(field, reason string) {
+		if first == nil {
+			first = fmt.Errorf("smtp: %s: %s", field, reason)
+		}
+	})
+	if first != nil {
+		return nil, first
 	}
-	switch cfg.TLS {
-	case TLSStartTLS, TLSImplicit:
+	host, _, _ := net.SplitHostPort(cfg.Addr)
+	return &Sender{cfg: cfg, host: host, now: time.Now}, nil
+}
+
+// Check reports every invalid field to report, by its config key or
+// environment variable (the config package collects them with the other
+// settings' problems). An empty TLS is the default, starttls.
+func (c Config) Check(report func(field, reason string)) {
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil || host == "" {
+		report("notify.smtp.addr", fmt.Sprintf("%q is not host:port", c.Addr))
+	}
+	switch c.TLS {
+	case "", TLSStartTLS, TLSImplicit:
 	case TLSNone:
-		if cfg.Username != "" && !isLoopback(host) {
-			return nil, &email.ConfigError{Field: "notify.smtp.tls", Reason: "none would send the SMTP password in clear to a remote server: use starttls or tls"}
+		if c.Username != "" && host != "" && !isLoopback(host) {
+			report("notify.smtp.tls", "none would send the SMTP password in clear to a remote server: use starttls or tls")
 		}
 	default:
-		return nil, &email.ConfigError{Field: "notify.smtp.tls", Reason: fmt.Sprintf("%q is not starttls, tls or none", cfg.TLS)}
+		report("notify.smtp.tls", fmt.Sprintf("%q is not starttls, tls or none", c.TLS))
 	}
-	if (cfg.Username == "") != (cfg.Password == "") {
-		return nil, &email.ConfigError{Field: "KEYROT_SMTP_USERNAME", Reason: "KEYROT_SMTP_USERNAME and KEYROT_SMTP_PASSWORD must be set together"}
+	if (c.Username == "") != (c.Password == "") {
+		report("KEYROT_SMTP_USERNAME", "KEYROT_SMTP_USERNAME and KEYROT_SMTP_PASSWORD must be set together")
 	}
-	return &Sender{cfg: cfg, host: host, now: time.Now}, nil
 }
 
 func isLoopback(host string) bool {

@@ -85,7 +85,8 @@ type handler struct {
 // newHandler reads the config from the environment, reads the API keys and
 // loads the cache.
 func newHandler(ctx context.Context, o options) (*handler, error) {
-	cfg, err := config.FromEnv(o.LookupEnv)
+	// The API alone: no user selection, no email.
+	cfg, _, err := config.FromEnv(o.LookupEnv, config.NeedAPI)
 	if err != nil {
 		return nil, fmt.Errorf("keyrot-api-lambda: %w", err)
 	}

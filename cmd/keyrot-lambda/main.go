@@ -108,19 +108,20 @@ type handler struct {
 
 // newHandler reads the config from the environment and builds the engine.
 func newHandler(ctx context.Context, o options) (*handler, error) {
-	cfg, err := config.FromEnv(o.LookupEnv)
+	// The engine: a user selection and email (the same rules as keyrot rotate).
+	cfg, src, err := config.FromEnv(o.LookupEnv, config.NeedUsers, config.NeedMail)
 	if err != nil {
 		return nil, fmt.Errorf("keyrot-lambda: %w", err)
 	}
 	// The default API URL is the daemon's local one; this function serves no
 	// API itself (the stack's API function does, and the stack passes its
 	// URL), so without KEYROT_API_URL the emails leave the API instructions out.
-	if v, _ := o.LookupEnv("KEYROT_API_URL"); v == "" {
+	if !src.Set("notify.api_url") {
 		cfg.Notify.APIURL = ""
 	}
 	// A step due just after an invocation waits for the next one: the
 	// one-minute schedule's lateness is part of the timings consumers get.
-	if v, _ := o.LookupEnv("KEYROT_STEP_LATENESS"); v == "" {
+	if !src.Set("rotation.step_lateness") {
 		cfg.Rotation.StepLateness = config.Duration(scheduleLateness)
 	}
 	// Lambda's log is not a terminal; JSON unless the config says text.

@@ -26,7 +26,7 @@ func (m *Main) newAPI(cfg config.Config, log *slog.Logger, o app.APIOptions) (*a
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range app.Warnings(cfg) {
+	for _, w := range cfg.Warnings() {
 		log.Warn("config warning", "warning", w)
 	}
 	return api, nil
@@ -38,11 +38,17 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if err := m.parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := m.loadConfig(*path)
+	// The API alone: no user selection. Without mail settings, the
+	// warnings about expiring API keys go to the log.
+	cfg, err := m.loadConfig(*path, config.NeedAPI)
 	if err != nil {
 		return err
 	}
 	log := m.logger(cfg)
+	if err := cfg.Validate(config.NeedMail); err != nil && cfg.Notify.Via != "log" {
+		log.Warn("no mail settings: API key expiry warnings are logged, not emailed", "reason", err.Error())
+		cfg.Notify.Via = "log"
+	}
 	awsCfg, err := app.LoadAWS(ctx, cfg.Region)
 	if err != nil {
 		return err
@@ -76,7 +82,7 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	apiURL := fs.String("api", envOr("KEYROT_API_URL", "http://localhost:8000"), "keyrot API base URL (env KEYROT_API_URL); the API key comes from KEYROT_API_KEY")
 	format := fs.String("format", keyrothttp.FormatJSON, "json, env or credential_process")
 	direct := fs.Bool("direct", false, "read Secrets Manager directly with your own AWS credentials instead of the API")
-	prefix := fs.String("prefix", envOr("KEYROT_SECRET_PREFIX", "iam-key-rotation/"), "secret name prefix, with --direct")
+	prefix := fs.String("prefix", "", "secret name prefix, with --direct (default: the config's secrets.prefix, iam-key-rotation/)")
 	path := fs.String("config", "", "config file, with --direct: its secrets prefix and region (the timings come from the secret)")
 	noCache := fs.Bool("no-cache", false, "with --format credential_process: always ask the API, never the cache file (under KEYROT_CACHE_DIR, else the user cache directory)")
 	// Go's flag package stops at the first non-flag: accept USER before or after the flags.
@@ -100,20 +106,16 @@ func (m *Main) runCredentials(ctx context.Context, args []string) error {
 	var body []byte
 	switch {
 	case *direct:
-		region := envOr("KEYROT_REGION", "")
-		if *path != "" {
-			cfg, err := m.loadConfig(*path)
-			if err != nil {
-				return err
-			}
-			if !flagSet(fs, "prefix") {
-				*prefix = cfg.Secrets.Prefix
-			}
-			if cfg.Region != "" {
-				region = cfg.Region
-			}
+		// The reader needs only the prefix and the region: from the file
+		// (if any) and the environment (KEYROT_SECRETS_PREFIX, KEYROT_REGION).
+		cfg, err := m.loadConfig(*path)
+		if err != nil {
+			return err
 		}
-		awsCfg, err := app.LoadAWS(ctx, region)
+		if !flagSet(fs, "prefix") {
+			*prefix = cfg.Secrets.Prefix
+		}
+		awsCfg, err := app.LoadAWS(ctx, cfg.Region)
 		if err != nil {
 			return err
 		}

@@ -149,10 +149,10 @@ func (m *Main) rotateAPIKey(ctx context.Context, ks *keysSecret, cfg config.Conf
 		}
 	}
 	if !inSecret || !hasKey(keys, name) {
-		if !hasKey(app.ConfigKeys(cfg), name) && inSecret {
+		if !hasKey(cfg.HTTPKeys(), name) && inSecret {
 			return fmt.Errorf("no key named %q in the secret %s nor in the config's api.keys", name, ks.id)
 		}
-		inSecret, keys = false, app.ConfigKeys(cfg)
+		inSecret, keys = false, cfg.HTTPKeys()
 	}
 	next, key, err := keyrothttp.RotateKey(keys, name, now, lifetime, overlap)
 	if err != nil {

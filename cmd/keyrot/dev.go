@@ -98,7 +98,7 @@ func (m *Main) runDev(ctx context.Context, args []string) error {
 	cfg.API.Listen = ln.Addr().String()
 	cfg.API.Keys = []config.APIKey{{Name: "dev", Hash: apiKeyHash, Users: []string{"*"}, List: true}}
 	cfg.Log.Format = *logFormat
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(config.Everything...); err != nil {
 		return err
 	}
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,31 +63,39 @@ func (m *Main) runRotate(ctx context.Context, args []string) error {
 	if *output != "text" && *output != "json" {
 		return &usageError{"-o must be text or json"}
 	}
-	cfg, err := m.loadConfig(*path)
+	// A dry run sends no email, so it needs no mail settings.
+	cfg, err := m.loadConfig(*path, config.NeedUsers)
 	if err != nil {
 		return err
 	}
 	cfg.Rotation.DryRun = cfg.Rotation.DryRun || *dryRun
-	log := m.logger(cfg)
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock()})
+	opts := app.Options{Logger: m.logger(cfg), Clock: m.clock(), Notifier: app.NoNotify}
+	if !cfg.Rotation.DryRun {
+		if err := cfg.Validate(config.NeedUsers, config.NeedMail); err != nil {
+			return err
+		}
+		opts.Notifier = nil // the one the config describes
+	}
+	log := opts.Logger
+	a, err := app.New(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}
 	defer closeApp(ctx, a, log)
-	opts := keyrot.RunOptions{Force: *force, DryRun: cfg.Rotation.DryRun}
+	run := keyrot.RunOptions{Force: *force, DryRun: cfg.Rotation.DryRun}
 	if *user != "" {
-		opts.Users = []string{*user}
+		run.Users = []string{*user}
 	}
-	sum, err := a.Rotator.ReconcileAll(ctx, opts)
+	sum, err := a.Rotator.ReconcileAll(ctx, run)
 	if err != nil {
 		return err
 	}
 	if *output == "json" {
-		if err := writeJSON(m.Stdout, passReport(sum, opts.DryRun)); err != nil {
+		if err := writeJSON(m.Stdout, passReport(sum, run.DryRun)); err != nil {
 			return err
 		}
 	} else {
-		printPass(m.Stdout, sum, opts.DryRun)
+		printPass(m.Stdout, sum, run.DryRun)
 	}
 	if sum.Failed > 0 {
 		return &failedUsers{sum.Failed, sum.Users}
@@ -104,12 +113,13 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 	if *output != "table" && *output != "json" {
 		return &usageError{"-o must be table or json"}
 	}
-	cfg, err := m.loadConfig(*path)
+	// status plans and sends nothing: it needs no mail settings.
+	cfg, err := m.loadConfig(*path, config.NeedUsers)
 	if err != nil {
 		return err
 	}
 	log := m.logger(cfg)
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock()})
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock(), Notifier: app.NoNotify})
 	if err != nil {
 		return err
 	}
@@ -132,15 +142,23 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 func (m *Main) runValidate(_ context.Context, args []string) error {
 	fs := m.flags("validate")
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
+	noAPI := fs.Bool("no-api", false, "check for keyrot run --no-api: no API keys needed")
 	if err := m.parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := m.loadConfig(*path)
+	// What keyrot run needs, so that validate rejects exactly what run does.
+	needs := config.Everything
+	if *noAPI {
+		needs = []config.Need{config.NeedUsers, config.NeedMail, config.NeedDaemon}
+	}
+	cfg, err := m.loadConfig(*path, needs...)
+	// The webhooks' and Slack's variables must be set: checked where the
+	// environment is known, and reported with every other problem.
+	if _, _, serr := cfg.Notify.ChannelSecrets(m.LookupEnv); serr != nil {
+		err = errors.Join(err, serr)
+	}
 	if err != nil {
 		return err
-	}
-	if _, _, err := cfg.Notify.ChannelSecrets(m.LookupEnv); err != nil {
-		return err // the webhooks' and Slack's variables are set
 	}
 	out, err := yaml.Marshal(cfg.Redacted())
 	if err != nil {
@@ -153,7 +171,7 @@ func (m *Main) runValidate(_ context.Context, args []string) error {
 	if cfg.API.FullAccessKey != "" {
 		fmt.Fprintln(m.Stdout, "# API_KEY is set: one full-access API key, without a lifetime (rotate it by hand)")
 	}
-	for _, w := range app.Warnings(cfg) {
+	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(m.Stderr, "keyrot validate: warning: %s\n", w)
 	}
 	return nil

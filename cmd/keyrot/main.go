@@ -96,9 +96,12 @@ type failedUsers struct{ n, of int }
 
 func (e *failedUsers) Error() string { return fmt.Sprintf("%d of %d users failed", e.n, e.of) }
 
-// loadConfig reads --config (optional) with the environment over it.
-func (m *Main) loadConfig(path string) (config.Config, error) {
-	return config.Load(path, m.Open, m.LookupEnv)
+// loadConfig reads --config (optional) with the environment over it and
+// validates it for a command that needs the given parts (config.Need):
+// every command rejects the same wrong values, and asks only for the
+// settings it uses.
+func (m *Main) loadConfig(path string, needs ...config.Need) (config.Config, error) {
+	return config.Load(path, m.Open, m.LookupEnv, needs...)
 }
 
 // envOr is the environment variable key, or def when it is unset or empty.

@@ -160,7 +160,7 @@ func TestRotateStatusValidate(t *testing.T) {
 	if code := tm.run(ctx, "status", "--config", cfg); code != exitOK || !strings.Contains(tm.stdout.String(), "CURRENT KEY") {
 		t.Fatalf("status table exit %d: %s", code, tm.stdout)
 	}
-	if code := tm.run(ctx, "validate", "--config", cfg); code != exitOK || !strings.Contains(tm.stdout.String(), "rotate_every: 90d") {
+	if code := tm.run(ctx, "validate", "--config", cfg, "--no-api"); code != exitOK || !strings.Contains(tm.stdout.String(), "rotate_every: 90d") {
 		t.Fatalf("validate exit %d: %s", code, tm.stdout)
 	}
 	for _, out := range []string{tm.stdout.String(), tm.stderr.String()} {
@@ -264,7 +264,7 @@ notify:
     key_deleted: []
 api: {refresh: 30s}
 `)
-	if code := tm.run(ctx, "validate", "--config", cfg); code != exitOK {
+	if code := tm.run(ctx, "validate", "--config", cfg, "--no-api"); code != exitOK {
 		t.Fatalf("validate exit %d: %s", code, tm.stderr)
 	}
 	stderr := tm.stderr.String()

@@ -11,6 +11,7 @@ import (
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/fleet"
 	"github.com/keyrot/keyrot/internal/app"
+	"github.com/keyrot/keyrot/internal/config"
 )
 
 // outOfPolicy reports that a report found users out of policy: exit 1.
@@ -51,7 +52,7 @@ func (m *Main) runReport(ctx context.Context, args []string) error {
 	if err := rules.Validate(); err != nil {
 		return &usageError{err.Error()}
 	}
-	cfg, err := m.loadConfig(*path)
+	cfg, err := m.loadConfig(*path, config.NeedUsers)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,11 @@ func (m *Main) runDaemon(ctx context.Context, args []string) error {
 	if err := m.parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := m.loadConfig(*path)
+	needs := config.Everything
+	if *noAPI {
+		needs = []config.Need{config.NeedUsers, config.NeedMail, config.NeedDaemon}
+	}
+	cfg, err := m.loadConfig(*path, needs...)
 	if err != nil {
 		return err
 	}
@@ -38,9 +42,6 @@ type daemonOptions struct {
 // daemon runs the scheduler (and the API) until ctx ends, then stops
 // cleanly: the step in flight finishes, the API drains, notifications flush.
 func (m *Main) daemon(ctx context.Context, cfg config.Config, o daemonOptions) error {
-	if cfg.Rotation.DryRun {
-		return &config.Error{Field: "rotation.dry_run", Reason: "the daemon does not run dry: use `keyrot rotate --dry-run` or `keyrot status` to see the plan"}
-	}
 	log := m.logger(cfg)
 	api, err := m.newAPI(cfg, log, app.APIOptions{Serve: !o.NoAPI, Listener: o.APIListener})
 	if err != nil {

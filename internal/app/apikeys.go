@@ -32,7 +32,7 @@ const minGeneratedKeyLen = 32
 // "key": "..."}, as the CloudFormation stack generates it; only its hash is
 // kept in memory.
 func APIKeys(ctx context.Context, cfg config.Config, secrets SecretValues) ([]keyrothttp.APIKey, error) {
-	keys := ConfigKeys(cfg)
+	keys := cfg.HTTPKeys()
 	if cfg.API.FullAccessKey != "" {
 		keys = append(keys, keyrothttp.FullAccessKey("API_KEY", cfg.API.FullAccessKey))
 	}
@@ -48,16 +48,6 @@ func APIKeys(ctx context.Context, cfg config.Config, secrets SecretValues) ([]ke
 		keys = append(keys, more...)
 	}
 	return keys, nil
-}
-
-// ConfigKeys are the API keys the config file names (api.keys).
-func ConfigKeys(cfg config.Config) []keyrothttp.APIKey {
-	var keys []keyrothttp.APIKey
-	for _, k := range cfg.API.Keys {
-		keys = append(keys, keyrothttp.APIKey{Name: k.Name, Hash: k.Hash, Users: k.Users, List: k.List,
-			Created: k.Created, Expires: k.Expires, ReplacedBy: k.ReplacedBy})
-	}
-	return keys
 }
 
 // ParseKeysSecret reads the value of an API keys secret in either of its

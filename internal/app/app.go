@@ -83,9 +83,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	a := &App{Config: cfg, Logger: log}
-	if cfg.Notify.QuietPeriod < 0 {
-		return nil, &config.Error{Field: "notify.quiet_period", Value: keyrot.FormatDuration(time.Duration(cfg.Notify.QuietPeriod)), Reason: "must not be negative"}
-	}
 	if opts.AWS != nil {
 		a.AWS = *opts.AWS
 	} else {

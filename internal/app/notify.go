@@ -1,14 +1,12 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
@@ -20,23 +18,6 @@ import (
 	"github.com/keyrot/keyrot/ses"
 	"github.com/keyrot/keyrot/smtp"
 )
-
-// emailConfig is the email package's view of the config.
-func emailConfig(cfg config.Config, region string) email.Config {
-	ec := email.Config{
-		From: cfg.Notify.Sender, Admin: cfg.Notify.Admin, APIBaseURL: cfg.Notify.APIURL,
-		SecretPrefix: cfg.Secrets.Prefix, Region: region, Ring: cfg.Policy().RingSize(), Contact: cfg.Notify.Contact,
-		TemplateDir: cfg.Notify.Templates, SendRate: cfg.Notify.SendRate,
-		Digest: time.Duration(cfg.Notify.Digest),
-	}
-	if cfg.Notify.Recipients != nil {
-		ec.Recipients = map[keyrot.EventKind][]string{}
-		for kind, to := range cfg.Notify.Recipients {
-			ec.Recipients[keyrot.EventKind(kind)] = to
-		}
-	}
-	return ec
-}
 
 // NewNotifier builds and starts the notifiers the config describes (email,
 // webhooks, Slack, EventBridge), alone: for `keyrot serve`, which runs no
@@ -136,8 +117,7 @@ func newNotifier(ctx context.Context, cfg config.Config, awsCfg aws.Config, log 
 		// The notifier retries with backoff on its own; one SDK attempt each.
 		sender = ses.New(sesv2.NewFromConfig(awsCfg, func(o *sesv2.Options) { o.RetryMaxAttempts = 1 }))
 	case "smtp":
-		s, err := smtp.New(smtp.Config{Addr: cfg.Notify.SMTP.Addr, Username: cfg.Notify.SMTP.Username, Password: cfg.Notify.SMTP.Password,
-			TLS: cfg.Notify.SMTP.TLS, InsecureSkipVerify: cfg.Notify.SMTP.InsecureSkipVerify})
+		s, err := smtp.New(cfg.SMTPConfig())
 		if err != nil {
 			return nil, &config.Error{Field: "notify.smtp", Reason: err.Error()}
 		}
@@ -152,13 +132,7 @@ func newNotifier(ctx context.Context, cfg config.Config, awsCfg aws.Config, log 
 	if onResult != nil {
 		opts = append(opts, email.WithResultHook(onResult))
 	}
-	ec := emailConfig(cfg, awsCfg.Region)
-	if cfg.Notify.Via == "log" {
-		// Nothing is delivered: placeholders keep the rendering whole.
-		ec.From = cmp.Or(ec.From, "keyrot@localhost")
-		ec.Admin = cmp.Or(ec.Admin, "admin@localhost")
-	}
-	n, err := email.NewNotifier(ec, sender, opts...)
+	n, err := email.NewNotifier(cfg.Email(awsCfg.Region), sender, opts...)
 	if err != nil {
 		return nil, &config.Error{Field: "notify", Reason: err.Error()}
 	}

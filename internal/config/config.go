@@ -7,14 +7,8 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"math"
-	"net/mail"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -36,11 +30,21 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// String writes the duration in its largest whole unit, "90d".
+func (d Duration) String() string { return keyrot.FormatDuration(time.Duration(d)) }
+
 // MarshalYAML writes the duration in its largest whole unit.
 func (d Duration) MarshalYAML() (any, error) { return keyrot.FormatDuration(time.Duration(d)), nil }
 
-// Config is the whole configuration. Every key is optional.
+// Config is the whole configuration, declared once: its fields give the
+// YAML keys (yaml tags), the environment variables (KEYROT_<SECTION>_<KEY>
+// derived from the YAML path, plus the older names in env tags), the
+// defaults (Default) and the reference, docs/config.md (from the fields'
+// doc comments; `go generate ./internal/config` rewrites it). Fields tagged
+// secret are read from the environment only and never printed. Every key
+// is optional.
 type Config struct {
+	// Region overrides the AWS SDK chain's region (AWS_REGION, profiles).
 	Region   string   `yaml:"region,omitempty"`
 	Users    Users    `yaml:"users"`
 	Rotation Rotation `yaml:"rotation"`
@@ -52,115 +56,162 @@ type Config struct {
 
 // Users selects the managed IAM users.
 type Users struct {
-	Names       []string `yaml:"names,omitempty"`
-	Tag         string   `yaml:"tag,omitempty"`
-	PathPrefix  string   `yaml:"path_prefix,omitempty"`
-	ExemptGroup string   `yaml:"exempt_group,omitempty"`
-	ExemptTag   string   `yaml:"exempt_tag,omitempty"`
-	OwnerTag    string   `yaml:"owner_tag"`
+	// Names are the IAM user names to manage.
+	Names []string `yaml:"names,omitempty" env:"KEYROT_USERS"`
+	// Tag selects every IAM user carrying this tag key.
+	Tag string `yaml:"tag,omitempty" env:"KEYROT_USER_TAG"`
+	// PathPrefix keeps only users under this IAM path ("/ci/").
+	PathPrefix string `yaml:"path_prefix,omitempty" env:"KEYROT_PATH_PREFIX"`
+	// ExemptGroup exempts the members of this IAM group.
+	ExemptGroup string `yaml:"exempt_group,omitempty" env:"KEYROT_EXEMPT_GROUP"`
+	// ExemptTag exempts the users carrying this tag key.
+	ExemptTag string `yaml:"exempt_tag,omitempty" env:"KEYROT_EXEMPT_TAG"`
+	// OwnerTag is the user tag holding the owners' email addresses.
+	OwnerTag string `yaml:"owner_tag" env:"KEYROT_OWNER_TAG"`
 }
 
 // Rotation holds the timings and how the engine runs.
 type Rotation struct {
-	RotateEvery     Duration `yaml:"rotate_every"`
-	DeactivateAfter Duration `yaml:"deactivate_after"`
-	DeleteAfter     Duration `yaml:"delete_after"`
-	UnmanagedKeys   string   `yaml:"unmanaged_keys"`
-	DryRun          bool     `yaml:"dry_run"`
-	VerifyTimeout   Duration `yaml:"verify_timeout"`
-	OrphanGrace     Duration `yaml:"orphan_grace"`
+	// RotateEvery is the age at which a user's key is replaced.
+	RotateEvery Duration `yaml:"rotate_every" env:"KEYROT_ROTATE_EVERY"`
+	// DeactivateAfter is how long the previous key stays active after a rotation.
+	DeactivateAfter Duration `yaml:"deactivate_after" env:"KEYROT_DEACTIVATE_AFTER"`
+	// DeleteAfter is how long a deactivated key is kept before it is deleted.
+	DeleteAfter Duration `yaml:"delete_after" env:"KEYROT_DELETE_AFTER"`
+	// UnmanagedKeys is what to do with keys keyrot did not make: adopt or report.
+	UnmanagedKeys string `yaml:"unmanaged_keys" env:"KEYROT_UNMANAGED_KEYS"`
+	// DryRun plans and reports without changing anything (not for the daemon).
+	DryRun bool `yaml:"dry_run" env:"KEYROT_DRY_RUN"`
+	// VerifyTimeout bounds the wait for a new key to work in IAM.
+	VerifyTimeout Duration `yaml:"verify_timeout" env:"KEYROT_VERIFY_TIMEOUT"`
+	// OrphanGrace is how long a key without a secret is left before it is adopted or reported.
+	OrphanGrace Duration `yaml:"orphan_grace"`
 	// StepLateness is how late a due step may start (the Lambda's schedule
 	// period); consumers are given it with each key.
-	StepLateness Duration `yaml:"step_lateness"`
-	Concurrency  int      `yaml:"concurrency"`
-	IAMRate      float64  `yaml:"iam_rate"` // IAM calls per second, shared by all users
-	Resync       Duration `yaml:"resync"`
+	StepLateness Duration `yaml:"step_lateness" env:"KEYROT_STEP_LATENESS"`
+	// Concurrency is how many users are worked on at once (1 to 256).
+	Concurrency int `yaml:"concurrency" env:"KEYROT_CONCURRENCY"`
+	// IAMRate is the IAM calls per second, shared by all users.
+	IAMRate float64 `yaml:"iam_rate" env:"KEYROT_IAM_RATE"`
+	// Resync is how often the daemon runs a pass over every user.
+	Resync Duration `yaml:"resync"`
 	// BulkObserve observes passes over every user in bulk (credential
 	// report, GetAccountAuthorizationDetails, ListSecrets): for fleets.
-	BulkObserve bool `yaml:"bulk_observe"`
+	BulkObserve bool `yaml:"bulk_observe" env:"KEYROT_BULK_OBSERVE"`
 	// ObserveEvery bounds, with BulkObserve, how long a user goes without
-	// a full per-user observation.
-	ObserveEvery Duration `yaml:"observe_every"`
+	// a full per-user observation (at least 1h).
+	ObserveEvery Duration `yaml:"observe_every" env:"KEYROT_OBSERVE_EVERY"`
 }
 
 // Secrets says where keys are kept.
 type Secrets struct {
-	Prefix   string `yaml:"prefix"`
-	KMSKeyID string `yaml:"kms_key_id"`
+	// Prefix starts the name of every secret keyrot writes.
+	Prefix string `yaml:"prefix" env:"KEYROT_SECRET_PREFIX"`
+	// KMSKeyID encrypts the secrets (default: the account's aws/secretsmanager key).
+	KMSKeyID string `yaml:"kms_key_id" env:"KEYROT_KMS_KEY_ID"`
 }
 
 // Notify configures email.
 type Notify struct {
-	Sender      string              `yaml:"sender"`
-	Admin       string              `yaml:"admin"`
-	Via         string              `yaml:"via"` // ses | smtp | log
-	APIURL      string              `yaml:"api_url"`
-	Contact     string              `yaml:"contact,omitempty"`
-	Recipients  map[string][]string `yaml:"recipients,omitempty"`
-	Digest      Duration            `yaml:"digest,omitempty"`
-	QuietPeriod Duration            `yaml:"quiet_period"`
-	SendRate    float64             `yaml:"send_rate"`
-	Templates   string              `yaml:"templates,omitempty"`
-	SMTP        SMTP                `yaml:"smtp,omitempty"`
-	// Webhooks, Slack and EventBridge are the channels beyond email (channels.go).
-	Webhooks    []Webhook   `yaml:"webhooks,omitempty"`
-	Slack       Slack       `yaml:"slack,omitempty"`
+	// Sender is the address emails come from (a verified SES identity with via: ses).
+	Sender string `yaml:"sender"`
+	// Admin is the administrators' address.
+	Admin string `yaml:"admin"`
+	// Via is how email is sent: ses, smtp or log (written to the log, not sent).
+	Via string `yaml:"via"`
+	// APIURL is the REST API's base URL given in emails ("" leaves the API lines out).
+	APIURL string `yaml:"api_url" env:"KEYROT_API_URL"`
+	// Contact is whom emails tell people to ask (default: admin).
+	Contact string `yaml:"contact,omitempty"`
+	// Recipients maps an event kind to "admin", "owner" or addresses; a kind left out goes to admin and owner.
+	Recipients map[string][]string `yaml:"recipients,omitempty"`
+	// Digest, if set, folds one recipient's events within this window into one email.
+	Digest Duration `yaml:"digest,omitempty"`
+	// QuietPeriod is how long an unchanged warning is not sent again.
+	QuietPeriod Duration `yaml:"quiet_period"`
+	// SendRate is the most emails sent per second.
+	SendRate float64 `yaml:"send_rate"`
+	// Templates is a directory of template overrides (event.txt.tmpl, ...).
+	Templates string `yaml:"templates,omitempty"`
+	SMTP      SMTP   `yaml:"smtp,omitempty"`
+	// Webhooks are HTTPS endpoints each event is posted to, signed with HMAC-SHA256 (docs/notifications.md).
+	Webhooks []Webhook `yaml:"webhooks,omitempty"`
+	// Slack posts a short message per event to an incoming webhook.
+	Slack Slack `yaml:"slack,omitempty"`
+	// EventBridge puts each event on an event bus (source keyrot).
 	EventBridge EventBridge `yaml:"eventbridge"`
 }
 
 // SMTP configures the SMTP sender; its credentials come from the
-// environment only (KEYROT_SMTP_USERNAME, KEYROT_SMTP_PASSWORD).
+// environment only.
 type SMTP struct {
-	Addr               string `yaml:"addr,omitempty"`
-	TLS                string `yaml:"tls,omitempty"` // starttls | tls | none
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify,omitempty"`
-	Username           string `yaml:"-"`
-	Password           string `yaml:"-"`
+	// Addr is the SMTP server's host:port.
+	Addr string `yaml:"addr,omitempty" env:"KEYROT_SMTP_ADDR"`
+	// TLS is starttls, tls or none (none only to a relay on loopback when authenticating).
+	TLS string `yaml:"tls,omitempty"`
+	// InsecureSkipVerify skips the server certificate check: for tests only.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify,omitempty"`
+	// Username authenticates with AUTH PLAIN (with the password).
+	Username string `yaml:"-" env:"KEYROT_SMTP_USERNAME" secret:"true"`
+	// Password authenticates with AUTH PLAIN (with the username).
+	Password string `yaml:"-" env:"KEYROT_SMTP_PASSWORD" secret:"true"`
 }
 
 // API configures the REST API.
 type API struct {
-	Listen     string   `yaml:"listen"`
-	TLSCert    string   `yaml:"tls_cert,omitempty"`
-	TLSKey     string   `yaml:"tls_key,omitempty"`
-	Keys       []APIKey `yaml:"keys,omitempty"`
-	KeysSecret string   `yaml:"keys_secret,omitempty"` // a Secrets Manager secret holding more keys as JSON
-	RateLimit  float64  `yaml:"rate_limit"`            // requests per second per API key
-	Burst      int      `yaml:"burst"`
+	// Listen is the API's host:port (port 0 takes any free one).
+	Listen string `yaml:"listen"`
+	// TLSCert is a PEM certificate file to serve HTTPS (with tls_key).
+	TLSCert string `yaml:"tls_cert,omitempty"`
+	// TLSKey is the PEM private key file of tls_cert.
+	TLSKey string `yaml:"tls_key,omitempty"`
+	// Keys are named API keys, stored as hashes (make one with keyrot apikey new NAME).
+	Keys []APIKey `yaml:"keys,omitempty"`
+	// KeysSecret is a Secrets Manager secret holding more keys as JSON.
+	KeysSecret string `yaml:"keys_secret,omitempty"`
+	// RateLimit is the requests per second allowed per API key.
+	RateLimit float64 `yaml:"rate_limit"`
+	// Burst is how many requests an API key may make at once above the rate.
+	Burst int `yaml:"burst"`
 	// Refresh is how often the API checks Secrets Manager for a key promoted
-	// by another process (one ListSecrets of the pointers; values are read
-	// only for users whose pointer moved) and rereads api.keys_secret. The
-	// check runs at least every quarter of rotation.deactivate_after
-	// (APIPoll), so a replaced key is served for at most that long.
+	// by another process and rereads keys_secret (at most a quarter of
+	// rotation.deactivate_after is used).
 	Refresh Duration `yaml:"refresh"`
-	// KeyLifetime is how long a key made by `keyrot apikey new` or
-	// `rotate` lives (0: no expiry); KeyWarnBefore how long before a key
-	// expires the admin is told.
-	KeyLifetime   Duration `yaml:"key_lifetime"`
+	// KeyLifetime is how long a key made by keyrot apikey new or rotate lives (0: no expiry).
+	KeyLifetime Duration `yaml:"key_lifetime"`
+	// KeyWarnBefore is how long before an API key expires the admin is told.
 	KeyWarnBefore Duration `yaml:"key_warn_before"`
 	// MetricsPublic serves the per-user and per-API-key series of /metrics
 	// without an API key.
 	MetricsPublic bool `yaml:"metrics_public,omitempty"`
-	// FullAccessKey is the seed's API_KEY: one key that reads every user.
-	// Environment only, never printed.
-	FullAccessKey string `yaml:"-"`
+	// FullAccessKey is one API key that reads every user (at least 128 random bits).
+	FullAccessKey string `yaml:"-" env:"API_KEY" secret:"true"`
 }
 
 // APIKey is a named API key, stored as a hash, with its lifetime.
 type APIKey struct {
-	Name       string    `yaml:"name"`
-	Hash       string    `yaml:"hash"`
-	Users      []string  `yaml:"users,omitempty"`
-	List       bool      `yaml:"list,omitempty"`
-	Created    time.Time `yaml:"created,omitempty"`
-	Expires    time.Time `yaml:"expires,omitempty"` // RFC 3339; zero: no expiry
-	ReplacedBy string    `yaml:"replaced_by,omitempty"`
+	// Name identifies the key in audit records, logs and metrics.
+	Name string `yaml:"name"`
+	// Hash is "sha256:<hex>" of the key.
+	Hash string `yaml:"hash"`
+	// Users are the user names or globs ("ci-*", "*") the key may read.
+	Users []string `yaml:"users,omitempty"`
+	// List allows GET /credentials.
+	List bool `yaml:"list,omitempty"`
+	// Created is when the key was made.
+	Created time.Time `yaml:"created,omitempty"`
+	// Expires is when the key stops working (none if unset).
+	Expires time.Time `yaml:"expires,omitempty"`
+	// ReplacedBy names the key's successor while it retires.
+	ReplacedBy string `yaml:"replaced_by,omitempty"`
 }
 
 // Log configures logging.
 type Log struct {
-	Format string `yaml:"format"` // json | text | console (a line per key event, for a person) | "" (text on a terminal, else json)
-	Level  string `yaml:"level"`  // debug | info | warn | error
+	// Format is json, text, console (a line per key event, for a person) or "" (text on a terminal, else json).
+	Format string `yaml:"format"`
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level" env:"LOG_LEVEL"`
 }
 
 // Defaults for the API keys' lifetime.
@@ -188,163 +239,6 @@ func Default() Config {
 	}
 }
 
-// Error is a configuration field that is wrong.
-type Error struct {
-	Field  string // e.g. "rotation.rotate_every" or "KEYROT_ROTATE_EVERY"
-	Value  string
-	Reason string
-}
-
-func (e *Error) Error() string {
-	if e.Value != "" {
-		return fmt.Sprintf("config: %s: %q: %s", e.Field, e.Value, e.Reason)
-	}
-	return fmt.Sprintf("config: %s: %s", e.Field, e.Reason)
-}
-
-// Parse reads a YAML config over the defaults. Unknown keys are errors, so a
-// typo does not silently fall back to a default.
-func Parse(r io.Reader) (Config, error) {
-	cfg := Default()
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
-	return cfg, nil
-}
-
-// envVar binds an environment variable to a config field.
-type envVar struct {
-	name string
-	set  func(c *Config, v string) error
-}
-
-func str(p func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error { *p(c) = v; return nil }
-}
-
-func dur(p func(*Config) *Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		d, err := keyrot.ParseDuration(v)
-		if err != nil {
-			return err
-		}
-		*p(c) = Duration(d)
-		return nil
-	}
-}
-
-func list(p func(*Config) *[]string) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		var out []string
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
-		}
-		*p(c) = out
-		return nil
-	}
-}
-
-// envVars lists every environment override, documented in the README.
-var envVars = []envVar{
-	{"KEYROT_REGION", str(func(c *Config) *string { return &c.Region })},
-	{"KEYROT_USERS", list(func(c *Config) *[]string { return &c.Users.Names })},
-	{"KEYROT_USER_TAG", str(func(c *Config) *string { return &c.Users.Tag })},
-	{"KEYROT_PATH_PREFIX", str(func(c *Config) *string { return &c.Users.PathPrefix })},
-	{"KEYROT_EXEMPT_GROUP", str(func(c *Config) *string { return &c.Users.ExemptGroup })},
-	{"KEYROT_EXEMPT_TAG", str(func(c *Config) *string { return &c.Users.ExemptTag })},
-	{"KEYROT_OWNER_TAG", str(func(c *Config) *string { return &c.Users.OwnerTag })},
-	{"KEYROT_ROTATE_EVERY", dur(func(c *Config) *Duration { return &c.Rotation.RotateEvery })},
-	{"KEYROT_DEACTIVATE_AFTER", dur(func(c *Config) *Duration { return &c.Rotation.DeactivateAfter })},
-	{"KEYROT_DELETE_AFTER", dur(func(c *Config) *Duration { return &c.Rotation.DeleteAfter })},
-	{"KEYROT_UNMANAGED_KEYS", str(func(c *Config) *string { return &c.Rotation.UnmanagedKeys })},
-	{"KEYROT_DRY_RUN", func(c *Config, v string) (err error) { c.Rotation.DryRun, err = strconv.ParseBool(v); return err }},
-	{"KEYROT_VERIFY_TIMEOUT", dur(func(c *Config) *Duration { return &c.Rotation.VerifyTimeout })},
-	{"KEYROT_STEP_LATENESS", dur(func(c *Config) *Duration { return &c.Rotation.StepLateness })},
-	{"KEYROT_CONCURRENCY", func(c *Config, v string) (err error) { c.Rotation.Concurrency, err = strconv.Atoi(v); return err }},
-	{"KEYROT_IAM_RATE", func(c *Config, v string) (err error) { c.Rotation.IAMRate, err = strconv.ParseFloat(v, 64); return err }},
-	{"KEYROT_BULK_OBSERVE", func(c *Config, v string) (err error) { c.Rotation.BulkObserve, err = strconv.ParseBool(v); return err }},
-	{"KEYROT_OBSERVE_EVERY", dur(func(c *Config) *Duration { return &c.Rotation.ObserveEvery })},
-	{"KEYROT_SECRET_PREFIX", str(func(c *Config) *string { return &c.Secrets.Prefix })},
-	{"KEYROT_KMS_KEY_ID", str(func(c *Config) *string { return &c.Secrets.KMSKeyID })},
-	{"KEYROT_NOTIFY_SENDER", str(func(c *Config) *string { return &c.Notify.Sender })},
-	{"KEYROT_NOTIFY_ADMIN", str(func(c *Config) *string { return &c.Notify.Admin })},
-	{"KEYROT_NOTIFY_VIA", str(func(c *Config) *string { return &c.Notify.Via })},
-	{"KEYROT_NOTIFY_CONTACT", str(func(c *Config) *string { return &c.Notify.Contact })},
-	{"KEYROT_API_URL", str(func(c *Config) *string { return &c.Notify.APIURL })},
-	{"KEYROT_SMTP_ADDR", str(func(c *Config) *string { return &c.Notify.SMTP.Addr })},
-	{"KEYROT_SMTP_USERNAME", str(func(c *Config) *string { return &c.Notify.SMTP.Username })},
-	{"KEYROT_SMTP_PASSWORD", str(func(c *Config) *string { return &c.Notify.SMTP.Password })},
-	{"KEYROT_API_LISTEN", str(func(c *Config) *string { return &c.API.Listen })},
-	{"KEYROT_API_KEYS_SECRET", str(func(c *Config) *string { return &c.API.KeysSecret })},
-	{"API_KEY", str(func(c *Config) *string { return &c.API.FullAccessKey })},
-	{"KEYROT_LOG_FORMAT", str(func(c *Config) *string { return &c.Log.Format })},
-	{"LOG_LEVEL", str(func(c *Config) *string { return &c.Log.Level })},
-}
-
-// EnvNames lists the environment variables that override the config.
-func EnvNames() []string {
-	names := make([]string, len(envVars))
-	for i, e := range envVars {
-		names[i] = e.name
-	}
-	return names
-}
-
-// secretEnv are the variables whose values must never be echoed.
-var secretEnv = map[string]bool{"API_KEY": true, "KEYROT_SMTP_PASSWORD": true, "KEYROT_SMTP_USERNAME": true}
-
-// ApplyEnv overrides cfg with the KEYROT_* variables that lookup finds.
-func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
-	for _, e := range envVars {
-		v, ok := lookup(e.name)
-		if !ok || (v == "" && !secretEnv[e.name]) {
-			continue
-		}
-		if err := e.set(c, v); err != nil {
-			shown := v
-			if secretEnv[e.name] {
-				shown = ""
-			}
-			return &Error{Field: e.name, Value: shown, Reason: err.Error()}
-		}
-	}
-	return nil
-}
-
-// FromEnv is the defaults with the environment applied, validated: the
-// Lambda's whole configuration.
-func FromEnv(lookup func(string) (string, bool)) (Config, error) {
-	cfg := Default()
-	if err := cfg.ApplyEnv(lookup); err != nil {
-		return cfg, err
-	}
-	return cfg, cfg.Validate()
-}
-
-// Load reads the file at path (if not empty) over the defaults, applies the
-// environment and validates.
-func Load(path string, open func(string) (io.ReadCloser, error), lookup func(string) (string, bool)) (Config, error) {
-	cfg := Default()
-	if path != "" {
-		f, err := open(path)
-		if err != nil {
-			return cfg, &Error{Field: "config file", Value: path, Reason: err.Error()}
-		}
-		defer f.Close()
-		if cfg, err = Parse(f); err != nil {
-			return cfg, &Error{Field: "config file", Value: path, Reason: err.Error()}
-		}
-	}
-	if err := cfg.ApplyEnv(lookup); err != nil {
-		return cfg, err
-	}
-	return cfg, cfg.Validate()
-}
-
 // Policy is the rotation policy the config describes.
 func (c Config) Policy() keyrot.Policy {
 	return keyrot.Policy{
@@ -362,109 +256,6 @@ func (c Config) Policy() keyrot.Policy {
 func (c Config) Selector() keyrot.UserSelector {
 	return keyrot.UserSelector{Names: c.Users.Names, Tag: c.Users.Tag, PathPrefix: c.Users.PathPrefix,
 		ExemptGroup: c.Users.ExemptGroup, ExemptTag: c.Users.ExemptTag}
-}
-
-var (
-	iamUserName  = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
-	secretPrefix = regexp.MustCompile(`^[\w/+=.@-]{0,256}$`)
-)
-
-// Validate names the first field that is wrong and why.
-func (c Config) Validate() error {
-	var policyErr *keyrot.PolicyError
-	if err := c.Policy().Validate(); errors.As(err, &policyErr) {
-		return &Error{Field: policyErr.Field, Reason: policyErr.Reason}
-	}
-	for _, n := range c.Users.Names {
-		if !iamUserName.MatchString(n) {
-			return &Error{Field: "users.names", Value: n, Reason: "not a valid IAM user name (1-64 of letters, digits and +=,.@_-)"}
-		}
-	}
-	if len(c.Users.Names) == 0 && c.Users.Tag == "" {
-		return &Error{Field: "users", Reason: "no users selected: set users.names and/or users.tag (KEYROT_USERS, KEYROT_USER_TAG)"}
-	}
-	if p := c.Users.PathPrefix; p != "" && (!strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/")) {
-		return &Error{Field: "users.path_prefix", Value: p, Reason: "an IAM path starts and ends with /"}
-	}
-	if !secretPrefix.MatchString(c.Secrets.Prefix) || c.Secrets.Prefix == "" {
-		return &Error{Field: "secrets.prefix", Value: c.Secrets.Prefix, Reason: "must be 1-256 of letters, digits and /_+=.@-"}
-	}
-	if c.Rotation.Concurrency < 1 || c.Rotation.Concurrency > 256 {
-		return &Error{Field: "rotation.concurrency", Value: strconv.Itoa(c.Rotation.Concurrency), Reason: "must be 1 to 256"}
-	}
-	if c.Rotation.IAMRate <= 0 {
-		return &Error{Field: "rotation.iam_rate", Reason: "must be positive (IAM calls per second)"}
-	}
-	if c.Rotation.Resync <= 0 {
-		return &Error{Field: "rotation.resync", Reason: "must be positive"}
-	}
-	if c.Rotation.ObserveEvery < Duration(time.Hour) {
-		return &Error{Field: "rotation.observe_every", Value: keyrot.FormatDuration(time.Duration(c.Rotation.ObserveEvery)), Reason: "must be at least 1h (every user is observed in full this often with bulk_observe)"}
-	}
-	switch c.Notify.Via {
-	case "ses", "smtp", "log":
-	default:
-		return &Error{Field: "notify.via", Value: c.Notify.Via, Reason: "must be ses, smtp or log"}
-	}
-	if c.Notify.Via != "log" {
-		for field, addr := range map[string]string{"notify.sender": c.Notify.Sender, "notify.admin": c.Notify.Admin} {
-			if _, err := mail.ParseAddress(addr); err != nil {
-				return &Error{Field: field, Value: addr, Reason: "must be an email address (or set notify.via: log)"}
-			}
-		}
-	}
-	if c.Notify.Via == "smtp" && c.Notify.SMTP.Addr == "" {
-		return &Error{Field: "notify.smtp.addr", Reason: "required with notify.via: smtp"}
-	}
-	if err := c.Notify.validateChannels(); err != nil {
-		return err
-	}
-	switch c.Notify.SMTP.TLS {
-	case "starttls", "tls", "none":
-	default:
-		return &Error{Field: "notify.smtp.tls", Value: c.Notify.SMTP.TLS, Reason: "must be starttls, tls or none"}
-	}
-	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
-		return &Error{Field: "api.tls_cert", Reason: "set both api.tls_cert and api.tls_key, or neither"}
-	}
-	if c.API.Refresh <= 0 {
-		return &Error{Field: "api.refresh", Value: time.Duration(c.API.Refresh).String(), Reason: "must be positive: how often the API checks Secrets Manager for a promoted key (default 30s)"}
-	}
-	for i, k := range c.API.Keys {
-		if k.Name == "" || !strings.HasPrefix(k.Hash, "sha256:") {
-			return &Error{Field: fmt.Sprintf("api.keys[%d]", i), Value: k.Name, Reason: "needs a name and a hash \"sha256:<hex>\" (make one with: keyrot apikey new NAME)"}
-		}
-		if !k.Created.IsZero() && !k.Expires.IsZero() && k.Expires.Before(k.Created) {
-			return &Error{Field: fmt.Sprintf("api.keys[%d].expires", i), Value: k.Name, Reason: "is before created"}
-		}
-	}
-	if c.API.Refresh <= 0 {
-		// 0 would spin the refresh loops.
-		return &Error{Field: "api.refresh", Reason: "must be positive"}
-	}
-	if c.API.KeyLifetime < 0 {
-		return &Error{Field: "api.key_lifetime", Reason: "must be 0 (no expiry) or positive"}
-	}
-	if c.API.KeyWarnBefore < 0 {
-		return &Error{Field: "api.key_warn_before", Reason: "must be 0 (no warning) or positive"}
-	}
-	if k := c.API.FullAccessKey; k != "" {
-		if bits := KeyStrength(k); bits < MinAPIKeyBits {
-			// The key itself is never echoed.
-			return &Error{Field: "API_KEY", Reason: fmt.Sprintf("too weak to be an API key (about %d bits; at least %d needed): make a random one with `keyrot apikey new NAME` (256 bits) or `openssl rand -hex 32`", bits, MinAPIKeyBits)}
-		}
-	}
-	switch c.Log.Format {
-	case "", "json", "text", "console":
-	default:
-		return &Error{Field: "log.format", Value: c.Log.Format, Reason: "must be json, text or console"}
-	}
-	switch strings.ToLower(c.Log.Level) {
-	case "", "debug", "info", "warn", "error":
-	default:
-		return &Error{Field: "log.level", Value: c.Log.Level, Reason: "must be debug, info, warn or error"}
-	}
-	return nil
 }
 
 // APIPoll is how often the API checks Secrets Manager for a promoted key:
@@ -487,17 +278,28 @@ func (c Config) Warnings() []string {
 		w = append(w, fmt.Sprintf("api.refresh (%s) is longer than a quarter of rotation.deactivate_after (%s): the API checks for promoted keys every %s instead, so that it stops serving a replaced key long before that key is deactivated",
 			keyrot.FormatDuration(time.Duration(c.API.Refresh)), keyrot.FormatDuration(time.Duration(c.Rotation.DeactivateAfter)), every))
 	}
+	if c.Notify.Via == "log" {
+		return w // nothing is emailed: every event is a log line
+	}
+	for _, kind := range c.Email("").Unreached() {
+		w = append(w, fmt.Sprintf("notify.recipients.%s is an empty list: %s events are emailed to nobody (remove the line to send them to admin and the owner)", kind, kind))
+	}
 	return w
 }
 
-// Redacted returns the config with every secret blanked, for printing.
+// Redacted returns the config with every secret setting replaced by
+// "<set>" (or left empty), for printing.
 func (c Config) Redacted() Config {
-	if c.API.FullAccessKey != "" {
-		c.API.FullAccessKey = "<set>"
+	for _, s := range Settings() {
+		if v := s.value(&c); s.Secret && !v.IsZero() {
+			v.SetString(redactedValue)
+		}
 	}
-	c.Notify.SMTP.Username, c.Notify.SMTP.Password = "", ""
 	return c
 }
+
+// redactedValue stands for a secret that is set.
+const redactedValue = "<set>"
 
 // MinAPIKeyBits is the least strength KeyStrength must find in API_KEY.
 const MinAPIKeyBits = 128

@@ -3,6 +3,7 @@ package config_test
 import (
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,8 +40,11 @@ func TestDefaultsAreTheSeeds(t *testing.T) {
 	if got, want := cfg.API.Listen, ":8000"; got != want {
 		t.Errorf("listen = %q, want %q", got, want)
 	}
-	if err := cfg.Validate(); err == nil {
+	if err := cfg.Validate(config.NeedMail); err == nil {
 		t.Error("default notify addresses accepted with via: ses")
+	}
+	if err := cfg.Validate(config.NeedUsers); err != nil {
+		t.Errorf("a command that sends no email needs no addresses: %v", err)
 	}
 }
 
@@ -57,7 +61,7 @@ notify: {sender: keyrot@example.com, admin: sec@example.com}
 `
 	cfg, err := config.Load("k.yaml", open(map[string]string{"k.yaml": file}), env(map[string]string{
 		"KEYROT_DELETE_AFTER": "1d", "KEYROT_USERS": "a, b ,c", "API_KEY": strongKey,
-	}))
+	}), config.Everything...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,10 +90,10 @@ func TestValidationNamesTheField(t *testing.T) {
 		field      string
 	}{
 		{"timings block rotation", base + "rotation: {rotate_every: 5m, deactivate_after: 4m, delete_after: 1m}\n", nil, "rotation.deactivate_after"},
-		{"bad duration", base + "rotation: {rotate_every: five}\n", nil, ""},
-		{"unknown key", base + "rotaton: {}\n", nil, ""},
+		{"bad duration", base + "rotation: {rotate_every: five}\n", nil, "rotation.rotate_every"},
+		{"unknown key", base + "rotaton: {}\n", nil, "rotaton"},
 		{"bad unmanaged", base + "rotation: {unmanaged_keys: delete}\n", nil, "rotation.unmanaged_keys"},
-		{"bad user name", "users: {names: [\"a b\"]}\nnotify: {via: log}\n", nil, "users.names"},
+		{"bad user name", "users: {names: [\"a b\"]}\nnotify: {via: log}\n", nil, "users.names[0]"},
 		{"no users", "notify: {via: log}\n", nil, "users"},
 		{"bad path", "users: {names: [x], path_prefix: ci}\nnotify: {via: log}\n", nil, "users.path_prefix"},
 		{"bad via", "users: {names: [x]}\nnotify: {via: pigeon}\n", nil, "notify.via"},
@@ -102,30 +106,43 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"concurrency range", base + "rotation: {concurrency: 0}\n", nil, "rotation.concurrency"},
 		{"log format", base + "log: {format: xml}\n", nil, "log.format"},
 		{"zero refresh", base + "api: {refresh: 0s}\n", nil, "api.refresh"},
-		{"negative refresh", base + "api: {refresh: -5s}\n", nil, ""}, // refused by the duration parser
-		{"negative key lifetime", base + "api: {key_lifetime: -1d}\n", nil, ""},
-		{"expires before created", base + "api: {keys: [{name: ci, hash: \"sha256:00\", created: 2026-02-01T00:00:00Z, expires: 2026-01-01T00:00:00Z}]}\n", nil, "api.keys[0].expires"},
+		{"negative refresh", base + "api: {refresh: -5s}\n", nil, "api.refresh"}, // refused by the duration parser
+		{"negative key lifetime", base + "api: {key_lifetime: -1d}\n", nil, "api.key_lifetime"},
+		{"expires before created", base + "api: {keys: [{name: ci, users: ['*'], hash: \"sha256:" + strings.Repeat("0", 64) + "\", created: 2026-02-01T00:00:00Z, expires: 2026-01-01T00:00:00Z}]}\n", nil, "api.keys[0]"},
 		{"short API_KEY", base, map[string]string{"API_KEY": "a"}, "API_KEY"},
 		{"pass phrase API_KEY", base, map[string]string{"API_KEY": "your-secure-api-key"}, "API_KEY"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := config.Load("k.yaml", open(map[string]string{"k.yaml": tt.yaml}), env(tt.env))
+			_, err := config.Load("k.yaml", open(map[string]string{"k.yaml": tt.yaml}), env(tt.env), config.NeedUsers, config.NeedMail)
 			if err == nil {
 				t.Fatal("accepted")
 			}
 			if tt.field == "" {
 				return
 			}
-			var ce *config.Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("error %v is not a *config.Error", err)
-			}
-			if ce.Field != tt.field {
-				t.Fatalf("field = %q, want %q (%v)", ce.Field, tt.field, err)
+			if got := fields(t, err); !slices.Contains(got, tt.field) {
+				t.Fatalf("fields = %q, want %q (%v)", got, tt.field, err)
 			}
 		})
 	}
+}
+
+// fields are the fields err's problems name; err must be config errors only.
+func fields(t *testing.T, err error) []string {
+	t.Helper()
+	var list config.Errors
+	if !errors.As(err, &list) {
+		t.Fatalf("error %v is not config.Errors", err)
+	}
+	var out []string
+	for _, e := range list {
+		if e.Field == "" || e.Reason == "" {
+			t.Errorf("problem without a field or a reason: %#v", e)
+		}
+		out = append(out, e.Field)
+	}
+	return out
 }
 
 func TestAPIPoll(t *testing.T) {
@@ -141,7 +158,7 @@ func TestAPIPoll(t *testing.T) {
 		{"production timings", base + "rotation: {rotate_every: 90d, deactivate_after: 7d, delete_after: 7d}\napi: {refresh: 1m}\n", time.Minute, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := config.Load("k.yaml", open(map[string]string{"k.yaml": tt.yaml}), env(nil))
+			cfg, err := config.Load("k.yaml", open(map[string]string{"k.yaml": tt.yaml}), env(nil), config.NeedUsers)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,7 +193,7 @@ func TestAPIKeyStrength(t *testing.T) {
 		{strongKey, true},
 	} {
 		base := map[string]string{"KEYROT_USERS": "x", "KEYROT_NOTIFY_VIA": "log", "API_KEY": tt.key}
-		_, err := config.FromEnv(env(base))
+		_, _, err := config.FromEnv(env(base))
 		if tt.pass {
 			if err != nil {
 				t.Errorf("%q (%d bits) refused: %v", tt.key, config.KeyStrength(tt.key), err)
@@ -194,7 +211,7 @@ func TestAPIKeyStrength(t *testing.T) {
 }
 
 func TestSecretEnvNeverEchoed(t *testing.T) {
-	_, err := config.FromEnv(env(map[string]string{"KEYROT_USERS": "x", "KEYROT_NOTIFY_VIA": "log", "KEYROT_CONCURRENCY": "x", "API_KEY": "topsecret"}))
+	_, _, err := config.FromEnv(env(map[string]string{"KEYROT_USERS": "x", "KEYROT_NOTIFY_VIA": "log", "KEYROT_CONCURRENCY": "x", "API_KEY": "topsecret"}))
 	if err == nil || strings.Contains(err.Error(), "topsecret") {
 		t.Fatalf("err = %v", err)
 	}

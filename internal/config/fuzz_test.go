@@ -28,3 +28,31 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEnv: any value of any variable either sets its setting or fails with
+// a config error naming the variable; a secret's value is never echoed.
+func FuzzEnv(f *testing.F) {
+	f.Add(0, "90d")
+	f.Add(1, `{"key_created":["owner"]}`)
+	f.Add(2, `[{"name":"ci","hash":"sha256:00","users":["*"]}]`)
+	f.Add(3, "NaN")
+	f.Add(4, "a,b,,c")
+	names := config.EnvNames()
+	f.Fuzz(func(t *testing.T, i int, v string) {
+		if i < 0 {
+			i = -i
+		}
+		name := names[i%len(names)]
+		_, _, err := config.FromEnv(func(k string) (string, bool) { return v, k == name })
+		if err == nil {
+			return
+		}
+		var ce *config.Error
+		if !errors.As(err, &ce) || ce.Field == "" {
+			t.Fatalf("%s=%q: error %v names no field", name, v, err)
+		}
+		if (name == "API_KEY" || strings.Contains(name, "SMTP_PASSWORD")) && len(v) > 8 && strings.Contains(err.Error(), v) {
+			t.Fatalf("%s echoed: %v", name, err)
+		}
+	})
+}
