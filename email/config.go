@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/keyrot/keyrot"
-	"github.com/keyrot/keyrot/notify"
 	"github.com/keyrot/keyrot/internal/suggest"
+	"github.com/keyrot/keyrot/notify"
 )
 
 // Defaults applied to zero Config fields.
