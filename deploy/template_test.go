@@ -78,6 +78,7 @@ var deployments = []struct {
 			"LogLevel":             "debug",
 			"LogRetentionDays":     "365",
 			"AlarmTopic":           "arn:aws:sns:eu-west-1:123456789012:ops-alarms",
+			"BulkObserve":          "true",
 		},
 	},
 	{
@@ -106,6 +107,8 @@ var roleActions = []string{
 	"iam:GetUser", "iam:ListUserTags", "iam:ListAccessKeys", "iam:CreateAccessKey",
 	"iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:GetAccessKeyLastUsed",
 	"iam:ListUsers", "iam:GetGroup",
+	"iam:GetAccountAuthorizationDetails", "iam:GenerateCredentialReport", "iam:GetCredentialReport",
+	"secretsmanager:ListSecrets",
 	"secretsmanager:CreateSecret", "secretsmanager:DescribeSecret",
 	"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
 	"secretsmanager:UpdateSecretVersionStage",
@@ -129,6 +132,9 @@ var apiRoleActions = []string{
 // for them (see the comments in the template and deploy/README.md).
 var starResourceExceptions = map[string][]string{
 	"FindUsersByTag": {"iam:ListUsers"}, // IAM ListUsers has no resource type
+	// Bulk observation's account-wide reads: none has a resource type.
+	"ReadAccountInBulk": {"iam:GetAccountAuthorizationDetails", "iam:GenerateCredentialReport", "iam:GetCredentialReport"},
+	"ListSecretsInBulk": {"secretsmanager:ListSecrets"},
 	// Neither has a resource type; BatchGetSecretValue also needs
 	// GetSecretValue on each secret, which is scoped to the prefix.
 	"ListManagedSecrets": {"secretsmanager:ListSecrets", "secretsmanager:BatchGetSecretValue"},
@@ -264,6 +270,7 @@ func TestTemplateResources(t *testing.T) {
 		"KEYROT_NOTIFY_SENDER":    "keys@example.com",
 		"KEYROT_NOTIFY_ADMIN":     "admin@example.com",
 		"KEYROT_LOG_FORMAT":       "json",
+		"KEYROT_BULK_OBSERVE":     "false",
 		"LOG_LEVEL":               "info",
 	}
 	for name, want := range wantEnv {
@@ -285,6 +292,15 @@ func TestTemplateResources(t *testing.T) {
 	}
 	if got, want := altEnv["KEYROT_KMS_KEY_ID"], deployments[1].params["KmsKeyArn"]; got != want {
 		t.Errorf("KEYROT_KMS_KEY_ID = %#v, want %q", got, want)
+	}
+	if got, want := altEnv["KEYROT_BULK_OBSERVE"], "true"; got != want {
+		t.Errorf("BulkObserve true: KEYROT_BULK_OBSERVE = %#v, want %q", got, want)
+	}
+	if got, want := props(t, tpl, "Function")["MemorySize"], float64(128); got != want {
+		t.Errorf("Function.MemorySize = %#v, want %v", got, want)
+	}
+	if got, want := props(t, alt, "Function")["MemorySize"], float64(256); got != want {
+		t.Errorf("BulkObserve true: Function.MemorySize = %#v, want %v (room for a pass's account-wide reads)", got, want)
 	}
 	if got := props(t, alt, "Function")["ReservedConcurrentExecutions"]; got != nil {
 		t.Errorf("ReservedConcurrency none: ReservedConcurrentExecutions = %#v, want unset", got)
@@ -448,6 +464,12 @@ func TestTemplateRole(t *testing.T) {
 			rotation := granted["RolePolicy"]
 			if got, want := slices.Contains(rotation, "iam:ListUsers"), param("ManagedUserTag") != ""; got != want {
 				t.Errorf("iam:ListUsers granted: %v, want %v (only to find users by tag)", got, want)
+			}
+			bulk := param("BulkObserve") == "true"
+			for _, a := range []string{"iam:GetAccountAuthorizationDetails", "iam:GenerateCredentialReport", "iam:GetCredentialReport", "secretsmanager:ListSecrets"} {
+				if got := slices.Contains(rotation, a); got != bulk {
+					t.Errorf("%s granted to the rotation role: %v, want %v (only for BulkObserve)", a, got, bulk)
+				}
 			}
 			if got, want := slices.Contains(rotation, "iam:GetGroup"), param("ExemptGroup") != ""; got != want {
 				t.Errorf("iam:GetGroup granted: %v, want %v (only to read the exempt group)", got, want)

@@ -198,14 +198,18 @@ func (n *Notifier) Notify(ctx context.Context, e keyrot.Event) error {
 	return fmt.Errorf("email: notify %s for user %q: %w", e.Kind, e.User, ErrQueueFull)
 }
 
-// outgoing is a message waiting to be sent.
+// outgoing is a message waiting to be sent. It holds its events, not the
+// rendered message (a few kilobytes of text and HTML): a storm over a large
+// fleet queues thousands of messages behind the send rate, and each is
+// rendered when its turn comes.
 type outgoing struct {
-	msg     Message
-	kind    keyrot.EventKind
-	events  []keyrot.Event
-	attempt int // attempts made
-	due     time.Time
-	seq     uint64
+	kind   keyrot.EventKind
+	events []keyrot.Event
+	// digestTo is the recipient of a digest ("" for one event's message).
+	digestTo string
+	attempt  int // attempts made
+	due      time.Time
+	seq      uint64
 }
 
 // bucket collects one recipient's events for a digest.
@@ -298,17 +302,11 @@ func (n *Notifier) run(ctx context.Context) {
 func (w *worker) accept(e keyrot.Event, now time.Time) {
 	n := w.n
 	if n.cfg.Digest <= 0 {
-		m, err := n.render.Render(e)
-		if err != nil {
-			n.logger.Error("email render failed", "event", string(e.Kind), "user", e.User, "key_id", e.KeyID, "err", err)
-			n.hook(e.Kind, Permanent(err))
-			return
-		}
-		if len(m.To) == 0 {
+		if len(n.render.Recipients(e)) == 0 {
 			n.logger.Debug("no recipients for event", "event", string(e.Kind), "user", e.User)
 			return
 		}
-		w.push(&outgoing{msg: m, kind: e.Kind, events: []keyrot.Event{e}, due: now})
+		w.push(&outgoing{kind: e.Kind, events: []keyrot.Event{e}, due: now})
 		return
 	}
 	for _, r := range n.render.Recipients(e) {
@@ -331,7 +329,6 @@ func (w *worker) push(o *outgoing) {
 // flushDigests turns the digests whose window has closed (all of them when
 // draining) into messages.
 func (w *worker) flushDigests(now time.Time, all bool) {
-	n := w.n
 	kept := w.order[:0]
 	for _, r := range w.order {
 		b := w.buckets[r]
@@ -344,13 +341,7 @@ func (w *worker) flushDigests(now time.Time, all bool) {
 		if len(b.events) == 1 {
 			kind = b.events[0].Kind
 		}
-		m, err := n.render.RenderDigest(r, b.events)
-		if err != nil {
-			n.logger.Error("email render failed", "event", string(kind), "to", r, "events", len(b.events), "err", err)
-			n.hook(kind, Permanent(err))
-			continue
-		}
-		w.push(&outgoing{msg: m, kind: kind, events: b.events, due: now})
+		w.push(&outgoing{kind: kind, events: b.events, digestTo: r, due: now})
 	}
 	w.order = kept
 }
@@ -399,16 +390,36 @@ func (w *worker) sendOne(ctx context.Context, now time.Time) bool {
 	}
 	o := w.pending[idx]
 	w.pending = slices.Delete(w.pending, idx, idx+1)
+	m, err := w.render(o)
+	if err != nil {
+		n := w.n
+		if len(o.events) == 1 {
+			e := o.events[0]
+			n.logger.Error("email render failed", "event", string(e.Kind), "user", e.User, "key_id", e.KeyID, "err", err)
+		} else {
+			n.logger.Error("email render failed", "event", string(o.kind), "to", o.digestTo, "events", len(o.events), "err", err)
+		}
+		n.hook(o.kind, Permanent(err))
+		return true
+	}
 	w.nextSend = now.Add(w.interval)
 	o.attempt++
-	err := w.n.sender.Send(ctx, o.msg)
-	w.result(o, err, now)
+	err = w.n.sender.Send(ctx, m)
+	w.result(o, m, err, now)
 	return true
 }
 
-func (w *worker) result(o *outgoing, err error, now time.Time) {
+// render renders o's message: one event's, or a digest's.
+func (w *worker) render(o *outgoing) (Message, error) {
+	if o.digestTo != "" {
+		return w.n.render.RenderDigest(o.digestTo, o.events)
+	}
+	return w.n.render.Render(o.events[0])
+}
+
+func (w *worker) result(o *outgoing, m Message, err error, now time.Time) {
 	n := w.n
-	attrs := []any{"event", string(o.kind), "to", strings.Join(o.msg.Recipients(), ", "), "attempt", o.attempt}
+	attrs := []any{"event", string(o.kind), "to", strings.Join(m.Recipients(), ", "), "attempt", o.attempt}
 	if len(o.events) == 1 {
 		attrs = append(attrs, "user", o.events[0].User, "key_id", o.events[0].KeyID)
 	} else {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -396,5 +398,40 @@ func TestFlushDeliversQueuedAndDigested(t *testing.T) {
 	defer mu.Unlock()
 	if len(sent) != 1 || !strings.Contains(sent[0].Text, "AKIAAAAAAAAAAAAAAAA3") {
 		t.Fatalf("after Flush, sent %d messages, want the one digest of 3 events", len(sent))
+	}
+}
+
+// A queued message is rendered when its turn to be sent comes: one that
+// fails to render then (a template override that fails on some users) is
+// reported as a permanent failure for its event, and the queue goes on.
+func TestNotifierRenderFailureAtSendTime(t *testing.T) {
+	dir := t.TempDir()
+	// Parses (so the config is valid), fails to execute for one user.
+	tmpl := `{{if eq .User "broken"}}{{index .Fetch 0}}{{end}}{{.Title}} for {{.User}}` + "\n"
+	if err := os.WriteFile(filepath.Join(dir, email.TemplateEventText), []byte(tmpl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.TemplateDir = dir
+	cfg.SendRate = 1e12 // no rate limit in the way
+	clock := mock.NewClock(t0)
+	sender := newRecordingSender(clock)
+	results := make(chan result, 10)
+	n := startNotifier(t, cfg, sender, email.WithClock(clock), resultHook(results))
+	broken := sampleEvents()["key_created"]
+	broken.User = "broken"
+	for _, e := range []keyrot.Event{broken, sampleEvents()["key_created"]} {
+		if err := n.Notify(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := recv(t, results); r.kind != keyrot.EventKeyCreated || !email.IsPermanent(r.err) {
+		t.Fatalf("first result: %v %v, want key_created with a permanent error", r.kind, r.err)
+	}
+	if r := recv(t, results); r.kind != keyrot.EventKeyCreated || r.err != nil {
+		t.Fatalf("second result: %v %v, want key_created delivered", r.kind, r.err)
+	}
+	if got := recv(t, sender.sent); !strings.HasPrefix(got.msg.Text, "key created for ci-bot") {
+		t.Errorf("sent text %q, want the second event's", got.msg.Text)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
@@ -20,8 +21,15 @@ type Verifier struct {
 }
 
 // NewVerifier returns a Verifier that builds its STS clients from cfg
-// (region, endpoint, HTTP client), replacing only the credentials.
+// (region, endpoint, HTTP client), replacing only the credentials. The
+// clients share one HTTP client: one each would keep a transport and its
+// idle connection alive per recent rotation (thousands in a storm). A
+// client per key still gets its own signer, whose cache of signing keys
+// goes by access key id alone.
 func NewVerifier(cfg aws.Config) *Verifier {
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = awshttp.NewBuildableClient()
+	}
 	return &Verifier{cfg: cfg}
 }
 

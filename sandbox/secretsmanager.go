@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -1223,6 +1224,7 @@ type smListEntry struct {
 	created time.Time // sort keys
 	changed time.Time
 	access  time.Time
+	src     *smSecret // described by describePage
 }
 
 // selectSecrets returns the secrets matching filters, in a stable order,
@@ -1241,18 +1243,31 @@ func (m *secretsManager) selectSecrets(c *smCall, filters []smFilter, includeDel
 			expired = append(expired, s)
 		case !s.st.Deleted.IsZero() && !includeDeleted:
 		case m.matchesFilters(&s.st, filters):
-			d := s.st.describe()
-			out = append(out, smListEntry{
-				ARN: d.ARN, Name: d.Name, Description: d.Description, KmsKeyID: d.KmsKeyID, Tags: d.Tags,
-				SecretVersionsToStages: d.VersionIdsToStages, CreatedDate: d.CreatedDate,
-				LastChangedDate: d.LastChangedDate, LastAccessedDate: d.LastAccessedDate, DeletedDate: d.DeletedDate,
-				created: s.st.Created, changed: s.st.LastChanged, access: s.st.LastAccessed,
-			})
+			// Only the page is described (describePage): describing every
+			// match for each page made listing n secrets cost O(n²).
+			out = append(out, smListEntry{ARN: s.st.ARN, Name: s.st.Name,
+				created: s.st.Created, changed: s.st.LastChanged, access: s.st.LastAccessed, src: s})
 		}
 		s.mu.Unlock()
 	}
 	if len(expired) > 0 {
 		m.remove(c, expired...)
+	}
+	return out
+}
+
+// describePage fills in the entries of one page of selectSecrets.
+func describePage(page []smListEntry) []smListEntry {
+	out := make([]smListEntry, len(page))
+	for i, e := range page {
+		e.src.mu.Lock()
+		d := e.src.st.describe()
+		e.src.mu.Unlock()
+		out[i] = smListEntry{
+			ARN: d.ARN, Name: d.Name, Description: d.Description, KmsKeyID: d.KmsKeyID, Tags: d.Tags,
+			SecretVersionsToStages: d.VersionIdsToStages, CreatedDate: d.CreatedDate,
+			LastChangedDate: d.LastChangedDate, LastAccessedDate: d.LastAccessedDate, DeletedDate: d.DeletedDate,
+		}
 	}
 	return out
 }
@@ -1263,10 +1278,13 @@ func createdDate(e *smListEntry) time.Time { return e.created }
 // sortSecretList orders list by key (nil: none), then by name; desc reverses
 // the whole order.
 func sortSecretList(list []smListEntry, key func(*smListEntry) time.Time, desc bool) {
-	slices.SortFunc(list, func(a, b smListEntry) int {
+	// By index: entries passed by value to key would each escape to the
+	// heap, an allocation per comparison.
+	sort.Slice(list, func(i, j int) bool {
+		a, b := &list[i], &list[j]
 		r := 0
 		if key != nil {
-			r = key(&a).Compare(key(&b))
+			r = key(a).Compare(key(b))
 		}
 		if r == 0 {
 			r = strings.Compare(a.Name, b.Name)
@@ -1274,7 +1292,7 @@ func sortSecretList(list []smListEntry, key func(*smListEntry) time.Time, desc b
 		if desc {
 			r = -r
 		}
-		return r
+		return r < 0
 	})
 }
 
@@ -1318,7 +1336,9 @@ func (m *secretsManager) listSecrets(c *smCall, body []byte) (any, *apiError) {
 		SecretList []smListEntry
 		NextToken  string `json:",omitempty"`
 	}{SecretList: []smListEntry{}}
-	out.SecretList, out.NextToken = smPageOf(list, offset, size)
+	var page []smListEntry
+	page, out.NextToken = smPageOf(list, offset, size)
+	out.SecretList = describePage(page)
 	return out, nil
 }
 

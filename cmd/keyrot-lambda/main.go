@@ -232,10 +232,14 @@ func (h *handler) invoke(ctx context.Context, event json.RawMessage) (result, er
 	stopped := passCtx.Err() != nil && ctx.Err() == nil
 
 	// The notifications the pass queued go out before the function returns,
-	// in the time the margin left.
-	if ferr := h.engine.Flush(ctx); ferr != nil {
+	// in the time the margin left, short of the deadline: a storm queues
+	// more than the send rate lets out in one invocation, and the rest stay
+	// queued for the next (in this environment) rather than time it out.
+	flushCtx, cancelFlush := h.flushContext(ctx)
+	if ferr := h.engine.Flush(flushCtx); ferr != nil {
 		log.Warn("notifications not all delivered", "error", ferr)
 	}
+	cancelFlush()
 
 	res := summarize(sum, in.DryRun)
 	res.Stopped = stopped
@@ -265,6 +269,19 @@ func (h *handler) passContext(ctx context.Context) (context.Context, context.Can
 	}
 	left := deadline.Sub(h.now())
 	return context.WithDeadline(ctx, deadline.Add(-min(h.margin, left/2)))
+}
+
+// returnReserve is the time kept after the notifications' flush to write
+// the metrics and the result before the function's deadline.
+const returnReserve = 2 * time.Second
+
+// flushContext ends returnReserve before the function's deadline.
+func (h *handler) flushContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, deadline.Add(-returnReserve))
 }
 
 // summarize turns the engine's summary into the invocation's result.

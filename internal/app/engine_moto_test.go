@@ -10,12 +10,14 @@ import (
 
 	"github.com/keyrot/keyrot/internal/testkit/mototest"
 	"github.com/keyrot/keyrot/mock"
+	"github.com/keyrot/keyrot/sandbox/sandboxtest"
 )
 
 // moto is one moto_server for this test binary, started on first use.
 var moto mototest.Shared
 
 func TestMain(m *testing.M) {
+	sandboxtest.ServeIfChild() // BenchmarkFleetSteadyPass's sandbox process
 	flag.Parse()
 	// The moto scenarios spend their time waiting on the wall clock, not
 	// the CPU: let them all wait at once unless -parallel says otherwise.
