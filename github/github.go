@@ -1,0 +1,224 @@
+// Package github delivers keys to GitHub Actions secrets: a repository's,
+// a repository environment's or an organization's. It implements
+// keyrot.Deliverer on GitHub's REST API (github.com or GitHub Enterprise
+// Server, whose API lives at https://HOST/api/v3).
+//
+// GitHub accepts a secret only encrypted with the owner's public key, as a
+// libsodium sealed box (golang.org/x/crypto/nacl/box SealAnonymous), sent
+// with the key's id. The public key is cached; when GitHub refuses a PUT
+// with 422 (the key changed) it is fetched again and the PUT repeated once.
+package github
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/nacl/box"
+
+	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/internal/restclient"
+)
+
+// DefaultAPIURL is github.com's REST API.
+const DefaultAPIURL = "https://api.github.com"
+
+// The secret names used unless Config.Names overrides them.
+const (
+	DefaultAccessKeyIDName     = "AWS_ACCESS_KEY_ID"
+	DefaultSecretAccessKeyName = "AWS_SECRET_ACCESS_KEY"
+)
+
+// Config says which secrets a Target writes.
+type Config struct {
+	// APIURL is the REST API's base URL (default DefaultAPIURL).
+	APIURL string
+	// Token authenticates (a fine-grained or classic personal access
+	// token, or an installation token); it is sent as a Bearer token and
+	// never appears in an error.
+	Token string
+	// Exactly one of Repo ("owner/name") and Org. Environment, with Repo,
+	// writes the environment's secrets.
+	Repo, Org, Environment string
+	// Visibility of an organization secret: all, private or selected
+	// (default private); SelectedRepositoryIDs with selected.
+	Visibility            string
+	SelectedRepositoryIDs []int64
+	// AccessKeyIDName and SecretAccessKeyName name the two secrets
+	// (defaults AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
+	AccessKeyIDName, SecretAccessKeyName string
+	// Client sends the requests (nil: timeouts and retries by default).
+	Client *restclient.Client
+}
+
+var _ keyrot.Deliverer = (*Target)(nil)
+
+// Target writes a user's key into GitHub Actions secrets.
+type Target struct {
+	cfg    Config
+	client *restclient.Client
+	base   string // the secrets collection: .../actions/secrets or .../environments/E/secrets
+
+	mu  sync.Mutex
+	key *publicKey // cached
+}
+
+type publicKey struct {
+	KeyID string `json:"key_id"`
+	Key   string `json:"key"`
+}
+
+// New checks cfg and returns a Target.
+func New(cfg Config) (*Target, error) {
+	if cfg.APIURL == "" {
+		cfg.APIURL = DefaultAPIURL
+	}
+	if cfg.AccessKeyIDName == "" {
+		cfg.AccessKeyIDName = DefaultAccessKeyIDName
+	}
+	if cfg.SecretAccessKeyName == "" {
+		cfg.SecretAccessKeyName = DefaultSecretAccessKeyName
+	}
+	api, err := url.Parse(strings.TrimSuffix(cfg.APIURL, "/"))
+	if err != nil || (api.Scheme != "https" && api.Scheme != "http") || api.Host == "" {
+		return nil, fmt.Errorf("github: api_url %q: want https://api.github.com or https://HOST/api/v3", cfg.APIURL)
+	}
+	if cfg.Token == "" {
+		return nil, errors.New("github: no token (set KEYROT_GITHUB_TOKEN)")
+	}
+	var base string
+	switch {
+	case cfg.Repo != "" && cfg.Org != "":
+		return nil, errors.New("github: set repo or org, not both")
+	case cfg.Repo != "":
+		owner, name, ok := strings.Cut(cfg.Repo, "/")
+		if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
+			return nil, fmt.Errorf("github: repo %q: want owner/name", cfg.Repo)
+		}
+		base = api.String() + "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(name)
+		if cfg.Environment != "" {
+			base += "/environments/" + url.PathEscape(cfg.Environment) + "/secrets"
+		} else {
+			base += "/actions/secrets"
+		}
+	case cfg.Org != "":
+		if cfg.Environment != "" {
+			return nil, errors.New("github: environment needs a repo, not an org")
+		}
+		base = api.String() + "/orgs/" + url.PathEscape(cfg.Org) + "/actions/secrets"
+		if cfg.Visibility == "" {
+			cfg.Visibility = "private"
+		}
+		switch cfg.Visibility {
+		case "all", "private", "selected":
+		default:
+			return nil, fmt.Errorf("github: visibility %q: want all, private or selected", cfg.Visibility)
+		}
+	default:
+		return nil, errors.New("github: set repo (owner/name) or org")
+	}
+	client := cfg.Client
+	if client == nil {
+		client = &restclient.Client{}
+	}
+	c := *client
+	c.Header = c.Header.Clone()
+	if c.Header == nil {
+		c.Header = http.Header{}
+	}
+	c.Header.Set("Accept", "application/vnd.github+json")
+	c.Header.Set("X-GitHub-Api-Version", "2022-11-28")
+	c.Header.Set("Authorization", "Bearer "+cfg.Token)
+	c.Header.Set("User-Agent", "keyrot")
+	return &Target{cfg: cfg, client: &c, base: base}, nil
+}
+
+// Deliver writes the secret access key, then the access key id. GitHub
+// cannot update two secrets at once: a workflow that starts in between gets
+// a mismatched pair and fails to sign; run again, it gets the new key (the
+// previous one stays active until the delivery is confirmed).
+func (t *Target) Deliver(ctx context.Context, creds keyrot.Credentials) error {
+	if creds.AccessKeyID == "" || creds.SecretAccessKey == "" {
+		return fmt.Errorf("github: deliver key of %q: empty credentials", creds.UserName)
+	}
+	for _, s := range []struct{ name, value string }{
+		{t.cfg.SecretAccessKeyName, creds.SecretAccessKey},
+		{t.cfg.AccessKeyIDName, creds.AccessKeyID},
+	} {
+		if err := t.put(ctx, s.name, s.value); err != nil {
+			return fmt.Errorf("github: set secret %s for key %s of %q: %w", s.name, creds.AccessKeyID, creds.UserName, err)
+		}
+	}
+	return nil
+}
+
+// put encrypts value with the public key and writes it; a 422 answer to a
+// cached key makes it fetch the key again and try once more.
+func (t *Target) put(ctx context.Context, name, value string) error {
+	for refetched := false; ; refetched = true {
+		key, cached, err := t.publicKey(ctx, refetched)
+		if err != nil {
+			return err
+		}
+		sealed, err := seal(key, value)
+		if err != nil {
+			return err
+		}
+		body := map[string]any{"encrypted_value": sealed, "key_id": key.KeyID}
+		if t.cfg.Org != "" {
+			body["visibility"] = t.cfg.Visibility
+			if t.cfg.Visibility == "selected" {
+				body["selected_repository_ids"] = t.cfg.SelectedRepositoryIDs
+			}
+		}
+		err = t.client.Do(ctx, http.MethodPut, t.base+"/"+url.PathEscape(name), body, nil)
+		if err != nil && cached && !refetched && restclient.IsStatus(err, http.StatusUnprocessableEntity) {
+			continue // the public key may have changed since it was cached
+		}
+		return err
+	}
+}
+
+// publicKey returns the owner's public key, from the cache unless fresh;
+// cached says whether it came from the cache.
+func (t *Target) publicKey(ctx context.Context, fresh bool) (publicKey, bool, error) {
+	t.mu.Lock()
+	k := t.key
+	t.mu.Unlock()
+	if k != nil && !fresh {
+		return *k, true, nil
+	}
+	var got publicKey
+	if err := t.client.Do(ctx, http.MethodGet, t.base+"/public-key", nil, &got); err != nil {
+		return publicKey{}, false, fmt.Errorf("get public key: %w", err)
+	}
+	if got.KeyID == "" || got.Key == "" {
+		return publicKey{}, false, errors.New("get public key: answer without key_id and key")
+	}
+	t.mu.Lock()
+	t.key = &got
+	t.mu.Unlock()
+	return got, false, nil
+}
+
+// seal encrypts value for the holder of key, as GitHub requires: a
+// libsodium sealed box of the value, base64-encoded.
+func seal(key publicKey, value string) (string, error) {
+	raw, err := base64.StdEncoding.DecodeString(key.Key)
+	if err != nil || len(raw) != 32 {
+		return "", fmt.Errorf("public key %s: not a base64 Curve25519 key", key.KeyID)
+	}
+	var pub [32]byte
+	copy(pub[:], raw)
+	sealed, err := box.SealAnonymous(nil, []byte(value), &pub, rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("encrypt with public key %s: %w", key.KeyID, err)
+	}
+	return base64.StdEncoding.EncodeToString(sealed), nil
+}
