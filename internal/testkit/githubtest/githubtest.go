@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -118,6 +119,8 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		fault, hang := s.fault, s.hang
 		s.mu.Unlock()
 		if hang {
+			// The server notices a client that gave up only once the body is read.
+			_, _ = io.Copy(io.Discard, r.Body)
 			<-r.Context().Done()
 			return
 		}
