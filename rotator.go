@@ -1093,8 +1093,11 @@ func (r *Rotator) emit(ctx context.Context, u User, e Event) {
 	if !e.NextAt.IsZero() {
 		attrs = append(attrs, "next", e.Next, "next_at", e.NextAt.UTC().Format(time.RFC3339))
 	}
+	if e.Target != "" {
+		attrs = append(attrs, "target", e.Target)
+	}
 	switch e.Kind {
-	case EventRotationFailed:
+	case EventRotationFailed, EventSyncFailed:
 		r.log.Error(e.Summary, append(attrs, "error", e.Err)...)
 	case EventWarning:
 		r.logWarning(e, e.Time)

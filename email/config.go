@@ -34,6 +34,7 @@ const (
 var Kinds = []keyrot.EventKind{
 	keyrot.EventKeyCreated, keyrot.EventKeyDeactivated, keyrot.EventKeyDeleted,
 	keyrot.EventRotationFailed, keyrot.EventRotationRecovered, keyrot.EventWarning,
+	keyrot.EventSyncFailed, keyrot.EventSyncRecovered,
 }
 
 // Config configures rendering and delivery. The zero values of the numeric

@@ -33,6 +33,7 @@ type Metrics struct {
 	cacheMisses   prometheus.Counter
 	rotations     *prometheus.CounterVec
 	notifications *prometheus.CounterVec
+	deliveries    *prometheus.CounterVec
 
 	// routes holds each route's resolved children, so the request path
 	// does not hash label values on every observation.
@@ -91,8 +92,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "keyrot_notifications_total",
 			Help: "Notification deliveries, by event kind and result (ok or error).",
 		}, []string{"kind", "result"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyrot_sync_deliveries_total",
+			Help: "Deliveries of a new key to a sync target (GitHub, GitLab), by target id and result (ok or error).",
+		}, []string{"target", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.cacheHits, m.cacheMisses, m.rotations, m.notifications} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.cacheHits, m.cacheMisses, m.rotations, m.notifications, m.deliveries} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}
@@ -173,6 +178,18 @@ func (m *Metrics) ObserveNotification(kind keyrot.EventKind, err error) {
 		result = "error"
 	}
 	m.notifications.WithLabelValues(string(kind), result).Inc()
+}
+
+// ObserveDelivery counts one delivery to a sync target by its outcome.
+func (m *Metrics) ObserveDelivery(target string, err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.deliveries.WithLabelValues(target, result).Inc()
 }
 
 // Notifier returns a keyrot.Notifier that counts every event it is given,

@@ -110,6 +110,7 @@ func (a *apiRuntime) appOptions(o app.Options) app.Options {
 		a.events.Add(e)
 	}
 	o.NotifyResult = a.metrics.ObserveNotification
+	o.OnDelivery = a.metrics.ObserveDelivery
 	return o
 }
 

@@ -48,7 +48,7 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, o daemonOptions) e
 	}
 	api.listener = o.APIListener
 	defer api.stop(ctx)
-	a, err := app.New(ctx, cfg, api.appOptions(app.Options{Logger: log, AWS: o.AWS, Clock: m.clock()}))
+	a, err := app.New(ctx, cfg, api.appOptions(app.Options{Logger: log, AWS: o.AWS, Clock: m.clock(), LookupEnv: m.LookupEnv}))
 	if err != nil {
 		return err
 	}
