@@ -23,17 +23,12 @@ import (
 	"golang.org/x/crypto/nacl/box"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/internal/keypair"
 	"github.com/keyrot/keyrot/internal/restclient"
 )
 
 // DefaultAPIURL is github.com's REST API.
 const DefaultAPIURL = "https://api.github.com"
-
-// The secret names used unless Config.Names overrides them.
-const (
-	DefaultAccessKeyIDName     = "AWS_ACCESS_KEY_ID"
-	DefaultSecretAccessKeyName = "AWS_SECRET_ACCESS_KEY"
-)
 
 // Config says which secrets a Target writes.
 type Config struct {
@@ -79,15 +74,9 @@ func New(cfg Config) (*Target, error) {
 	if cfg.APIURL == "" {
 		cfg.APIURL = DefaultAPIURL
 	}
-	if cfg.AccessKeyIDName == "" {
-		cfg.AccessKeyIDName = DefaultAccessKeyIDName
-	}
-	if cfg.SecretAccessKeyName == "" {
-		cfg.SecretAccessKeyName = DefaultSecretAccessKeyName
-	}
-	api, err := url.Parse(strings.TrimSuffix(cfg.APIURL, "/"))
-	if err != nil || (api.Scheme != "https" && api.Scheme != "http") || api.Host == "" {
-		return nil, fmt.Errorf("github: api_url %q: want https://api.github.com or https://HOST/api/v3", cfg.APIURL)
+	api, err := restclient.BaseURL(cfg.APIURL, "https://api.github.com or https://HOST/api/v3")
+	if err != nil {
+		return nil, fmt.Errorf("github: %w", err)
 	}
 	if cfg.Token == "" {
 		return nil, errors.New("github: no token (set KEYROT_GITHUB_TOKEN)")
@@ -101,7 +90,7 @@ func New(cfg Config) (*Target, error) {
 		if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
 			return nil, fmt.Errorf("github: repo %q: want owner/name", cfg.Repo)
 		}
-		base = api.String() + "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(name)
+		base = api + "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(name)
 		if cfg.Environment != "" {
 			base += "/environments/" + url.PathEscape(cfg.Environment) + "/secrets"
 		} else {
@@ -111,7 +100,7 @@ func New(cfg Config) (*Target, error) {
 		if cfg.Environment != "" {
 			return nil, errors.New("github: environment needs a repo, not an org")
 		}
-		base = api.String() + "/orgs/" + url.PathEscape(cfg.Org) + "/actions/secrets"
+		base = api + "/orgs/" + url.PathEscape(cfg.Org) + "/actions/secrets"
 		if cfg.Visibility == "" {
 			cfg.Visibility = "private"
 		}
@@ -123,37 +112,20 @@ func New(cfg Config) (*Target, error) {
 	default:
 		return nil, errors.New("github: set repo (owner/name) or org")
 	}
-	client := cfg.Client
-	if client == nil {
-		client = &restclient.Client{}
-	}
-	c := *client
-	c.Header = c.Header.Clone()
-	if c.Header == nil {
-		c.Header = http.Header{}
-	}
-	c.Header.Set("Accept", "application/vnd.github+json")
-	c.Header.Set("X-GitHub-Api-Version", "2022-11-28")
-	c.Header.Set("Authorization", "Bearer "+cfg.Token)
-	c.Header.Set("User-Agent", "keyrot")
-	return &Target{cfg: cfg, client: &c, base: base}, nil
+	client := cfg.Client.With(http.Header{
+		"Accept":               {"application/vnd.github+json"},
+		"X-Github-Api-Version": {"2022-11-28"},
+		"Authorization":        {"Bearer " + cfg.Token},
+		"User-Agent":           {"keyrot"},
+	})
+	return &Target{cfg: cfg, client: client, base: base}, nil
 }
 
-// Deliver writes the secret access key, then the access key id. GitHub
-// cannot update two secrets at once: a workflow that starts in between gets
-// a mismatched pair and fails to sign; run again, it gets the new key (the
-// previous one stays active until the delivery is confirmed).
+// Deliver writes the secret access key, then the access key id (see
+// keypair.Write).
 func (t *Target) Deliver(ctx context.Context, creds keyrot.Credentials) error {
-	if creds.AccessKeyID == "" || creds.SecretAccessKey == "" {
-		return fmt.Errorf("github: deliver key of %q: empty credentials", creds.UserName)
-	}
-	for _, s := range []struct{ name, value string }{
-		{t.cfg.SecretAccessKeyName, creds.SecretAccessKey},
-		{t.cfg.AccessKeyIDName, creds.AccessKeyID},
-	} {
-		if err := t.put(ctx, s.name, s.value); err != nil {
-			return fmt.Errorf("github: set secret %s for key %s of %q: %w", s.name, creds.AccessKeyID, creds.UserName, err)
-		}
+	if err := keypair.Write(ctx, creds, t.cfg.AccessKeyIDName, t.cfg.SecretAccessKeyName, t.put); err != nil {
+		return fmt.Errorf("github: deliver key %s of %q: %w", creds.AccessKeyID, creds.UserName, err)
 	}
 	return nil
 }

@@ -13,20 +13,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/internal/keypair"
 	"github.com/keyrot/keyrot/internal/restclient"
 )
 
 // DefaultAPIURL is gitlab.com's REST API.
 const DefaultAPIURL = "https://gitlab.com/api/v4"
-
-// The variable names used unless Config overrides them.
-const (
-	DefaultAccessKeyIDName     = "AWS_ACCESS_KEY_ID"
-	DefaultSecretAccessKeyName = "AWS_SECRET_ACCESS_KEY"
-)
 
 // Config says which variables a Target writes.
 type Config struct {
@@ -65,18 +59,12 @@ func New(cfg Config) (*Target, error) {
 	if cfg.APIURL == "" {
 		cfg.APIURL = DefaultAPIURL
 	}
-	if cfg.AccessKeyIDName == "" {
-		cfg.AccessKeyIDName = DefaultAccessKeyIDName
-	}
-	if cfg.SecretAccessKeyName == "" {
-		cfg.SecretAccessKeyName = DefaultSecretAccessKeyName
-	}
 	if cfg.EnvironmentScope == "" {
 		cfg.EnvironmentScope = "*"
 	}
-	api, err := url.Parse(strings.TrimSuffix(cfg.APIURL, "/"))
-	if err != nil || (api.Scheme != "https" && api.Scheme != "http") || api.Host == "" {
-		return nil, fmt.Errorf("gitlab: api_url %q: want https://gitlab.com/api/v4 or https://HOST/api/v4", cfg.APIURL)
+	api, err := restclient.BaseURL(cfg.APIURL, "https://gitlab.com/api/v4 or https://HOST/api/v4")
+	if err != nil {
+		return nil, fmt.Errorf("gitlab: %w", err)
 	}
 	if cfg.Token == "" {
 		return nil, errors.New("gitlab: no token (set KEYROT_GITLAB_TOKEN)")
@@ -86,42 +74,25 @@ func New(cfg Config) (*Target, error) {
 	case cfg.Project != "" && cfg.Group != "":
 		return nil, errors.New("gitlab: set project or group, not both")
 	case cfg.Project != "":
-		base = api.String() + "/projects/" + url.PathEscape(cfg.Project) + "/variables"
+		base = api + "/projects/" + url.PathEscape(cfg.Project) + "/variables"
 	case cfg.Group != "":
-		base = api.String() + "/groups/" + url.PathEscape(cfg.Group) + "/variables"
+		base = api + "/groups/" + url.PathEscape(cfg.Group) + "/variables"
 	default:
 		return nil, errors.New("gitlab: set project (id or path) or group")
 	}
-	client := cfg.Client
-	if client == nil {
-		client = &restclient.Client{}
-	}
-	c := *client
-	c.Header = c.Header.Clone()
-	if c.Header == nil {
-		c.Header = http.Header{}
-	}
-	c.Header.Set("PRIVATE-TOKEN", cfg.Token)
-	c.Header.Set("Accept", "application/json")
-	c.Header.Set("User-Agent", "keyrot")
-	return &Target{cfg: cfg, client: &c, base: base}, nil
+	client := cfg.Client.With(http.Header{
+		"Private-Token": {cfg.Token},
+		"Accept":        {"application/json"},
+		"User-Agent":    {"keyrot"},
+	})
+	return &Target{cfg: cfg, client: client, base: base}, nil
 }
 
-// Deliver writes the secret access key, then the access key id. GitLab
-// cannot update two variables at once: a job that starts in between gets a
-// mismatched pair and fails to sign; retried, it gets the new key (the
-// previous one stays active until the delivery is confirmed).
+// Deliver writes the secret access key, then the access key id (see
+// keypair.Write).
 func (t *Target) Deliver(ctx context.Context, creds keyrot.Credentials) error {
-	if creds.AccessKeyID == "" || creds.SecretAccessKey == "" {
-		return fmt.Errorf("gitlab: deliver key of %q: empty credentials", creds.UserName)
-	}
-	for _, v := range []struct{ name, value string }{
-		{t.cfg.SecretAccessKeyName, creds.SecretAccessKey},
-		{t.cfg.AccessKeyIDName, creds.AccessKeyID},
-	} {
-		if err := t.set(ctx, v.name, v.value); err != nil {
-			return fmt.Errorf("gitlab: set variable %s for key %s of %q: %w", v.name, creds.AccessKeyID, creds.UserName, err)
-		}
+	if err := keypair.Write(ctx, creds, t.cfg.AccessKeyIDName, t.cfg.SecretAccessKeyName, t.set); err != nil {
+		return fmt.Errorf("gitlab: deliver key %s of %q: %w", creds.AccessKeyID, creds.UserName, err)
 	}
 	return nil
 }

@@ -66,16 +66,16 @@ func TestDeliverCreatesThenUpdatesProjectVariables(t *testing.T) {
 	}
 	// Created once (PUT 404, POST), then updated in place (PUT).
 	var posts, puts int
-	for _, c := range g.callList() {
+	for _, c := range g.Calls() {
 		switch {
-		case strings.HasPrefix(c, "POST /api/v4/projects/acme%2Fapp/variables?"):
+		case c == "POST /api/v4/projects/acme%2Fapp/variables":
 			posts++
 		case strings.HasPrefix(c, "PUT /api/v4/projects/acme%2Fapp/variables/AWS_") && strings.Contains(c, "filter%5Benvironment_scope%5D=%2A"):
 			puts++
 		}
 	}
 	if posts != 2 || puts != 4 {
-		t.Errorf("POSTs %d, PUTs %d (%q), want 2 and 4", posts, puts, g.callList())
+		t.Errorf("POSTs %d, PUTs %d (%q), want 2 and 4", posts, puts, g.Calls())
 	}
 }
 
@@ -132,13 +132,9 @@ func TestDeliverFailures(t *testing.T) {
 		{name: "404 unknown project", cfg: gitlab.Config{Project: "acme/gone"}, creds: creds, want: "404 Not Found: 404 Project Not Found", calls: 2},
 		{name: "400 value cannot be masked", cfg: gitlab.Config{Project: "42", Masked: true}, creds: short, want: `400 Bad Request: {"value":["is invalid"]}`, calls: 1},
 		{name: "500 retried, then given up", cfg: gitlab.Config{Project: "42"}, creds: creds, setup: func(g *fakeGitLab) {
-			g.setFault(func(*http.Request) int { return http.StatusInternalServerError })
+			g.Fail(func(*http.Request) int { return http.StatusInternalServerError })
 		}, want: "500 Internal Server Error", calls: 3},
-		{name: "timeout retried, then given up", cfg: gitlab.Config{Project: "42"}, creds: creds, setup: func(g *fakeGitLab) {
-			g.mu.Lock()
-			g.hang = true
-			g.mu.Unlock()
-		}, want: "deadline exceeded", calls: 3, timeout: 50 * time.Millisecond},
+		{name: "timeout retried, then given up", cfg: gitlab.Config{Project: "42"}, creds: creds, setup: func(g *fakeGitLab) { g.Hang(true) }, want: "deadline exceeded", calls: 3, timeout: 50 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := startGitLab(t, token)
@@ -155,8 +151,8 @@ func TestDeliverFailures(t *testing.T) {
 					t.Errorf("error %q carries a secret", err)
 				}
 			}
-			if got := len(g.callList()); got != tc.calls {
-				t.Errorf("%d requests (%q), want %d", got, g.callList(), tc.calls)
+			if got := len(g.Calls()); got != tc.calls {
+				t.Errorf("%d requests (%q), want %d", got, g.Calls(), tc.calls)
 			}
 		})
 	}

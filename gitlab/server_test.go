@@ -3,7 +3,6 @@ package gitlab_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/keyrot/keyrot/internal/testkit"
 )
 
 // fakeGitLab serves GitLab's project- and group-level CI/CD variables API
@@ -22,12 +23,11 @@ type fakeGitLab struct {
 	url   string
 	token string
 
+	testkit.HTTPFaults
+
 	mu     sync.Mutex
 	owners map[string]string // "projects/42" and "projects/acme/app" -> "projects/42"
 	vars   map[string][]gitlabVar
-	fault  func(r *http.Request) int
-	hang   bool
-	calls  []string
 }
 
 type gitlabVar struct {
@@ -46,7 +46,9 @@ func startGitLab(t *testing.T, token string) *fakeGitLab {
 		"projects/42": "projects/42", "projects/acme/app": "projects/42",
 		"groups/7": "groups/7", "groups/acme": "groups/7",
 	}}
-	srv := httptest.NewServer(http.HandlerFunc(g.serve))
+	srv := httptest.NewServer(g.Wrap(http.HandlerFunc(g.serve), func(w http.ResponseWriter, code int) {
+		reply(w, code, map[string]any{"message": fmt.Sprintf("%d %s", code, http.StatusText(code))})
+	}))
 	t.Cleanup(srv.Close)
 	g.url = srv.URL + "/api/v4"
 	return g
@@ -65,18 +67,6 @@ func (g *fakeGitLab) seed(owner string, v gitlabVar) {
 	g.mu.Unlock()
 }
 
-func (g *fakeGitLab) setFault(f func(r *http.Request) int) {
-	g.mu.Lock()
-	g.fault = f
-	g.mu.Unlock()
-}
-
-func (g *fakeGitLab) callList() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return append([]string(nil), g.calls...)
-}
-
 var (
 	variablesPath = regexp.MustCompile(`^/api/v4/(projects|groups)/([^/]+)/variables(?:/([^/]+))?$`)
 	variableKey   = regexp.MustCompile(`^[A-Za-z0-9_]{1,255}$`)
@@ -84,22 +74,6 @@ var (
 )
 
 func (g *fakeGitLab) serve(w http.ResponseWriter, r *http.Request) {
-	g.mu.Lock()
-	g.calls = append(g.calls, r.Method+" "+r.URL.EscapedPath()+"?"+r.URL.RawQuery)
-	fault, hang := g.fault, g.hang
-	g.mu.Unlock()
-	if hang {
-		// The server notices a client that gave up only once the body is read.
-		_, _ = io.Copy(io.Discard, r.Body)
-		<-r.Context().Done()
-		return
-	}
-	if fault != nil {
-		if code := fault(r); code != 0 {
-			reply(w, code, map[string]any{"message": fmt.Sprintf("%d %s", code, http.StatusText(code))})
-			return
-		}
-	}
 	if r.Header.Get("PRIVATE-TOKEN") != g.token && r.Header.Get("Authorization") != "Bearer "+g.token {
 		reply(w, http.StatusUnauthorized, map[string]any{"message": "401 Unauthorized"})
 		return

@@ -46,6 +46,33 @@ type Client struct {
 	Clock keyrot.Clock
 }
 
+// With returns a copy of c (nil: the defaults) that sends header with every
+// request, on top of c's own.
+func (c *Client) With(header http.Header) *Client {
+	out := Client{}
+	if c != nil {
+		out = *c
+	}
+	out.Header = out.Header.Clone()
+	if out.Header == nil {
+		out.Header = http.Header{}
+	}
+	for k, v := range header {
+		out.Header[k] = v
+	}
+	return &out
+}
+
+// BaseURL checks an API's base URL (http or https, with a host) and
+// returns it without a trailing slash; example is shown in the error.
+func BaseURL(raw, example string) (string, error) {
+	u, err := url.Parse(strings.TrimSuffix(raw, "/"))
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", fmt.Errorf("api_url %q: want %s", raw, example)
+	}
+	return u.String(), nil
+}
+
 // StatusError is an answer outside 2xx, after any retries.
 type StatusError struct {
 	Method, Path string

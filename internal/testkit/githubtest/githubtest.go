@@ -2,7 +2,8 @@
 // public-key and secret PUT endpoints of repositories, environments and
 // organizations, as GitHub documents them. It really decrypts what it is
 // sent (libsodium sealed boxes) with its private key, so a test can check
-// the plaintext; it can change its key pair, and fail or hang on demand.
+// the plaintext; it can change its key pair, and fail or hang on demand
+// (testkit.HTTPFaults).
 package githubtest
 
 import (
@@ -10,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -19,6 +19,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/nacl/box"
+
+	"github.com/keyrot/keyrot/internal/testkit"
 )
 
 // Server is a fake GitHub REST API for Actions secrets.
@@ -28,15 +30,15 @@ type Server struct {
 	URL   string
 	token string
 
+	// HTTPFaults records the requests, and fails or hangs them on demand.
+	testkit.HTTPFaults
+
 	mu      sync.Mutex
 	pub     *[32]byte
 	priv    *[32]byte
 	keyID   string
 	keys    int
 	secrets map[string]Secret
-	fault   func(r *http.Request) int
-	hang    bool
-	calls   []string
 }
 
 // Secret is a secret as stored: decrypted, with the org secret's visibility.
@@ -60,7 +62,7 @@ func Start(t testing.TB, token string) *Server {
 	root := http.NewServeMux()
 	root.Handle("/api/v3/", http.StripPrefix("/api/v3", mux))
 	root.Handle("/", mux)
-	srv := httptest.NewServer(s.guard(root))
+	srv := httptest.NewServer(s.Wrap(s.auth(root), func(w http.ResponseWriter, code int) { answer(w, code, http.StatusText(code)) }))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
 	return s
@@ -79,21 +81,6 @@ func (s *Server) RotateKey() {
 	s.pub, s.priv, s.keyID = pub, priv, fmt.Sprintf("568250167242549%03d", s.keys)
 }
 
-// Fail makes every request for which f returns a status answer it (0:
-// serve normally); nil stops failing.
-func (s *Server) Fail(f func(r *http.Request) int) {
-	s.mu.Lock()
-	s.fault = f
-	s.mu.Unlock()
-}
-
-// Hang makes every request wait until its client gives up (a timeout).
-func (s *Server) Hang(on bool) {
-	s.mu.Lock()
-	s.hang = on
-	s.mu.Unlock()
-}
-
 // Secret returns a stored secret by its path under the API, such as
 // "repos/acme/app/AWS_ACCESS_KEY_ID",
 // "repos/acme/app/environments/prod/AWS_ACCESS_KEY_ID" or
@@ -105,31 +92,9 @@ func (s *Server) Secret(path string) (Secret, bool) {
 	return v, ok
 }
 
-// Calls lists the requests served, as "METHOD /path".
-func (s *Server) Calls() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.calls...)
-}
-
-func (s *Server) guard(next http.Handler) http.Handler {
+// auth checks the token and the API version, as GitHub does.
+func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		s.calls = append(s.calls, r.Method+" "+r.URL.Path)
-		fault, hang := s.fault, s.hang
-		s.mu.Unlock()
-		if hang {
-			// The server notices a client that gave up only once the body is read.
-			_, _ = io.Copy(io.Discard, r.Body)
-			<-r.Context().Done()
-			return
-		}
-		if fault != nil {
-			if code := fault(r); code != 0 {
-				answer(w, code, http.StatusText(code))
-				return
-			}
-		}
 		if r.Header.Get("Authorization") != "Bearer "+s.token {
 			answer(w, http.StatusUnauthorized, "Bad credentials")
 			return
