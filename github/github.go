@@ -38,6 +38,8 @@ type Config struct {
 	// token, or an installation token); it is sent as a Bearer token and
 	// never appears in an error.
 	Token string
+	// App, instead of Token, authenticates as a GitHub App installation.
+	App *App
 	// Exactly one of Repo ("owner/name") and Org. Environment, with Repo,
 	// writes the environment's secrets.
 	Repo, Org, Environment string
@@ -57,7 +59,8 @@ var _ keyrot.Deliverer = (*Target)(nil)
 // Target writes a user's key into GitHub Actions secrets.
 type Target struct {
 	cfg    Config
-	client *restclient.Client
+	client *restclient.Client // with the token, unless an App signs in
+	api    string
 	base   string // the secrets collection: .../actions/secrets or .../environments/E/secrets
 
 	mu  sync.Mutex
@@ -78,8 +81,11 @@ func New(cfg Config) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("github: %w", err)
 	}
-	if cfg.Token == "" {
-		return nil, errors.New("github: no token (set KEYROT_GITHUB_TOKEN)")
+	switch {
+	case cfg.Token == "" && cfg.App == nil:
+		return nil, errors.New("github: no token (set KEYROT_GITHUB_TOKEN) and no app")
+	case cfg.App != nil && (cfg.App.ID == "" || cfg.App.InstallationID <= 0 || cfg.App.Key == nil):
+		return nil, errors.New("github: app: needs its id, installation id and private key")
 	}
 	var base string
 	switch {
@@ -115,16 +121,27 @@ func New(cfg Config) (*Target, error) {
 	client := cfg.Client.With(http.Header{
 		"Accept":               {"application/vnd.github+json"},
 		"X-Github-Api-Version": {"2022-11-28"},
-		"Authorization":        {"Bearer " + cfg.Token},
 		"User-Agent":           {"keyrot"},
 	})
-	return &Target{cfg: cfg, client: client, base: base}, nil
+	if cfg.App == nil {
+		client = client.With(http.Header{"Authorization": {"Bearer " + cfg.Token}})
+	}
+	return &Target{cfg: cfg, client: client, api: api, base: base}, nil
 }
 
 // Deliver writes the secret access key, then the access key id (see
 // keypair.Write).
 func (t *Target) Deliver(ctx context.Context, creds keyrot.Credentials) error {
-	if err := keypair.Write(ctx, creds, t.cfg.AccessKeyIDName, t.cfg.SecretAccessKeyName, t.put); err != nil {
+	client := t.client
+	if t.cfg.App != nil {
+		tok, err := t.cfg.App.installationToken(ctx, client, t.api)
+		if err != nil {
+			return fmt.Errorf("github: deliver key %s of %q: %w", creds.AccessKeyID, creds.UserName, err)
+		}
+		client = client.With(http.Header{"Authorization": {"Bearer " + tok}})
+	}
+	put := func(ctx context.Context, name, value string) error { return t.put(ctx, client, name, value) }
+	if err := keypair.Write(ctx, creds, t.cfg.AccessKeyIDName, t.cfg.SecretAccessKeyName, put); err != nil {
 		return fmt.Errorf("github: deliver key %s of %q: %w", creds.AccessKeyID, creds.UserName, err)
 	}
 	return nil
@@ -132,9 +149,9 @@ func (t *Target) Deliver(ctx context.Context, creds keyrot.Credentials) error {
 
 // put encrypts value with the public key and writes it; a 422 answer to a
 // cached key makes it fetch the key again and try once more.
-func (t *Target) put(ctx context.Context, name, value string) error {
+func (t *Target) put(ctx context.Context, client *restclient.Client, name, value string) error {
 	for refetched := false; ; refetched = true {
-		key, cached, err := t.publicKey(ctx, refetched)
+		key, cached, err := t.publicKey(ctx, client, refetched)
 		if err != nil {
 			return err
 		}
@@ -149,7 +166,7 @@ func (t *Target) put(ctx context.Context, name, value string) error {
 				body["selected_repository_ids"] = t.cfg.SelectedRepositoryIDs
 			}
 		}
-		err = t.client.Do(ctx, http.MethodPut, t.base+"/"+url.PathEscape(name), body, nil)
+		err = client.Do(ctx, http.MethodPut, t.base+"/"+url.PathEscape(name), body, nil)
 		if err != nil && cached && !refetched && restclient.IsStatus(err, http.StatusUnprocessableEntity) {
 			continue // the public key may have changed since it was cached
 		}
@@ -159,7 +176,7 @@ func (t *Target) put(ctx context.Context, name, value string) error {
 
 // publicKey returns the owner's public key, from the cache unless fresh;
 // cached says whether it came from the cache.
-func (t *Target) publicKey(ctx context.Context, fresh bool) (publicKey, bool, error) {
+func (t *Target) publicKey(ctx context.Context, client *restclient.Client, fresh bool) (publicKey, bool, error) {
 	t.mu.Lock()
 	k := t.key
 	t.mu.Unlock()
@@ -167,7 +184,7 @@ func (t *Target) publicKey(ctx context.Context, fresh bool) (publicKey, bool, er
 		return *k, true, nil
 	}
 	var got publicKey
-	if err := t.client.Do(ctx, http.MethodGet, t.base+"/public-key", nil, &got); err != nil {
+	if err := client.Do(ctx, http.MethodGet, t.base+"/public-key", nil, &got); err != nil {
 		return publicKey{}, false, fmt.Errorf("get public key: %w", err)
 	}
 	if got.KeyID == "" || got.Key == "" {

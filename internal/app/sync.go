@@ -36,14 +36,22 @@ func deliveryTargets(s config.Sync, lookup func(string) (string, bool), client *
 		return "", &config.Error{Field: env, Reason: "not set: the sync targets need it (see docs/sync.md for the scopes)"}
 	}
 	var out []keyrot.DeliveryTarget
+	apps := map[string]*github.App{} // one installation token per App installation
 	for i, g := range s.GitHub {
-		tok, err := token(config.GitHubTokenEnv)
+		var tok string
+		var ghApp *github.App
+		var err error
+		if g.AppID == "" {
+			tok, err = token(config.GitHubTokenEnv)
+		} else {
+			ghApp, err = githubApp(apps, g, token)
+		}
 		if err != nil {
 			return nil, err
 		}
 		var d keyrot.Deliverer = viewOnly{}
 		if lookup != nil {
-			t, err := github.New(github.Config{APIURL: g.APIURL, Token: tok, Repo: g.Repo, Org: g.Org, Environment: g.Environment,
+			t, err := github.New(github.Config{APIURL: g.APIURL, Token: tok, App: ghApp, Repo: g.Repo, Org: g.Org, Environment: g.Environment,
 				Visibility: g.Visibility, SelectedRepositoryIDs: g.SelectedRepositoryIDs,
 				AccessKeyIDName: g.Names.AccessKeyID, SecretAccessKeyName: g.Names.SecretAccessKey, Client: client})
 			if err != nil {
@@ -71,6 +79,25 @@ func deliveryTargets(s config.Sync, lookup func(string) (string, bool), client *
 		out = append(out, keyrot.DeliveryTarget{ID: g.TargetID(), Users: g.Users, Deliverer: d})
 	}
 	return out, nil
+}
+
+// githubApp returns the App installation a target signs in as, one per
+// app_id, installation_id and API (nil in a process that only shows state).
+func githubApp(apps map[string]*github.App, g config.GitHubTarget, token func(string) (string, error)) (*github.App, error) {
+	pemKey, err := token(config.GitHubAppKeyEnv)
+	if err != nil || pemKey == "" {
+		return nil, err
+	}
+	id := fmt.Sprintf("%s/%d@%s", g.AppID, g.InstallationID, g.APIURL)
+	if a := apps[id]; a != nil {
+		return a, nil
+	}
+	key, err := github.ParsePrivateKey([]byte(pemKey))
+	if err != nil {
+		return nil, &config.Error{Field: config.GitHubAppKeyEnv, Reason: err.Error()}
+	}
+	apps[id] = &github.App{ID: g.AppID, InstallationID: g.InstallationID, Key: key}
+	return apps[id], nil
 }
 
 // viewOnly stands for a target in a process that only shows state.

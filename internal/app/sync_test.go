@@ -2,6 +2,10 @@ package app_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -184,5 +188,41 @@ func TestSyncTargetWithoutTokenIsAConfigError(t *testing.T) {
 	}
 	if err := a.Close(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSyncAsAGitHubApp(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, sandbox.Faults{})
+	h.createUser("ci-bot", 0)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	gh := githubtest.Start(t, githubToken)
+	gh.App("1234", 42, &key.PublicKey, time.Now)
+	cfg := h.config("ci-bot")
+	cfg.Sync.GitHub = []config.GitHubTarget{{Repo: "acme/app", APIURL: gh.URL, AppID: "1234", InstallationID: 42, Users: []string{"ci-bot"}}}
+	env := map[string]string{config.GitHubAppKeyEnv: keyPEM} // no KEYROT_GITHUB_TOKEN
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	a, err := app.New(ctx, cfg, app.Options{AWS: &h.aws, Clock: h.clock, Notifier: h.events, LookupEnv: lookup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.pass(a, keyrot.RunOptions{})
+	cur, err := a.Store.Current(ctx, "ci-bot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := gh.Secret("repos/acme/app/AWS_SECRET_ACCESS_KEY"); got.Value != cur.SecretAccessKey {
+		t.Error("the App did not deliver the current key")
+	}
+	// A key that is not PEM is a config error that does not echo it.
+	env[config.GitHubAppKeyEnv] = "-----BEGIN NOTHING-----\nc2VjcmV0\n"
+	_, err = app.New(ctx, cfg, app.Options{AWS: &h.aws, Clock: h.clock, Notifier: h.events, LookupEnv: lookup})
+	var ce *config.Error
+	if !errors.As(err, &ce) || ce.Field != config.GitHubAppKeyEnv || strings.Contains(err.Error(), "c2VjcmV0") {
+		t.Errorf("app.New with a bad key = %v, want a config error naming %s", err, config.GitHubAppKeyEnv)
 	}
 }

@@ -42,6 +42,10 @@ type GitHubTarget struct {
 	APIURL string `yaml:"api_url,omitempty"`
 	// Names overrides the secret names (default AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
 	Names SecretNames `yaml:"names,omitempty"`
+	// AppID signs in as this GitHub App (its id or client id) instead of with KEYROT_GITHUB_TOKEN; its private key comes from KEYROT_GITHUB_APP_PRIVATE_KEY.
+	AppID string `yaml:"app_id,omitempty"`
+	// InstallationID is the App's installation on the repository's or organization's account, with app_id.
+	InstallationID int64 `yaml:"installation_id,omitempty"`
 	// Users are the IAM users whose keys go there: names or globs ("ci-*").
 	Users []string `yaml:"users"`
 }
@@ -84,6 +88,8 @@ const MaxSyncTargets = 20
 const (
 	GitHubTokenEnv = "KEYROT_GITHUB_TOKEN"
 	GitLabTokenEnv = "KEYROT_GITLAB_TOKEN"
+	// GitHubAppKeyEnv holds the PEM private key of the GitHub App that app_id names.
+	GitHubAppKeyEnv = "KEYROT_GITHUB_APP_PRIVATE_KEY"
 )
 
 var (
@@ -203,6 +209,8 @@ func (g GitHubTarget) validate(field string) error {
 		return &Error{Field: field + ".environment", Value: g.Environment, Reason: "environment secrets belong to a repo: set repo"}
 	case g.Org == "" && (g.Visibility != "" || len(g.SelectedRepositoryIDs) > 0):
 		return &Error{Field: field + ".visibility", Value: g.Visibility, Reason: "only for org secrets"}
+	case (g.AppID == "") != (g.InstallationID == 0) || g.InstallationID < 0:
+		return &Error{Field: field + ".installation_id", Reason: "set app_id and installation_id together (a GitHub App's installation), or neither (KEYROT_GITHUB_TOKEN)"}
 	}
 	switch g.Visibility {
 	case "", "all", "private":

@@ -90,6 +90,8 @@ func TestSyncValidationNamesTheField(t *testing.T) {
 		{"github: [{repo: acme/app, names: {access_key_id: K, secret_access_key: K}, users: [a]}]", "sync.github[0].names"},
 		{"github: [{repo: acme/app, users: [a]}, {repo: acme/app, users: [b]}]", "sync.github[1]"},
 		{"github: [{repo: acme/app, id: 'a*b', users: [a]}]", "sync.github[0].id"},
+		{"github: [{repo: acme/app, app_id: '1234', users: [a]}]", "sync.github[0].installation_id"},
+		{"github: [{repo: acme/app, installation_id: 5, users: [a]}]", "sync.github[0].installation_id"},
 		{"gitlab: [{users: [a]}]", "sync.gitlab[0].project"},
 		{"gitlab: [{project: '1', group: '2', users: [a]}]", "sync.gitlab[0]"},
 		{"gitlab: [{project: '1', names: {secret_access_key: 'A-B'}, users: [a]}]", "sync.gitlab[0].names.secret_access_key"},

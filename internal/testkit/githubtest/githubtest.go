@@ -7,16 +7,22 @@
 package githubtest
 
 import (
+	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/nacl/box"
 
@@ -39,6 +45,15 @@ type Server struct {
 	keyID   string
 	keys    int
 	secrets map[string]Secret
+	apps    map[int64]app   // by installation id
+	issued  map[string]bool // installation tokens handed out
+}
+
+// app is a GitHub App the server accepts JWTs from.
+type app struct {
+	id  string
+	pub *rsa.PublicKey
+	now func() time.Time
 }
 
 // Secret is a secret as stored: decrypted, with the org secret's visibility.
@@ -52,13 +67,14 @@ type Secret struct {
 // "Authorization: Bearer <token>".
 func Start(t testing.TB, token string) *Server {
 	t.Helper()
-	s := &Server{token: token, secrets: map[string]Secret{}}
+	s := &Server{token: token, secrets: map[string]Secret{}, apps: map[int64]app{}, issued: map[string]bool{}}
 	s.RotateKey()
 	mux := http.NewServeMux()
 	for _, scope := range []string{"/repos/{owner}/{repo}/actions/secrets", "/repos/{owner}/{repo}/environments/{env}/secrets", "/orgs/{org}/actions/secrets"} {
 		mux.HandleFunc("GET "+scope+"/public-key", s.publicKey)
 		mux.HandleFunc("PUT "+scope+"/{name}", s.put)
 	}
+	mux.HandleFunc("POST /app/installations/{installation}/access_tokens", s.accessToken)
 	root := http.NewServeMux()
 	root.Handle("/api/v3/", http.StripPrefix("/api/v3", mux))
 	root.Handle("/", mux)
@@ -81,6 +97,77 @@ func (s *Server) RotateKey() {
 	s.pub, s.priv, s.keyID = pub, priv, fmt.Sprintf("568250167242549%03d", s.keys)
 }
 
+// App makes the server accept JWTs of the GitHub App id, signed with the
+// private half of pub and valid at now(), for the installation, and hand
+// out installation tokens that work like the server's token.
+func (s *Server) App(id string, installation int64, pub *rsa.PublicKey, now func() time.Time) {
+	s.mu.Lock()
+	s.apps[installation] = app{id: id, pub: pub, now: now}
+	s.mu.Unlock()
+}
+
+// accessToken checks an App's JWT as GitHub documents it (RS256, issued by
+// the App, expiring within 10 minutes) and answers an installation token.
+func (s *Server) accessToken(w http.ResponseWriter, r *http.Request) {
+	installation, _ := strconv.ParseInt(r.PathValue("installation"), 10, 64)
+	s.mu.Lock()
+	a, ok := s.apps[installation]
+	s.mu.Unlock()
+	if !ok {
+		answer(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	jwt, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if err := checkJWT(jwt, a, a.now()); err != nil {
+		answer(w, http.StatusUnauthorized, "A JSON web token could not be decoded: "+err.Error())
+		return
+	}
+	tok := make([]byte, 18)
+	_, _ = rand.Read(tok)
+	token := "ghs_" + base64.RawURLEncoding.EncodeToString(tok)
+	s.mu.Lock()
+	s.issued[token] = true
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(map[string]any{"token": token, "expires_at": a.now().Add(time.Hour).UTC().Format(time.RFC3339)})
+}
+
+func checkJWT(jwt string, a app, now time.Time) error {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return errors.New("not a JWT")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if err := rsa.VerifyPKCS1v15(a.pub, crypto.SHA256, sum[:], sig); err != nil {
+		return errors.New("bad signature")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return err
+	}
+	var claims struct {
+		Iat, Exp int64
+		Iss      any
+	}
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		return err
+	}
+	switch {
+	case fmt.Sprint(claims.Iss) != a.id:
+		return fmt.Errorf("issuer %v", claims.Iss)
+	case claims.Exp <= now.Unix() || claims.Exp-claims.Iat > 600:
+		return errors.New("'Expiration time' claim ('exp') is too far in the future or in the past")
+	case claims.Iat > now.Unix()+60:
+		return errors.New("'Issued at' claim ('iat') must be an Integer representing a time in the past")
+	}
+	return nil
+}
+
 // Secret returns a stored secret by its path under the API, such as
 // "repos/acme/app/AWS_ACCESS_KEY_ID",
 // "repos/acme/app/environments/prod/AWS_ACCESS_KEY_ID" or
@@ -95,7 +182,11 @@ func (s *Server) Secret(path string) (Secret, bool) {
 // auth checks the token and the API version, as GitHub does.
 func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+s.token {
+		bearer, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		s.mu.Lock()
+		ok := bearer == s.token || s.issued[bearer] || strings.Contains(r.URL.Path, "/app/installations/") // the JWT is checked there
+		s.mu.Unlock()
+		if !ok {
 			answer(w, http.StatusUnauthorized, "Bad credentials")
 			return
 		}
