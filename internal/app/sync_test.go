@@ -61,11 +61,18 @@ func keyStatusOf(keys []iamtypes.AccessKeyMetadata, id string) iamtypes.StatusTy
 // is deactivated on the next pass, and the failure and the recovery are
 // each told once. What GitHub stores decrypts to the current key.
 func TestGitHubTargetFailureHoldsThePreviousKey(t *testing.T) {
+	for _, bulk := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bulk_observe=%v", bulk), func(t *testing.T) { testGitHubTargetFailure(t, bulk) })
+	}
+}
+
+func testGitHubTargetFailure(t *testing.T, bulk bool) {
 	ctx := context.Background()
 	h := newHarness(t, sandbox.Faults{})
 	h.createUser("ci-bot", 0)
 	gh := githubtest.Start(t, githubToken)
 	cfg := h.config("ci-bot")
+	cfg.Rotation.BulkObserve = bulk
 	cfg.Sync.GitHub = []config.GitHubTarget{{Repo: "acme/app", APIURL: gh.URL, Users: []string{"ci-*"}}}
 	logs := &testkit.Buffer{}
 	a := h.syncEngine(cfg, logs)
