@@ -2,6 +2,7 @@ package keyrot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -140,10 +141,14 @@ func (r *Rotator) targetStates(o Observation) []TargetState {
 	return out
 }
 
+// errDeliveryFailed marks a deliver step whose target failed: not a failed
+// pass (the delivery has its own incident), and not a step done.
+var errDeliveryFailed = errors.New("delivery failed")
+
 // deliver pushes the current key to one target and records its
 // confirmation on the secret. A failing target is not a failed pass: it is
 // retried on every pass, reported once per incident, and holds the
-// previous key (the planner's part). The error is for the store alone.
+// previous key (the planner's part); it returns errDeliveryFailed.
 func (r *Rotator) deliver(ctx context.Context, u User, obs Observation, st Step) error {
 	i := slices.IndexFunc(r.cfg.Targets, func(t DeliveryTarget) bool { return t.ID == st.Target })
 	if i < 0 {
@@ -163,7 +168,7 @@ func (r *Rotator) deliver(ctx context.Context, u User, obs Observation, st Step)
 	}
 	if err != nil {
 		r.deliveryFailed(ctx, u, st, record, err)
-		return nil
+		return errDeliveryFailed
 	}
 	if err := r.cfg.Secrets.MarkDelivery(ctx, u.Name, st.Target, Delivery{KeyID: st.KeyID}); err != nil {
 		return fmt.Errorf("deliver to %s: record that it confirmed key %s (the next pass delivers again): %w", st.Target, st.KeyID, err)

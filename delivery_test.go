@@ -257,3 +257,26 @@ func TestRotatorHoldsPreviousKeyUntilDelivered(t *testing.T) {
 		}
 	}
 }
+
+func TestAFailedDeliveryIsNeitherDoneNorAFailedPass(t *testing.T) {
+	w := newWorld(t)
+	w.addUser("ci-bot", nil)
+	target := &flakyTarget{down: true}
+	r := w.rotator(func(c *keyrot.RotatorConfig) {
+		c.Targets = []keyrot.DeliveryTarget{{ID: "gitlab/project/42", Users: []string{"ci-bot"}, Deliverer: target.deliverer()}}
+	})
+	sum, err := r.ReconcileAll(context.Background(), keyrot.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := sum.Results[0]
+	if res.Err != nil || sum.Failed != 0 {
+		t.Errorf("pass failed: %v", res.Err)
+	}
+	if slices.ContainsFunc(res.Done, func(st keyrot.Step) bool { return st.Kind == keyrot.StepDeliver }) {
+		t.Errorf("a failed delivery is listed as done: %v", res.Done)
+	}
+	if !slices.ContainsFunc(res.Planned, func(st keyrot.Step) bool { return st.Kind == keyrot.StepDeliver }) || target.count() != 1 {
+		t.Errorf("delivery planned %v, tried %d times; want planned and tried once", res.Planned, target.count())
+	}
+}

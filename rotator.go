@@ -506,7 +506,9 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 				log.Info("stopping before next step", "step", st.Kind, "reason", context.Cause(ctx))
 				return res
 			}
-			if err := r.do(ctx, u.User, obs, st); err != nil {
+			if err := r.do(ctx, u.User, obs, st); errors.Is(err, errDeliveryFailed) {
+				continue // told and retried by the delivery's own incident, not done
+			} else if err != nil {
 				res.Err = err
 				r.failed(ctx, u.User, obs.Secret, st.KeyID, err)
 				return res
