@@ -17,12 +17,18 @@ const (
 	// EventRotationRecovered ends a reported failure incident.
 	EventRotationRecovered EventKind = "rotation_recovered"
 	EventWarning           EventKind = "warning"
+	// EventSyncFailed: delivering the current key to a target (Event.Target)
+	// has kept failing; told once per incident.
+	EventSyncFailed EventKind = "sync_failed"
+	// EventSyncRecovered ends a reported delivery failure incident.
+	EventSyncRecovered EventKind = "sync_recovered"
 )
 
 // EventKinds lists every event kind, in display order.
 var EventKinds = []EventKind{
 	EventKeyCreated, EventKeyDeactivated, EventKeyDeleted,
 	EventRotationFailed, EventRotationRecovered, EventWarning,
+	EventSyncFailed, EventSyncRecovered,
 }
 
 // WarningKind says which condition a warning event is about.
@@ -49,6 +55,10 @@ const (
 	// WarnAPIKeyExpiring: an API key of keyrot's REST API expires soon, or
 	// has expired (Event.APIKey names it; User is empty).
 	WarnAPIKeyExpiring WarningKind = "api_key_expiring"
+	// WarnSyncHoldExpired: a target has not confirmed the current key and
+	// the previous key was held active for sync.max_hold; it now stays
+	// active (sync.on_failure: hold) or is deactivated anyway (proceed).
+	WarnSyncHoldExpired WarningKind = "sync_hold_expired"
 )
 
 // Event is one thing that happened to a user's keys. It never carries a secret.
@@ -72,6 +82,9 @@ type Event struct {
 	// APIKey is the name (never the key or its hash) of the REST API key an
 	// API-key warning is about; empty for events about IAM users' keys.
 	APIKey string
+	// Target is the delivery target (sync.github, sync.gitlab) a sync
+	// event is about, by its id.
+	Target string
 }
 
 // Notifier delivers events to people. Notify must not block a rotation: an

@@ -347,7 +347,7 @@ func (r *Rotator) bulkPlan(u ResolvedUser, v fleetView, now time.Time) (UserResu
 		}
 	}
 	st.Current = &cur
-	obs := Observation{User: u.User, Keys: keys, Secret: st}
+	obs := Observation{User: u.User, Keys: keys, Secret: st, Targets: r.targetsFor(u.User.Name)}
 	plan := PlanUser(obs, r.cfg.Policy, now, false)
 	if len(plan.Steps) > 0 || len(plan.Warnings) > 0 || plan.NextAt.IsZero() || !plan.NextAt.After(now.Add(r.fleet.cfg.PassEvery)) {
 		return res, overdueSince(obs, r.cfg.Policy, now), true

@@ -17,6 +17,10 @@ type Observation struct {
 	// LastUsed holds GetAccessKeyLastUsed for the keys it was needed for.
 	LastUsed map[string]time.Time
 	Secret   SecretState
+	// Targets are the ids of the delivery targets that carry the user's
+	// key (from the configuration): the previous key waits for each to
+	// confirm the current one.
+	Targets []string
 }
 
 // StepKind names one action of a plan.
@@ -46,6 +50,9 @@ const (
 	// StepReport tells of a key event recorded with its change but not
 	// yet reported (a crash came in between).
 	StepReport StepKind = "report"
+	// StepDeliver pushes the current key to a delivery target (Step.Target)
+	// and records its confirmation.
+	StepDeliver StepKind = "deliver"
 )
 
 // Step is one action due now.
@@ -57,6 +64,8 @@ type Step struct {
 	// Report is the event the step tells of: for StepReport, and for a
 	// StepForget of a key keyrot had deactivated (its deletion).
 	Report EventKind
+	// Target is the delivery target of a StepDeliver.
+	Target string
 	Reason string
 }
 
@@ -88,6 +97,9 @@ type Retirement struct {
 	InactiveSince time.Time
 	// Adopted marks a key keyrot did not create, rotated out on its timings.
 	Adopted bool
+	// HeldFor lists the delivery targets that have not confirmed the
+	// current key, while the key is held active for them.
+	HeldFor []string
 }
 
 func (p *Plan) retire(id string, r Retirement) {
@@ -198,6 +210,10 @@ func PlanUser(o Observation, p Policy, now time.Time, force bool) Plan {
 		plan.warn(WarnCurrentInactive, cur.KeyID, fmt.Sprintf("current key %s was deactivated outside keyrot; it is not re-enabled; rotating now", cur.KeyID))
 		force = true
 	}
+	var undelivered []string
+	if keys[cur.KeyID].Status == KeyActive {
+		undelivered = planDeliveries(&plan, o, cur)
+	}
 
 	others := 0
 	waitingFor := time.Time{}
@@ -226,7 +242,10 @@ func PlanUser(o Observation, p Policy, now time.Time, force bool) Plan {
 					k.ID, kSince.Add(p.DeactivateAfter).UTC().Format(time.RFC3339), FormatDuration(p.DeleteAfter)))
 			}
 		}
-		at := retireKey(&plan, k, s, p, now, kSince)
+		held, at := holdForDelivery(&plan, k, s, p, now, kSince, rotateAt, undelivered)
+		if !held {
+			at = retireKey(&plan, k, s, p, now, kSince)
+		}
 		if !at.IsZero() && (waitingFor.IsZero() || at.After(waitingFor)) {
 			waitingFor = at
 		}

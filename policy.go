@@ -41,7 +41,28 @@ type Policy struct {
 	// the daemon, the schedule's period for the Lambda (one minute). It is
 	// part of the timings consumers are given.
 	StepLateness time.Duration
+	// SyncMaxHold is how long past its due time the previous key is held
+	// active while a delivery target has not confirmed its successor (0:
+	// until the next rotation is due).
+	SyncMaxHold time.Duration
+	// SyncOnFailure says what happens once SyncMaxHold has passed ("":
+	// SyncHold).
+	SyncOnFailure SyncOnFailure
 }
+
+// SyncOnFailure says what to do with a previous key held for a delivery
+// target that kept failing past sync.max_hold.
+type SyncOnFailure string
+
+// The two ways to end a hold.
+const (
+	// SyncHold keeps the previous key active until every target confirmed
+	// (reported): nothing breaks, and rotation waits.
+	SyncHold SyncOnFailure = "hold"
+	// SyncProceed deactivates the previous key anyway (reported): the
+	// failing target is left with a key that stops working.
+	SyncProceed SyncOnFailure = "proceed"
+)
 
 // DefaultPolicy returns the seed's timings: rotate every 5 minutes,
 // deactivate after 2, delete after 1.
@@ -99,6 +120,12 @@ func (p Policy) Check(report func(field, reason string)) {
 	}
 	if p.StepLateness < 0 {
 		report("rotation.step_lateness", "must not be negative")
+	}
+	if p.SyncMaxHold < 0 {
+		report("sync.max_hold", "must not be negative (0: until the next rotation is due)")
+	}
+	if p.SyncOnFailure != "" && p.SyncOnFailure != SyncHold && p.SyncOnFailure != SyncProceed {
+		report("sync.on_failure", fmt.Sprintf("%q is not hold or proceed", p.SyncOnFailure))
 	}
 }
 

@@ -61,6 +61,14 @@ type RotatorConfig struct {
 	// Fleet, if set, makes passes over every user observe the account in
 	// bulk (see FleetConfig); nil observes each user with its own calls.
 	Fleet *FleetConfig
+	// Targets receive each user's new key after it is promoted; the
+	// previous key waits for them (see Policy.SyncMaxHold).
+	Targets []DeliveryTarget
+	// SyncRetry is how soon a user whose delivery failed is looked at
+	// again (default DefaultSyncRetry).
+	SyncRetry time.Duration
+	// OnDelivery, if set, is told the outcome of every delivery (metrics).
+	OnDelivery func(target string, err error)
 }
 
 // Rotator carries out plans: it observes a user, asks PlanUser what is due,
@@ -77,6 +85,8 @@ type Rotator struct {
 	told  map[string]bool
 	busy  sync.Map    // users being reconciled: never two passes on one user at once
 	fleet *fleetState // nil without bulk observation
+	// deliveries are the failing deliveries ("user/target").
+	deliveries map[string]*incident
 }
 
 // incident is a run of failed passes for one user.
@@ -85,6 +95,7 @@ type incident struct {
 	failures int
 	reported bool // the FAILED email went out
 	ended    bool // recovery told; its record on the secret is still to clear
+	err      string
 }
 
 // NewRotator checks cfg and fills in defaults.
@@ -118,6 +129,9 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 	}
 	if cfg.FailureWindow <= 0 {
 		cfg.FailureWindow = 10 * time.Minute
+	}
+	if cfg.SyncRetry <= 0 {
+		cfg.SyncRetry = DefaultSyncRetry
 	}
 	r := &Rotator{cfg: cfg, log: cfg.Logger.With("system", "rotator"), unstored: map[string]WarnRecord{},
 		incidents: map[string]*incident{}, told: map[string]bool{}}
@@ -174,6 +188,8 @@ type UserResult struct {
 	Next     string
 	// Retiring is the plan's schedule for the keys on their way out.
 	Retiring map[string]Retirement
+	// Targets is each delivery target's state for the user.
+	Targets []TargetState
 	// Secret is the user's secret state as last observed, without any
 	// secret access key (for views: status, report, the UI).
 	Secret SecretState
@@ -423,8 +439,10 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 	if !opts.DryRun {
 		defer func() { r.clearEndedWarnings(ctx, last, standing) }()
 	}
-	var lastAt time.Time // when last was observed
-	settled := false     // the last plan had nothing to do now
+	var lastAt time.Time       // when last was observed
+	settled := false           // the last plan had nothing to do now
+	tried := map[string]bool{} // delivery targets tried this pass
+	delivering := false        // the last plan had a delivery to make
 	if r.fleet != nil {
 		// Bulk passes trust a settled full observation until the records change.
 		r.fleet.forget(u.User.Name)
@@ -456,6 +474,7 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 		last, standing = obs, map[WarningKind]bool{}
 		res.describe(obs)
 		res.NextAt, res.Next, res.Retiring = plan.NextAt, plan.Next, plan.Retiring
+		delivering = slices.ContainsFunc(plan.Steps, func(st Step) bool { return st.Kind == StepDeliver })
 		for _, w := range plan.Warnings {
 			standing[w.Warning] = true
 			if key := string(w.Warning) + "/" + w.KeyID; !seen[key] {
@@ -474,12 +493,22 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 		if opts.DryRun {
 			break
 		}
-		for _, st := range plan.Steps {
+		// A delivery is tried once a pass; a failing one is retried by the next.
+		steps := slices.DeleteFunc(slices.Clone(plan.Steps), func(st Step) bool { return st.Kind == StepDeliver && tried[st.Target] })
+		if len(steps) == 0 {
+			break
+		}
+		for _, st := range steps {
+			if st.Kind == StepDeliver {
+				tried[st.Target] = true
+			}
 			if ctx.Err() != nil {
 				log.Info("stopping before next step", "step", st.Kind, "reason", context.Cause(ctx))
 				return res
 			}
-			if err := r.do(ctx, u.User, obs, st); err != nil {
+			if err := r.do(ctx, u.User, obs, st); errors.Is(err, errDeliveryFailed) {
+				continue // told and retried by the delivery's own incident, not done
+			} else if err != nil {
 				res.Err = err
 				r.failed(ctx, u.User, obs.Secret, st.KeyID, err)
 				return res
@@ -489,6 +518,10 @@ func (r *Rotator) reconcile(ctx context.Context, u ResolvedUser, opts RunOptions
 	}
 	if !opts.DryRun && ctx.Err() == nil && !u.Missing {
 		r.recovered(ctx, u.User, last.Secret)
+	}
+	res.Targets = r.targetStates(last)
+	if retry := r.deliveryRetryAt(u.User.Name); delivering && !retry.IsZero() && (res.NextAt.IsZero() || retry.Before(res.NextAt)) {
+		res.NextAt, res.Next = retry, "retry a failed delivery"
 	}
 	return res
 }
@@ -565,7 +598,7 @@ func (r *Rotator) observe(ctx context.Context, u ResolvedUser) (Observation, err
 	if err != nil {
 		return obs, fmt.Errorf("list access keys of user %q: %w", u.User.Name, err)
 	}
-	obs.Keys = keys
+	obs.Keys, obs.Targets = keys, r.targetsFor(u.User.Name)
 	if obs.Secret, err = r.cfg.Secrets.Load(ctx, u.User.Name); err != nil {
 		return obs, fmt.Errorf("load secret of user %q: %w", u.User.Name, err)
 	}
@@ -647,6 +680,8 @@ func (r *Rotator) do(parent context.Context, u User, obs Observation, st Step) e
 		err = r.report(ctx, u, r.recordedEvent(obs, st))
 	case StepRecordTimings:
 		err = r.cfg.Secrets.SetTimings(ctx, u.Name, r.cfg.Policy.Timings())
+	case StepDeliver:
+		err = r.deliver(ctx, u, obs, st)
 	default:
 		err = fmt.Errorf("unknown step %q", st.Kind)
 	}
@@ -1046,8 +1081,11 @@ func (r *Rotator) emit(ctx context.Context, u User, e Event) {
 	if !e.NextAt.IsZero() {
 		attrs = append(attrs, "next", e.Next, "next_at", e.NextAt.UTC().Format(time.RFC3339))
 	}
+	if e.Target != "" {
+		attrs = append(attrs, "target", e.Target)
+	}
 	switch e.Kind {
-	case EventRotationFailed:
+	case EventRotationFailed, EventSyncFailed:
 		r.log.Error(e.Summary, append(attrs, "error", e.Err)...)
 	case EventWarning:
 		r.log.Warn(e.Summary, append(attrs, "warning", e.Warning)...)

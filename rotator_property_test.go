@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/mock"
 )
 
 // faultMode is what a flaky call does.
@@ -141,10 +142,20 @@ func runFaultScenario(t *testing.T, seed int64) {
 	addForeign("foreign-inactive", "AKIAFOREIGN5", keyrot.KeyInactive, ago(50*24*time.Hour))
 
 	wrapWorld(w, f, l)
+	// A delivery target carries every user's key and fails like the rest.
+	if rng.Intn(2) == 0 {
+		policy.SyncOnFailure = keyrot.SyncProceed
+	}
+	const target = "github/acme/app"
+	deliverer := &mock.Deliverer{DeliverFn: func(_ context.Context, c keyrot.Credentials) error {
+		return flaky0(f, func() error { return nil })
+	}}
+	guardDeactivation(w, l, policy, target)
 	newRotator := func() *keyrot.Rotator {
 		return w.rotator(func(c *keyrot.RotatorConfig) {
 			c.Policy = policy
 			c.Concurrency = 1 // the faulter's draws stay in one order: runs repeat by seed
+			c.Targets = []keyrot.DeliveryTarget{{ID: target, Users: []string{"*"}, Deliverer: deliverer}}
 		})
 	}
 	r := newRotator()
@@ -399,6 +410,31 @@ func wrapWorld(w *world, f *faulter, l *ledger) {
 	}
 	s.ForgetFn = func(ctx context.Context, user, id string) error {
 		return flaky0(f, func() error { return forget(ctx, user, id) })
+	}
+	markDelivery := s.MarkDeliveryFn
+	s.MarkDeliveryFn = func(ctx context.Context, user, target string, d keyrot.Delivery) error {
+		return flaky0(f, func() error { return markDelivery(ctx, user, target, d) })
+	}
+}
+
+// guardDeactivation records as a violation every deactivation of a key
+// that was once current while the target has not confirmed its successor,
+// unless the hold ran out under on_failure: proceed.
+func guardDeactivation(w *world, l *ledger, p keyrot.Policy, target string) {
+	setStatus := w.keys.SetKeyStatusFn
+	w.keys.SetKeyStatusFn = func(ctx context.Context, user, id string, status keyrot.KeyStatus) error {
+		st := w.state(user)
+		l.mu.Lock()
+		wasCurrent := l.promoted[id] > 0
+		l.mu.Unlock()
+		if status == keyrot.KeyInactive && wasCurrent && st.Current != nil && st.Current.KeyID != id && keyStatus(w, user, id) == keyrot.KeyActive {
+			holdEnds := st.Current.CreateDate.Add(p.RotateEvery)
+			if confirmed := st.Delivered[target].KeyID == st.Current.KeyID; !confirmed &&
+				(p.SyncOnFailure != keyrot.SyncProceed || l.clock().Before(holdEnds)) {
+				l.violate("deactivated %s of %s before %s confirmed its successor %s (on_failure %q)", id, user, target, st.Current.KeyID, p.SyncOnFailure)
+			}
+		}
+		return setStatus(ctx, user, id, status)
 	}
 }
 

@@ -94,6 +94,7 @@ func newWorld(t *testing.T) *world {
 		MarkWarnedFn:       w.markWarned,
 		ClearWarnedFn:      w.clearWarned,
 		ForgetFn:           w.forget,
+		MarkDeliveryFn:     w.markDelivery,
 		CurrentFn:          w.current,
 	}
 	return w
@@ -346,6 +347,7 @@ func cloneState(s keyrot.SecretState) keyrot.SecretState {
 	s.Seen = maps.Clone(s.Seen)
 	s.Unreported = maps.Clone(s.Unreported)
 	s.Warned = maps.Clone(s.Warned)
+	s.Delivered = maps.Clone(s.Delivered)
 	if s.Current != nil {
 		k := *s.Current
 		s.Current = &k
@@ -507,6 +509,15 @@ func (w *world) reported(_ context.Context, user, id string) error {
 
 func (w *world) markFailing(_ context.Context, user string, since time.Time) error {
 	return w.edit(user, "MarkFailing", "", func(s *keyrot.SecretState) { s.FailingSince = since })
+}
+
+func (w *world) markDelivery(_ context.Context, user, target string, d keyrot.Delivery) error {
+	return w.edit(user, "MarkDelivery", target, func(s *keyrot.SecretState) {
+		if s.Delivered == nil {
+			s.Delivered = map[string]keyrot.Delivery{}
+		}
+		s.Delivered[target] = d
+	})
 }
 
 func (w *world) markWarned(_ context.Context, user string, kind keyrot.WarningKind, id string, at time.Time) error {

@@ -104,6 +104,19 @@ type SecretState struct {
 	// or a fresh process (a new Lambda environment) does not send them again
 	// before the quiet period is over.
 	Warned map[WarningKind]WarnRecord
+	// Delivered records, by delivery target id, which key the target
+	// confirmed last and when a reported delivery failure began, so that a
+	// restart neither pushes the key again nor forgets an incident.
+	Delivered map[string]Delivery
+}
+
+// Delivery is a target's record on a user's secret.
+type Delivery struct {
+	// KeyID is the access key the target last confirmed ("" if none).
+	KeyID string
+	// FailingSince is when a reported delivery failure incident began
+	// (zero: none reported).
+	FailingSince time.Time
 }
 
 // WithoutSecrets returns s with the stored keys' credentials removed, so
@@ -187,6 +200,9 @@ type SecretStore interface {
 	// ClearWarned drops the record of a warning whose condition has ended,
 	// so that it is sent at once if it comes back.
 	ClearWarned(ctx context.Context, user string, kind WarningKind) error
+	// MarkDelivery records a delivery target's state for the user: the key
+	// it confirmed and a reported failure incident, if any.
+	MarkDelivery(ctx context.Context, user, target string, d Delivery) error
 	// Forget drops every record about a key that has been deleted.
 	Forget(ctx context.Context, user, keyID string) error
 	// Current returns the user's current credentials, or ErrSecretNotFound.

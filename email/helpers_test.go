@@ -191,6 +191,26 @@ func sampleEvents() map[string]keyrot.Event {
 			e.Summary = "The user has two access keys; keyrot cannot rotate it."
 		}),
 		"warning_api_key_expiring": apiKeyWarning("ci"),
+		"sync_failed": with(func(e *keyrot.Event) {
+			e.Kind = keyrot.EventSyncFailed
+			e.KeyID = "AKIAI44QH8DHBEXAMPLE"
+			e.Target = "github/acme/app"
+			e.Summary = "Delivering key AKIAI44QH8DHBEXAMPLE of ci-bot to github/acme/app has failed 3 times since 2025-03-01T09:00:00Z."
+			e.Err = `github: set secret AWS_SECRET_ACCESS_KEY for key AKIAI44QH8DHBEXAMPLE of "ci-bot": PUT api.github.com/repos/acme/app/actions/secrets/AWS_SECRET_ACCESS_KEY: 401 Unauthorized: Bad credentials`
+			e.Next = "keyrot retries on every pass, keeps the previous key active meanwhile (up to sync.max_hold), and says when delivery works again"
+		}),
+		"sync_recovered": with(func(e *keyrot.Event) {
+			e.Kind = keyrot.EventSyncRecovered
+			e.KeyID = "AKIAI44QH8DHBEXAMPLE"
+			e.Target = "github/acme/app"
+			e.Summary = "github/acme/app confirmed key AKIAI44QH8DHBEXAMPLE of ci-bot: delivery works again (failing since 2025-03-01T09:00:00Z)."
+		}),
+		"warning_sync_hold_expired": with(func(e *keyrot.Event) {
+			e.Kind = keyrot.EventWarning
+			e.Warning = keyrot.WarnSyncHoldExpired
+			e.KeyID = "AKIAJ5PREVIOUSEXAMPLE"
+			e.Summary = "Key AKIAJ5PREVIOUSEXAMPLE stays active past 2025-03-01T12:00:00Z (sync.max_hold, sync.on_failure: hold) because github/acme/app did not confirm the current key; rotation waits until it does."
+		}),
 	}
 }
 

@@ -41,6 +41,7 @@ const (
 	HeaderUser    = "X-Keyrot-User"
 	HeaderKeyID   = "X-Keyrot-Key-Id"
 	HeaderAPIKey  = "X-Keyrot-Api-Key" // the API key's name, on API-key warnings
+	HeaderTarget  = "X-Keyrot-Target"  // the sync target's id, on sync events
 )
 
 // KindDigest is the kind reported to the result hook (and in the
@@ -76,6 +77,8 @@ type EventData struct {
 	// APIKey is the REST API key's name, on API-key warnings (User is
 	// then empty and there is no key to fetch).
 	APIKey string
+	// Target is the sync target's id, on sync events.
+	Target string
 	// Action says what the reader should do.
 	Action  string
 	Fetch   Fetch
@@ -215,6 +218,9 @@ func (r *Renderer) Render(e keyrot.Event) (Message, error) {
 	if e.Warning != "" {
 		m.Headers[HeaderWarning] = string(e.Warning)
 	}
+	if e.Target != "" {
+		m.Headers[HeaderTarget] = oneLine(e.Target)
+	}
 	var err error
 	if m.Text, m.HTML, err = r.execute(TemplateEventText, TemplateEventHTML, d); err != nil {
 		return Message{}, fmt.Errorf("email: render %s for user %q: %w", e.Kind, e.User, err)
@@ -336,6 +342,7 @@ func (r *Renderer) eventData(e keyrot.Event) EventData {
 		Next:    redact(e.Next),
 		Err:     redact(e.Err),
 		APIKey:  oneLine(e.APIKey),
+		Target:  oneLine(e.Target),
 		Action:  action(e),
 		Fetch:   r.fetch(e.User),
 		Contact: r.cfg.Contact,
@@ -417,6 +424,10 @@ func Title(e keyrot.Event) string {
 		return "FAILED rotation"
 	case keyrot.EventRotationRecovered:
 		return "RECOVERED rotation"
+	case keyrot.EventSyncFailed:
+		return "FAILED sync"
+	case keyrot.EventSyncRecovered:
+		return "RECOVERED sync"
 	case keyrot.EventWarning:
 		return "WARNING " + warningTitle(e.Warning)
 	}
@@ -441,6 +452,8 @@ func warningTitle(w keyrot.WarningKind) string {
 		return "orphan key"
 	case keyrot.WarnAPIKeyExpiring:
 		return "API key expiring"
+	case keyrot.WarnSyncHoldExpired:
+		return "sync hold expired"
 	case "":
 		return "condition"
 	}
@@ -470,6 +483,10 @@ func action(e keyrot.Event) string {
 		return "The current key keeps working. keyrot sends this once an incident has lasted several passes, keeps retrying, and emails again when rotation works again. Check the error above and the keyrot logs, or ask the contact below."
 	case keyrot.EventRotationRecovered:
 		return "Nothing: rotation works again for this user and the current key below is up to date."
+	case keyrot.EventSyncFailed:
+		return "The target named above did not take the current key: check the error (a revoked or under-scoped token, a renamed repository or project; docs/sync.md lists the scopes each target needs). The previous key stays active meanwhile, up to sync.max_hold. keyrot retries on every pass and emails again when the target has the current key."
+	case keyrot.EventSyncRecovered:
+		return "Nothing: the target holds the current key, and the previous key is deactivated on the normal timings."
 	}
 	switch e.Warning {
 	case keyrot.WarnKeyInUse:
@@ -486,6 +503,8 @@ func action(e keyrot.Event) string {
 		return "The current key was deactivated outside keyrot and its consumers' calls fail. Re-activate it in IAM if that was a mistake, and find out who did it (CloudTrail: UpdateAccessKey)."
 	case keyrot.WarnOrphanKey:
 		return "keyrot created this key and could not store it, so nobody can have used it. It was deactivated at once and is deleted on the normal timings: nothing to do unless this repeats."
+	case keyrot.WarnSyncHoldExpired:
+		return "A sync target has not taken the current key for as long as sync.max_hold allows. Fix the target (see the sync_failed email and docs/sync.md), or copy the current key (below) there by hand; keyrot notices on its next pass."
 	case keyrot.WarnAPIKeyExpiring:
 		return "Rotate it before it expires: keyrot apikey rotate " + oneLine(e.APIKey) + " --keys-secret <the api.keys_secret> makes a successor, prints it once, and keeps this key working for an overlap (--overlap, default 7d); hand the new key to the key's consumers within the overlap. For a key kept in the config file, leave out --keys-secret and paste the lines it prints. After it expires, requests with the key get 401 \"API key expired\"."
 	}

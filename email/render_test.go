@@ -89,6 +89,8 @@ func TestRenderSubjects(t *testing.T) {
 		"warning_unmanaged_key":    "[keyrot] WARNING unmanaged key: ci-bot AKIAJ5EXAMPLEUNMANAGED",
 		"warning_key_limit":        "[keyrot] WARNING key limit: ci-bot AKIAIOSFODNN7EXAMPLE",
 		"warning_api_key_expiring": "[keyrot] WARNING API key expiring: ci",
+		"sync_failed":              "[keyrot] FAILED sync: ci-bot AKIAI44QH8DHBEXAMPLE",
+		"sync_recovered":           "[keyrot] RECOVERED sync: ci-bot AKIAI44QH8DHBEXAMPLE",
 	} {
 		t.Run(name, func(t *testing.T) {
 			m, err := email.Render(testConfig(), events[name])

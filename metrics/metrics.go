@@ -35,6 +35,7 @@ type Metrics struct {
 	rotations     *prometheus.CounterVec
 	notifications *prometheus.CounterVec
 	deliveries    *prometheus.CounterVec
+	syncs         *prometheus.CounterVec
 
 	// routes holds each route's resolved children, so the request path
 	// does not hash label values on every observation.
@@ -97,8 +98,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "keyrot_webhook_deliveries_total",
 			Help: "Event deliveries to webhooks, Slack and EventBridge, by target and result (ok, retried, failed, dropped); one count per attempt.",
 		}, []string{"target", "result"}),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyrot_sync_deliveries_total",
+			Help: "Deliveries of a new key to a sync target (GitHub, GitLab), by target id and result (ok or error).",
+		}, []string{"target", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.cacheHits, m.cacheMisses, m.rotations, m.notifications, m.deliveries} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.cacheHits, m.cacheMisses, m.rotations, m.notifications, m.deliveries, m.syncs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}
@@ -187,6 +192,19 @@ func (m *Metrics) ObserveDelivery(target string, result notify.Result) {
 	if m != nil {
 		m.deliveries.WithLabelValues(target, string(result)).Inc()
 	}
+}
+
+// ObserveSync counts one delivery of a new key to a sync target by its
+// outcome.
+func (m *Metrics) ObserveSync(target string, err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.syncs.WithLabelValues(target, result).Inc()
 }
 
 // Notifier returns a keyrot.Notifier that counts every event it is given,

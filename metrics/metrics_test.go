@@ -46,6 +46,9 @@ func TestMetrics(t *testing.T) {
 	m.ObserveNotification(keyrot.EventKeyCreated, errors.New("ses: throttled"))
 	m.ObserveDelivery("webhook:hooks.example.com", notify.ResultRetried)
 	m.ObserveDelivery("webhook:hooks.example.com", notify.ResultOK)
+	m.ObserveSync("github/acme/app", nil)
+	m.ObserveSync("github/acme/app", errors.New("github: 500"))
+	m.ObserveSync("github/acme/app", errors.New("github: 500"))
 
 	want := `
 # HELP keyrot_cache_hits_total Credential reads served from the API cache.
@@ -73,10 +76,14 @@ keyrot_webhook_deliveries_total{result="retried",target="webhook:hooks.example.c
 # TYPE keyrot_rotations_total counter
 keyrot_rotations_total{event="key_created"} 1
 keyrot_rotations_total{event="key_deleted"} 1
+# HELP keyrot_sync_deliveries_total Deliveries of a new key to a sync target (GitHub, GitLab), by target id and result (ok or error).
+# TYPE keyrot_sync_deliveries_total counter
+keyrot_sync_deliveries_total{result="error",target="github/acme/app"} 2
+keyrot_sync_deliveries_total{result="ok",target="github/acme/app"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"keyrot_cache_hits_total", "keyrot_cache_misses_total", "keyrot_http_requests_total", "keyrot_key_age_seconds",
-		"keyrot_notifications_total", "keyrot_rotations_total", "keyrot_webhook_deliveries_total"); err != nil {
+		"keyrot_notifications_total", "keyrot_rotations_total", "keyrot_webhook_deliveries_total", "keyrot_sync_deliveries_total"); err != nil {
 		t.Error(err)
 	}
 	if got, want := testutil.CollectAndCount(reg, "keyrot_http_request_duration_seconds"), 1; got != want {

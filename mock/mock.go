@@ -131,6 +131,7 @@ type SecretStore struct {
 	MarkWarnedFn       func(ctx context.Context, user string, kind keyrot.WarningKind, keyID string, at time.Time) error
 	ClearWarnedFn      func(ctx context.Context, user string, kind keyrot.WarningKind) error
 	ForgetFn           func(ctx context.Context, user, keyID string) error
+	MarkDeliveryFn     func(ctx context.Context, user, target string, d keyrot.Delivery) error
 	CurrentFn          func(ctx context.Context, user string) (keyrot.Credentials, error)
 }
 
@@ -182,6 +183,14 @@ func (m *SecretStore) MarkFailing(ctx context.Context, user string, since time.T
 		panic(unset("SecretStore.MarkFailing"))
 	}
 	return m.MarkFailingFn(ctx, user, since)
+}
+
+// MarkDelivery calls MarkDeliveryFn.
+func (m *SecretStore) MarkDelivery(ctx context.Context, user, target string, d keyrot.Delivery) error {
+	if m.MarkDeliveryFn == nil {
+		panic(unset("SecretStore.MarkDelivery"))
+	}
+	return m.MarkDeliveryFn(ctx, user, target, d)
 }
 
 // BeginCreate calls BeginCreateFn.
@@ -262,6 +271,21 @@ func (m *SecretStore) Current(ctx context.Context, user string) (keyrot.Credenti
 		panic(unset("SecretStore.Current"))
 	}
 	return m.CurrentFn(ctx, user)
+}
+
+// Deliverer is a keyrot.Deliverer.
+type Deliverer struct {
+	DeliverFn func(ctx context.Context, creds keyrot.Credentials) error
+}
+
+var _ keyrot.Deliverer = (*Deliverer)(nil)
+
+// Deliver calls DeliverFn.
+func (m *Deliverer) Deliver(ctx context.Context, creds keyrot.Credentials) error {
+	if m.DeliverFn == nil {
+		panic(unset("Deliverer.Deliver"))
+	}
+	return m.DeliverFn(ctx, creds)
 }
 
 // Notifier is a mock keyrot.Notifier that records every event it is given.

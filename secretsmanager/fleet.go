@@ -30,7 +30,14 @@ func stateFromTags(tags map[string]string) keyrot.SecretState {
 	st.Seen = map[string]time.Time{}
 	st.Unreported = map[string]keyrot.EventKind{}
 	st.Warned = map[keyrot.WarningKind]keyrot.WarnRecord{}
+	st.Delivered = map[string]keyrot.Delivery{}
 	for k, v := range tags {
+		if target, ok := strings.CutPrefix(k, tagSync); ok {
+			keyID, when, _ := strings.Cut(v, " ")
+			d := keyrot.Delivery{KeyID: strings.TrimPrefix(keyID, "-")}
+			d.FailingSince, _ = time.Parse(time.RFC3339, when) // zero if none
+			st.Delivered[target] = d
+		}
 		if id, ok := strings.CutPrefix(k, tagInactive); ok {
 			if at, err := time.Parse(time.RFC3339, v); err == nil {
 				st.Inactive[id] = at

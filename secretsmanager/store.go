@@ -21,6 +21,9 @@
 //	                                                 with the change it reports
 //	keyrot:failing-since = <time>                    a reported failure incident
 //	keyrot:warned:<warning> = "<key id> <time>"      a standing warning already sent
+//	keyrot:sync:<target> = "<key id>[ <time>]"        the key a delivery target
+//	                                                 confirmed, and when a reported
+//	                                                 failure to deliver began
 //
 // IAM user names cannot contain "/", so member names never collide with
 // another user's secret. Readers follow keyrot:current-secret on member 0.
@@ -77,6 +80,7 @@ const (
 	tagReport        = "keyrot:report:"   // + key id = event kind
 	tagFailingSince  = "keyrot:failing-since"
 	tagWarned        = "keyrot:warned:" // + warning kind = "<key id or -> <time>"
+	tagSync          = "keyrot:sync:"   // + target id = "<key id or -> [<failing since>]"
 )
 
 const (
@@ -426,6 +430,19 @@ func (s *Store) MarkWarned(ctx context.Context, user string, kind keyrot.Warning
 // ClearWarned drops the record of a warning whose condition has ended.
 func (s *Store) ClearWarned(ctx context.Context, user string, kind keyrot.WarningKind) error {
 	return s.untag(ctx, s.SecretName(user, 0), tagWarned+string(kind))
+}
+
+// MarkDelivery records the key a delivery target confirmed and a reported
+// failure incident, if any.
+func (s *Store) MarkDelivery(ctx context.Context, user, target string, d keyrot.Delivery) error {
+	value := d.KeyID
+	if value == "" {
+		value = "-"
+	}
+	if !d.FailingSince.IsZero() {
+		value += " " + d.FailingSince.UTC().Format(time.RFC3339)
+	}
+	return s.tag(ctx, s.SecretName(user, 0), map[string]string{tagSync + target: value})
 }
 
 // Forget drops every record of a deleted key.

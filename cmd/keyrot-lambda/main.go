@@ -130,7 +130,7 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 	if functionName == "" {
 		functionName = "keyrot"
 	}
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: o.Clock, AWS: o.AWS, Observe: o.Observe, PassEvery: scheduleLateness})
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: o.Clock, AWS: o.AWS, Observe: o.Observe, PassEvery: scheduleLateness, LookupEnv: o.LookupEnv})
 	if err != nil {
 		return nil, fmt.Errorf("keyrot-lambda: build engine: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -75,6 +76,7 @@ func (m *Main) runRotate(ctx context.Context, args []string) error {
 			return err
 		}
 		opts.Notifier = nil // the one the config describes
+		opts.LookupEnv = m.LookupEnv
 	}
 	log := opts.Logger
 	a, err := app.New(ctx, cfg, opts)
@@ -281,6 +283,44 @@ type statusRow struct {
 	NextAt         string   `json:"next_at,omitempty"`
 	Warnings       []string `json:"warnings,omitempty"`
 	Error          string   `json:"error,omitempty"`
+	// Targets are the sync targets carrying the user's key.
+	Targets []targetRow `json:"targets,omitempty"`
+}
+
+// targetRow is a sync target's state for one user in `keyrot status`.
+type targetRow struct {
+	Target string `json:"target"`
+	// State is confirmed (holds the current key), pending (not yet), or
+	// failing (a reported incident, or this process saw the last try fail).
+	State        string `json:"state"`
+	KeyID        string `json:"key_id,omitempty"` // the key the target last confirmed
+	FailingSince string `json:"failing_since,omitempty"`
+	Error        string `json:"error,omitempty"`
+	// HeldKey is the previous key kept active for the target.
+	HeldKey string `json:"held_key,omitempty"`
+}
+
+func targetRows(res keyrot.UserResult) []targetRow {
+	var rows []targetRow
+	for _, t := range res.Targets {
+		r := targetRow{Target: t.Target, State: "pending", KeyID: t.KeyID, Error: t.Err}
+		switch {
+		case t.Confirmed:
+			r.State = "confirmed"
+		case !t.FailingSince.IsZero() || t.Err != "":
+			r.State = "failing"
+		}
+		if !t.FailingSince.IsZero() {
+			r.FailingSince = t.FailingSince.UTC().Format(time.RFC3339)
+		}
+		for id, ret := range res.Retiring {
+			if slices.Contains(ret.HeldFor, t.Target) {
+				r.HeldKey = id
+			}
+		}
+		rows = append(rows, r)
+	}
+	return rows
 }
 
 func statusRows(sum keyrot.Summary, now time.Time) []statusRow {
@@ -315,6 +355,7 @@ func statusRows(sum keyrot.Summary, now time.Time) []statusRow {
 		if res.Err != nil {
 			r.Error = res.Err.Error()
 		}
+		r.Targets = targetRows(res)
 		rows = append(rows, r)
 	}
 	return rows
@@ -332,6 +373,27 @@ func printStatus(w io.Writer, rows []statusRow) {
 			notes = "error: " + r.Error
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.User, dash(r.CurrentKey), dash(r.CurrentAge), dash(r.PreviousKey), dash(r.PreviousStatus), dash(r.Next), dash(r.NextAt), notes)
+	}
+	tw.Flush()
+	printTargets(w, rows)
+}
+
+// printTargets lists each sync target's state per user, under the users.
+func printTargets(w io.Writer, rows []statusRow) {
+	if !slices.ContainsFunc(rows, func(r statusRow) bool { return len(r.Targets) > 0 }) {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tSYNC TARGET\tSTATE\tCONFIRMED KEY\tHOLDING\tNOTES")
+	for _, r := range rows {
+		for _, t := range r.Targets {
+			notes := t.Error
+			if t.FailingSince != "" {
+				notes = strings.TrimSpace("failing since " + t.FailingSince + " " + notes)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.User, t.Target, t.State, dash(t.KeyID), dash(t.HeldKey), notes)
+		}
 	}
 	tw.Flush()
 }

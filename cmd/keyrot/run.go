@@ -48,7 +48,7 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, o daemonOptions) e
 		return err
 	}
 	defer closeApp(ctx, api, log)
-	a, err := app.New(ctx, cfg, api.EngineOptions(app.Options{Logger: log, AWS: o.AWS, Clock: m.clock()}))
+	a, err := app.New(ctx, cfg, api.EngineOptions(app.Options{Logger: log, AWS: o.AWS, Clock: m.clock(), LookupEnv: m.LookupEnv}))
 	if err != nil {
 		return err
 	}

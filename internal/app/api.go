@@ -153,6 +153,7 @@ func (a *API) EngineOptions(o Options) Options {
 	}
 	o.NotifyResult = a.metrics.ObserveNotification
 	o.DeliveryResult = a.metrics.ObserveDelivery
+	o.SyncResult = a.metrics.ObserveSync
 	return o
 }
 

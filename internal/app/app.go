@@ -23,6 +23,7 @@ import (
 	"github.com/keyrot/keyrot/iam"
 	"github.com/keyrot/keyrot/internal/config"
 	"github.com/keyrot/keyrot/internal/console"
+	"github.com/keyrot/keyrot/internal/restclient"
 	"github.com/keyrot/keyrot/notify"
 	"github.com/keyrot/keyrot/secretsmanager"
 )
@@ -50,13 +51,21 @@ type Options struct {
 	PassEvery time.Duration
 	// Observe, if set, sees every event as it is emitted (metrics).
 	Observe func(keyrot.Event)
-	// LookupEnv reads the channels' secrets (webhook HMAC secrets, the
-	// Slack webhook URL) from the variables the config names; nil is
-	// os.LookupEnv.
+	// LookupEnv reads the secrets the config names by variable: the
+	// channels' (webhook HMAC secrets, the Slack webhook URL) and the sync
+	// targets' tokens (KEYROT_GITHUB_TOKEN, KEYROT_GITLAB_TOKEN). Nil
+	// builds sync targets that only show their state (status and dry runs
+	// need no tokens); the channels then read os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 	// DeliveryResult is told the outcome of every attempt to deliver an
 	// event to a webhook, Slack or EventBridge (metrics).
 	DeliveryResult func(target string, r notify.Result)
+	// SyncResult is told the outcome of every delivery of a key to a sync
+	// target (metrics).
+	SyncResult func(target string, err error)
+	// SyncClient sends the targets' requests (tests; nil: the default
+	// timeouts and retries).
+	SyncClient *restclient.Client
 }
 
 // App is a wired engine.
@@ -122,12 +131,16 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		}
 		fleet = &keyrot.FleetConfig{Keys: a.Keys, Secrets: a.Store, ObserveEvery: time.Duration(cfg.Rotation.ObserveEvery), PassEvery: pass}
 	}
+	targets, err := deliveryTargets(cfg.Sync, opts.LookupEnv, opts.SyncClient)
+	if err != nil {
+		return nil, err
+	}
 	rot, err := keyrot.NewRotator(keyrot.RotatorConfig{
 		Keys: a.Keys, Verifier: iam.NewVerifier(a.AWS), Secrets: a.Store,
 		Notifier: a.Notifier, Publisher: opts.Publisher,
 		Policy: cfg.Policy(), Users: cfg.Selector(), OwnerTag: cfg.Users.OwnerTag, WarnEvery: time.Duration(cfg.Notify.QuietPeriod),
 		Concurrency: cfg.Rotation.Concurrency, Clock: opts.Clock, Logger: log, StepHook: opts.StepHook,
-		Fleet: fleet,
+		Fleet: fleet, Targets: targets, OnDelivery: opts.SyncResult,
 	})
 	if err != nil {
 		return nil, err

@@ -52,6 +52,7 @@ type Config struct {
 	Notify   Notify   `yaml:"notify"`
 	API      API      `yaml:"api"`
 	Log      Log      `yaml:"log"`
+	Sync     Sync     `yaml:"sync"`
 }
 
 // Users selects the managed IAM users.
@@ -235,7 +236,8 @@ func Default() Config {
 		Notify:  Notify{Via: "ses", APIURL: "http://localhost:8000", QuietPeriod: Duration(24 * time.Hour), SendRate: 1, SMTP: SMTP{TLS: "starttls"}, EventBridge: EventBridge{Bus: DefaultEventBus}},
 		API: API{Listen: ":8000", RateLimit: 50, Burst: 100, Refresh: Duration(30 * time.Second),
 			KeyLifetime: Duration(DefaultKeyLifetime), KeyWarnBefore: Duration(DefaultKeyWarnBefore)},
-		Log: Log{Level: "info"},
+		Log:  Log{Level: "info"},
+		Sync: Sync{OnFailure: string(keyrot.SyncHold)},
 	}
 }
 
@@ -249,6 +251,8 @@ func (c Config) Policy() keyrot.Policy {
 		VerifyTimeout:   time.Duration(c.Rotation.VerifyTimeout),
 		OrphanGrace:     time.Duration(c.Rotation.OrphanGrace),
 		StepLateness:    time.Duration(c.Rotation.StepLateness),
+		SyncMaxHold:     time.Duration(c.Sync.MaxHold),
+		SyncOnFailure:   keyrot.SyncOnFailure(c.Sync.OnFailure),
 	}
 }
 

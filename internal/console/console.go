@@ -56,6 +56,8 @@ var events = map[keyrot.EventKind]struct{ label, color string }{
 	keyrot.EventRotationFailed:    {"FAILED", red},
 	keyrot.EventRotationRecovered: {"recovered", green},
 	keyrot.EventWarning:           {"warning", yellow},
+	keyrot.EventSyncFailed:        {"SYNC FAILED", red},
+	keyrot.EventSyncRecovered:     {"sync recovered", green},
 }
 
 // Handler is a slog.Handler writing the console form.
@@ -198,9 +200,9 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 // next and in how long, or the warning or failure.
 func eventTail(kind keyrot.EventKind, r slog.Record, get func(string) string) string {
 	switch kind {
-	case keyrot.EventRotationFailed:
+	case keyrot.EventRotationFailed, keyrot.EventSyncFailed:
 		return r.Message + ": " + get("error")
-	case keyrot.EventWarning, keyrot.EventRotationRecovered:
+	case keyrot.EventWarning, keyrot.EventRotationRecovered, keyrot.EventSyncRecovered:
 		return r.Message
 	}
 	next, at := get("next"), get("next_at")
