@@ -66,6 +66,11 @@ type Event struct {
 	// APIKey is the name (never the key or its hash) of the REST API key an
 	// API-key warning is about; empty for events about IAM users' keys.
 	APIKey string
+	// Account is the AWS account the event happened in, when keyrot works
+	// across accounts (accounts in the config); empty in its own account.
+	// An event about a whole account (its role could not be assumed) has
+	// Account and no User.
+	Account string
 }
 
 // Notifier delivers events to people. Notify must not block a rotation: an

@@ -13,6 +13,7 @@ import (
 	"math"
 	"net/mail"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,8 @@ type Config struct {
 	Notify   Notify   `yaml:"notify"`
 	API      API      `yaml:"api"`
 	Log      Log      `yaml:"log"`
+	// Accounts, when set, works in other AWS accounts through an assumed role.
+	Accounts Accounts `yaml:"accounts"`
 }
 
 // Users selects the managed IAM users.
@@ -180,7 +183,8 @@ func Default() Config {
 		Notify:  Notify{Via: "ses", APIURL: "http://localhost:8000", QuietPeriod: Duration(24 * time.Hour), SendRate: 1, SMTP: SMTP{TLS: "starttls"}},
 		API: API{Listen: ":8000", RateLimit: 50, Burst: 100, Refresh: Duration(30 * time.Second),
 			KeyLifetime: Duration(DefaultKeyLifetime), KeyWarnBefore: Duration(DefaultKeyWarnBefore)},
-		Log: Log{Level: "info"},
+		Log:      Log{Level: "info"},
+		Accounts: Accounts{Role: DefaultMemberRole, Concurrency: 4},
 	}
 }
 
@@ -283,8 +287,9 @@ var envVars = []envVar{
 
 // EnvNames lists the environment variables that override the config.
 func EnvNames() []string {
-	names := make([]string, len(envVars))
-	for i, e := range envVars {
+	all := slices.Concat(envVars, accountsEnv)
+	names := make([]string, len(all))
+	for i, e := range all {
 		names[i] = e.name
 	}
 	return names
@@ -295,7 +300,7 @@ var secretEnv = map[string]bool{"API_KEY": true, "KEYROT_SMTP_PASSWORD": true, "
 
 // ApplyEnv overrides cfg with the KEYROT_* variables that lookup finds.
 func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
-	for _, e := range envVars {
+	for _, e := range slices.Concat(envVars, accountsEnv) {
 		v, ok := lookup(e.name)
 		if !ok || (v == "" && !secretEnv[e.name]) {
 			continue
@@ -446,6 +451,9 @@ func (c Config) Validate() error {
 			// The key itself is never echoed.
 			return &Error{Field: "API_KEY", Reason: fmt.Sprintf("too weak to be an API key (about %d bits; at least %d needed): make a random one with `keyrot apikey new NAME` (256 bits) or `openssl rand -hex 32`", bits, MinAPIKeyBits)}
 		}
+	}
+	if err := c.Accounts.validate(); err != nil {
+		return err
 	}
 	switch c.Log.Format {
 	case "", "json", "text", "console":
