@@ -67,6 +67,9 @@ func (m *Main) runRotate(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Rotation.DryRun = cfg.Rotation.DryRun || *dryRun
+	if cfg.Accounts.Enabled() {
+		return m.rotateAccounts(ctx, cfg, *user, *force, *output)
+	}
 	log := m.logger(cfg)
 	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock()})
 	if err != nil {
