@@ -34,9 +34,14 @@ func errorf(status int, code, format string, args ...any) *apiError {
 // principal is who signed a request, as the core dispatcher authenticated it.
 type principal struct {
 	AccessKeyID string
-	Admin       bool   // signed with the sandbox's admin key: may do anything
-	UserName    string // IAM user that owns the key (empty for admin)
-	ARN         string // arn:aws:iam::<account>:user/<path><name>, or the root ARN for admin
+	// Admin: signed with the sandbox's admin key, or by a role session,
+	// which has admin rights in its account: may do anything there.
+	Admin    bool
+	UserName string // IAM user that owns the key (empty for admin)
+	ARN      string // arn:aws:iam::<account>:user/<path><name>, the root ARN for admin, the assumed-role ARN for a session
+	Account  string // the account the call runs in
+	Role     string // for a role session: the role's name
+	Session  string // for a role session: its name
 }
 
 // persistent is implemented by each service so the core can save and restore

@@ -55,6 +55,8 @@ type IssuedKey struct {
 	// Deleted: the key was deleted since the sandbox started (keys deleted
 	// before a restart are not remembered).
 	Deleted bool `json:"deleted,omitempty"`
+	// Account is the account of the key's user.
+	Account string `json:"account"`
 }
 
 type iamTag struct {
@@ -147,7 +149,7 @@ func (m *iamService) credential(akid string, now time.Time) (secret string, p pr
 		return "", principal{}, false
 	}
 	u := m.users[k.User]
-	return k.Secret, principal{AccessKeyID: akid, UserName: u.Name, ARN: m.userARN(u)}, true
+	return k.Secret, principal{AccessKeyID: akid, UserName: u.Name, ARN: m.userARN(u), Account: m.account}, true
 }
 
 // recordUse records a successful authenticated call made with akid.
@@ -1050,13 +1052,21 @@ func (m *iamService) issuedKeys() []IssuedKey {
 		out = append(out, IssuedKey{UserName: m.users[k.User].Name, AccessKeyID: k.ID, SecretAccessKey: k.Secret,
 			Status: k.Status, Created: k.Created})
 	}
-	slices.SortFunc(out, func(a, b IssuedKey) int {
+	for i := range out {
+		out[i].Account = m.account
+	}
+	sortIssuedKeys(out)
+	return out
+}
+
+// sortIssuedKeys sorts keys by creation date, then id.
+func sortIssuedKeys(keys []IssuedKey) {
+	slices.SortFunc(keys, func(a, b IssuedKey) int {
 		if c := a.Created.Compare(b.Created); c != 0 {
 			return c
 		}
 		return strings.Compare(a.AccessKeyID, b.AccessKeyID)
 	})
-	return out
 }
 
 // --- persistence --------------------------------------------------------------

@@ -29,12 +29,16 @@ func wantsHTML(r *http.Request) bool {
 }
 
 // outboxRoutes serves the outbox: GET /_sandbox/ses/outbox lists the
-// messages (HTML to a browser, JSON otherwise), .../{id} shows one (its
+// messages (HTML to a browser, JSON otherwise; ?account=ID: those sent from
+// that account), .../{id} shows one (its
 // headers and text, with its HTML framed), .../{id}/html the message's own
 // HTML under a restrictive CSP, and DELETE empties the outbox.
 func (s *Server) outboxRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /_sandbox/ses/outbox", func(w http.ResponseWriter, r *http.Request) {
 		out := s.Outbox()
+		if account := r.URL.Query().Get("account"); account != "" {
+			out = slices.DeleteFunc(out, func(e Email) bool { return e.Account != account })
+		}
 		if out == nil {
 			out = []Email{}
 		}

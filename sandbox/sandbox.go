@@ -31,15 +31,35 @@ const (
 	svcSTS            = "sts"
 	svcSecretsManager = "secretsmanager"
 	svcSES            = "ses"
+	svcOrganizations  = "organizations"
+	svcSQS            = "sqs"
 )
+
+// jsonTargets are the X-Amz-Target prefixes of the JSON-protocol services.
+var jsonTargets = map[string]string{
+	svcSecretsManager: "secretsmanager.",
+	svcOrganizations:  "AWSOrganizationsV20161128.",
+	svcSQS:            "AmazonSQS.",
+}
 
 // Options configures a sandbox. The zero value is usable.
 type Options struct {
 	// Clock tells the sandbox the time: creation dates, last use, the
 	// propagation delay. Nil means the wall clock.
 	Clock Clock
-	// AccountID is the AWS account the sandbox pretends to be. Default "123456789012".
+	// AccountID is the AWS account the sandbox pretends to be: the
+	// management account of its Organization when MemberAccounts > 0.
+	// Default "123456789012".
 	AccountID string
+	// MemberAccounts is how many member accounts the sandbox's Organization
+	// has (ids 100000000001, 100000000002, …, names member-1, …; odd ones in
+	// OU ou-root-prod0001, even ones in ou-root-dev00001), each with the role
+	// keyrot-member that the management account may assume. 0: a single
+	// account, no Organization.
+	MemberAccounts int
+	// MemberExternalID, if set, is the sts:ExternalId every member role
+	// requires at first (POST /_sandbox/accounts/{id}/role changes it).
+	MemberExternalID string
 	// Region is the sandbox's region. Default "us-east-1".
 	Region string
 	// AdminAccessKeyID and AdminSecretAccessKey are the credentials of the
@@ -74,8 +94,8 @@ type Server struct {
 	logger *slog.Logger
 	signer *v4.Signer
 
-	iam    *iamService
-	sm     *secretsManager
+	org    *organization
+	sts    *stsSessions
 	ses    *sesService
 	faults *faultInjector
 	store  *persister // nil when memory only
@@ -127,19 +147,34 @@ func New(opts Options) (*Server, error) {
 		s.store = newPersister(opts.DataDir, s.logger)
 		signal = s.store.signal
 	}
-	s.iam = newIAM(opts.Clock, opts.AccountID, opts.Seed, signal)
-	s.iam.reportDelay = opts.CredentialReportDelay
-	s.iam.propagation = s.faults.propagationDelay
-	if s.store != nil {
-		s.iam.used = s.store.touch
+	if opts.MemberAccounts < 0 {
+		return nil, fmt.Errorf("sandbox: member accounts %d: must be 0 or more", opts.MemberAccounts)
 	}
-	s.sm = newSecretsManager(opts.Clock, opts.AccountID, opts.Region, opts.Seed, signal)
+	org, err := newOrganization(opts, signal, func(i int, id string) (*iamService, *secretsManager) {
+		// Each account draws its own ids: an access key id names one account.
+		seed := opts.Seed + int64(i)*0x9e3779b9
+		iam := newIAM(opts.Clock, id, seed, signal)
+		iam.reportDelay = opts.CredentialReportDelay
+		iam.propagation = s.faults.propagationDelay
+		if s.store != nil {
+			iam.used = s.store.touch
+		}
+		return iam, newSecretsManager(opts.Clock, id, opts.Region, seed, signal)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	s.org = org
+	s.sts = newSTSSessions(opts.Clock, opts.Seed, signal)
 	s.ses = newSES(opts.Clock, opts.Seed, signal)
 	s.ses.setMaxSendRate(opts.SESMaxSendRate)
 	if s.store != nil {
-		s.store.register(svcIAM, s.iam)
-		s.store.register(svcSecretsManager, any(s.sm))
+		mgmt := s.org.management()
+		s.store.register(svcIAM, mgmt.iam)
+		s.store.register(svcSecretsManager, any(mgmt.sm))
 		s.store.register(svcSES, any(s.ses))
+		s.store.register("accounts", membersPersistence{s.org})
+		s.store.register(svcSTS, s.sts)
 		if err := s.store.load(); err != nil {
 			return nil, fmt.Errorf("sandbox: load state from %q: %w", opts.DataDir, err)
 		}
@@ -241,8 +276,18 @@ func (s *Server) ClearOutbox() { s.ses.clearOutbox() }
 func (s *Server) FaultCounts() FaultCounts { return s.faults.counts() }
 
 // IssuedKeys returns every access key that exists and every one deleted
-// since the sandbox started, secrets included, oldest first.
-func (s *Server) IssuedKeys() []IssuedKey { return s.iam.issuedKeys() }
+// since the sandbox started, in every account, secrets included, oldest
+// first.
+func (s *Server) IssuedKeys() []IssuedKey {
+	var out []IssuedKey
+	for _, a := range s.org.accounts {
+		out = append(out, a.iam.issuedKeys()...)
+	}
+	if len(s.org.accounts) > 1 {
+		sortIssuedKeys(out)
+	}
+	return out
+}
 
 // AdminCredentials returns the admin access key id and secret access key.
 func (s *Server) AdminCredentials() (id, secret string) {
@@ -350,9 +395,9 @@ func (s *Server) serveAWS(w http.ResponseWriter, r *http.Request, c *call) {
 // For the query protocol it also returns the parsed form.
 func (s *Server) operation(r *http.Request, c *call) (map[string][]string, *apiError) {
 	switch c.service {
-	case svcSecretsManager:
+	case svcSecretsManager, svcOrganizations, svcSQS:
 		target := r.Header.Get("X-Amz-Target")
-		op, ok := strings.CutPrefix(target, "secretsmanager.")
+		op, ok := strings.CutPrefix(target, jsonTargets[c.service])
 		if !ok || op == "" {
 			return nil, errorf(http.StatusBadRequest, "UnknownOperationException", "Missing or invalid X-Amz-Target header %q.", target)
 		}
@@ -379,23 +424,31 @@ func (s *Server) operation(r *http.Request, c *call) (map[string][]string, *apiE
 }
 
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, form map[string][]string) {
+	acct := s.org.get(c.caller.Account)
 	switch c.service {
 	case svcIAM:
-		resp, apiErr := s.iam.handle(c.caller, c.op, form)
+		resp, apiErr := acct.iam.handle(c.caller, c.op, form)
 		if apiErr != nil {
 			s.writeError(w, c, apiErr)
 			return
 		}
 		writeQueryResponse(w, c, iamNamespace, resp)
 	case svcSTS:
-		resp, apiErr := s.handleSTS(c.caller, c.op)
+		resp, apiErr := s.handleSTS(c.caller, c.op, form)
 		if apiErr != nil {
 			s.writeError(w, c, apiErr)
 			return
 		}
 		writeQueryResponse(w, c, stsNamespace, resp)
 	case svcSecretsManager:
-		resp, apiErr := s.sm.handle(c.caller, c.op, c.body)
+		resp, apiErr := acct.sm.handle(c.caller, c.op, c.body)
+		if apiErr != nil {
+			s.writeError(w, c, apiErr)
+			return
+		}
+		writeJSON(w, c, "application/x-amz-json-1.1", http.StatusOK, resp)
+	case svcOrganizations:
+		resp, apiErr := s.handleOrganizations(c.caller, c.op, c.body)
 		if apiErr != nil {
 			s.writeError(w, c, apiErr)
 			return
@@ -477,7 +530,7 @@ func (d discardResponse) WriteHeader(int)             {}
 
 func knownService(svc string) bool {
 	switch svc {
-	case svcIAM, svcSTS, svcSecretsManager, svcSES:
+	case svcIAM, svcSTS, svcSecretsManager, svcSES, svcOrganizations:
 		return true
 	}
 	return false
@@ -487,8 +540,11 @@ func knownService(svc string) bool {
 // credential scope, so that even an unauthenticated request gets its error in
 // the right protocol.
 func guessService(r *http.Request) string {
-	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), "secretsmanager.") {
-		return svcSecretsManager
+	target := r.Header.Get("X-Amz-Target")
+	for svc, prefix := range jsonTargets {
+		if strings.HasPrefix(target, prefix) {
+			return svc
+		}
 	}
 	if strings.HasPrefix(r.URL.Path, "/v2/email/") {
 		return svcSES
@@ -520,7 +576,7 @@ func (s *Server) writeError(w http.ResponseWriter, c *call, e *apiError) {
 		s.logger.Warn("aws call failed", "service", c.service, "op", c.op, "code", e.Code, "request_id", c.requestID)
 	}
 	switch c.service {
-	case svcSecretsManager:
+	case svcSecretsManager, svcOrganizations:
 		h := w.Header()
 		h.Set("X-Amzn-Errortype", e.Code)
 		writeJSON(w, c, "application/x-amz-json-1.1", e.Status, map[string]string{"__type": e.Code, "message": e.Message})
@@ -540,6 +596,7 @@ func (s *Server) adminMux() http.Handler {
 		adminJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.outboxRoutes(mux)
+	s.accountRoutes(mux)
 	mux.HandleFunc("GET /_sandbox/calls", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, s.Calls())
 	})

@@ -39,7 +39,8 @@ type Email struct {
 	Attachments          []EmailAttachment `json:"attachments,omitempty"`
 	Tags                 map[string]string `json:"tags,omitempty"`
 	ConfigurationSetName string            `json:"configurationSetName,omitempty"`
-	SentBy               string            `json:"sentBy,omitempty"` // ARN of the signer
+	SentBy               string            `json:"sentBy,omitempty"`  // ARN of the signer
+	Account              string            `json:"account,omitempty"` // account the message was sent from
 	Time                 time.Time         `json:"time"`
 }
 
@@ -206,6 +207,7 @@ func (s *sesService) sendEmail(caller principal, body []byte) (int, any, *apiErr
 		ReplyTo:              in.ReplyToAddresses,
 		ConfigurationSetName: in.ConfigurationSetName,
 		SentBy:               caller.ARN,
+		Account:              caller.Account,
 	}
 	if in.Destination != nil {
 		e.To, e.Cc, e.Bcc = in.Destination.ToAddresses, in.Destination.CcAddresses, in.Destination.BccAddresses

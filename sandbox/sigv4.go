@@ -69,11 +69,22 @@ const (
 	authIncomplete
 	authUnknownKey
 	authBadSignature
+	authExpired
 )
 
 func authError(service string, kind int, detail string) *apiError {
-	json := service == svcSecretsManager || service == svcSES
+	json := service != svcIAM && service != svcSTS
 	switch kind {
+	case authExpired:
+		const msg = "The security token included in the request is expired"
+		switch service {
+		case svcIAM, svcSTS:
+			return errorf(http.StatusForbidden, "ExpiredToken", msg)
+		case svcSES:
+			return errorf(http.StatusForbidden, "ExpiredTokenException", msg)
+		default:
+			return errorf(http.StatusBadRequest, "ExpiredTokenException", msg)
+		}
 	case authMissing:
 		if json {
 			return errorf(http.StatusForbidden, "MissingAuthenticationTokenException", "Missing Authentication Token")
@@ -87,7 +98,7 @@ func authError(service string, kind int, detail string) *apiError {
 	case authUnknownKey:
 		const msg = "The security token included in the request is invalid."
 		switch service {
-		case svcSecretsManager:
+		case svcSecretsManager, svcOrganizations, svcSQS:
 			return errorf(http.StatusBadRequest, "UnrecognizedClientException", msg)
 		case svcSES:
 			return errorf(http.StatusForbidden, "UnrecognizedClientException", msg)
@@ -96,7 +107,7 @@ func authError(service string, kind int, detail string) *apiError {
 		}
 	default:
 		const msg = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
-		if service == svcSecretsManager {
+		if service == svcSecretsManager || service == svcOrganizations || service == svcSQS {
 			return errorf(http.StatusBadRequest, "InvalidSignatureException", msg)
 		}
 		return errorf(http.StatusForbidden, "SignatureDoesNotMatch", msg)
@@ -112,28 +123,47 @@ func (s *Server) authenticate(r *http.Request, c *call, a *sigV4Auth, parseErr *
 	if a == nil {
 		return authError(c.service, authMissing, "")
 	}
-	var (
-		secret string
-		p      principal
-	)
-	if a.AccessKeyID == s.opts.AdminAccessKeyID {
-		secret = s.opts.AdminSecretAccessKey
-		p = principal{AccessKeyID: a.AccessKeyID, Admin: true, ARN: rootARN(s.opts.AccountID)}
-	} else {
-		var ok bool
-		secret, p, ok = s.iam.credential(a.AccessKeyID, s.clock.Now())
-		if !ok {
-			return authError(c.service, authUnknownKey, "")
-		}
+	now := s.clock.Now()
+	secret, p, state := s.credential(a.AccessKeyID, r.Header.Get("X-Amz-Security-Token"), now)
+	if state == sessionUnknown {
+		return authError(c.service, authUnknownKey, "")
 	}
 	if !s.verifySignature(r, c.body, a, secret) {
 		return authError(c.service, authBadSignature, "")
 	}
+	if state == sessionExpired {
+		return authError(c.service, authExpired, "")
+	}
 	c.caller = p
 	if !p.Admin {
-		s.iam.recordUse(a.AccessKeyID, s.clock.Now(), c.service, a.Region)
+		s.org.get(p.Account).iam.recordUse(a.AccessKeyID, now, c.service, a.Region)
 	}
 	return nil
+}
+
+// credential finds the secret and the principal of an access key: the
+// admin's (the management account's root), a role session's (its token
+// must match) or an IAM user's in any account. state is sessionValid,
+// sessionUnknown or, for a role session past its expiry, sessionExpired.
+func (s *Server) credential(akid, token string, now time.Time) (secret string, p principal, state int) {
+	if akid == s.opts.AdminAccessKeyID {
+		mgmt := s.org.management().ID
+		return s.opts.AdminSecretAccessKey, principal{AccessKeyID: akid, Admin: true, ARN: rootARN(mgmt), Account: mgmt}, sessionValid
+	}
+	if strings.HasPrefix(akid, "ASIA") {
+		sess, state := s.sts.lookup(akid, token, now)
+		if state == sessionUnknown {
+			return "", principal{}, state
+		}
+		return sess.Secret, principal{AccessKeyID: akid, Admin: true, ARN: assumedRoleARN(sess.Account, sess.Role, sess.Session),
+			Account: sess.Account, Role: sess.Role, Session: sess.Session}, state
+	}
+	for _, acct := range s.org.accounts {
+		if secret, p, ok := acct.iam.credential(akid, now); ok {
+			return secret, p, sessionValid
+		}
+	}
+	return "", principal{}, sessionUnknown
 }
 
 // ignoredSignedHeaders are headers the SDK signer never signs; a request

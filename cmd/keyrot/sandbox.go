@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"syscall"
 	"time"
@@ -16,6 +17,8 @@ import (
 type sandboxFlags struct {
 	listen, data, keyID, secret, region, account string
 	seed                                         int64
+	members                                      int
+	externalID                                   string
 	throttleRate, errorRate, sesRate             float64
 	latency, propagation                         time.Duration
 }
@@ -29,7 +32,9 @@ func (m *Main) addSandboxFlags(fs *flag.FlagSet, defaultPropagation time.Duratio
 	fs.StringVar(&f.keyID, "access-key-id", envOr("KEYROT_SANDBOX_ACCESS_KEY_ID", "test"), "admin access key id the sandbox accepts (env KEYROT_SANDBOX_ACCESS_KEY_ID)")
 	fs.StringVar(&f.secret, "secret-access-key", envOr("KEYROT_SANDBOX_SECRET_ACCESS_KEY", "test"), "admin secret access key (env KEYROT_SANDBOX_SECRET_ACCESS_KEY)")
 	fs.StringVar(&f.region, "region", "us-east-1", "region the sandbox reports")
-	fs.StringVar(&f.account, "account-id", "123456789012", "account id in ARNs")
+	fs.StringVar(&f.account, "account-id", "123456789012", "account id in ARNs (the management account with --accounts)")
+	fs.IntVar(&f.members, "accounts", 0, "member accounts of an Organization to serve (100000000001, ...), each with the role keyrot-member the admin may assume; 0: one account")
+	fs.StringVar(&f.externalID, "external-id", "", "with --accounts: the sts:ExternalId every member role requires (default: none)")
 	fs.Int64Var(&f.seed, "seed", 1, "seed for generated ids and fault decisions")
 	fs.Float64Var(&f.throttleRate, "throttle-rate", 0, "fraction of AWS calls answered with throttling")
 	fs.Float64Var(&f.errorRate, "error-rate", 0, "fraction of AWS calls answered with a 5xx")
@@ -48,7 +53,7 @@ func (f *sandboxFlags) options(log *slog.Logger) sandbox.Options {
 		rules = append(rules, sandbox.FaultRule{Kind: "5xx", Rate: f.errorRate})
 	}
 	return sandbox.Options{
-		AccountID: f.account, Region: f.region,
+		AccountID: f.account, Region: f.region, MemberAccounts: f.members, MemberExternalID: f.externalID,
 		AdminAccessKeyID: f.keyID, AdminSecretAccessKey: f.secret,
 		DataDir: f.data, Seed: f.seed, Logger: log, SESMaxSendRate: f.sesRate,
 		Faults: sandbox.Faults{Rules: rules, Latency: f.latency, PropagationDelay: f.propagation},
@@ -78,6 +83,9 @@ It is a test double for AWS: never put real keys in it.
 
 SES outbox: %[1]s/_sandbox/ses/outbox    faults: %[1]s/_sandbox/faults
 `, sb.URL(), f.region, f.keyID, f.secret)
+	if accounts := sb.Accounts(); len(accounts) > 1 {
+		printAccounts(m.Stdout, sb.URL(), accounts)
+	}
 	if m.Ready != nil {
 		m.Ready(map[string]string{"sandbox": sb.URL()})
 	}
@@ -89,6 +97,18 @@ SES outbox: %[1]s/_sandbox/ses/outbox    faults: %[1]s/_sandbox/faults
 	}
 	fmt.Fprintln(m.Stderr, "keyrot sandbox: stopped")
 	return nil
+}
+
+// printAccounts lists the Organization's accounts, as GET /_sandbox/accounts does.
+func printAccounts(w io.Writer, url string, accounts []sandbox.Account) {
+	fmt.Fprintf(w, "\nOrganization (%s/_sandbox/accounts; the admin key is the management account's):\n", url)
+	for _, a := range accounts {
+		role := "role " + sandbox.MemberRoleARN(a.ID)
+		if a.Management {
+			role = "management account"
+		}
+		fmt.Fprintf(w, "  %s  %-10s  %-16s  %s\n", a.ID, a.Name, a.OU, role)
+	}
 }
 
 // listenError says how to get past a failed listen on addr: a busy port is

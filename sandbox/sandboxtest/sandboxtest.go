@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyrot/keyrot/sandbox"
 )
@@ -74,6 +76,33 @@ func EndpointConfig(url, accessKeyID, secretAccessKey string) aws.Config {
 			})
 		},
 	}
+}
+
+// MemberConfig is Config in member account accountID of a sandbox started
+// with MemberAccounts: its credentials come from sts:AssumeRole of the
+// account's keyrot-member role by the admin (the management account),
+// through the SDK's stscreds provider, refreshed before they expire.
+// externalID is passed when not empty.
+func MemberConfig(t testing.TB, s *sandbox.Server, accountID, externalID string) aws.Config {
+	t.Helper()
+	admin := Config(t, s)
+	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(admin), sandbox.MemberRoleARN(accountID), func(o *stscreds.AssumeRoleOptions) {
+		o.RoleSessionName = "sandboxtest"
+		if externalID != "" {
+			o.ExternalID = aws.String(externalID)
+		}
+	})
+	cfg := admin.Copy()
+	cfg.Credentials = aws.NewCredentialsCache(provider)
+	return cfg
+}
+
+// SessionConfig is EndpointConfig with temporary credentials: an
+// access key id, its secret and its session token.
+func SessionConfig(url, accessKeyID, secretAccessKey, sessionToken string) aws.Config {
+	cfg := EndpointConfig(url, accessKeyID, secretAccessKey)
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(accessKeyID, secretAccessKey, sessionToken)
+	return cfg
 }
 
 // Clock is a clock driven by the test. It satisfies sandbox.Clock and is
