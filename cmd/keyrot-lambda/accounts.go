@@ -159,8 +159,9 @@ func (h *accountsHandler) schedule(ctx context.Context) (scheduleResult, error) 
 	}
 	res := scheduleResult{Accounts: len(accts)}
 	var errs []error
+	at := h.now()
 	for batch := range slices.Chunk(accts, sqsBatch) {
-		queued, err := h.send(ctx, batch)
+		queued, err := h.send(ctx, batch, at)
 		res.Queued += len(queued)
 		res.IDs = append(res.IDs, queued...)
 		if err != nil {
@@ -177,7 +178,7 @@ func (h *accountsHandler) schedule(ctx context.Context) (scheduleResult, error) 
 }
 
 // send queues one batch, sending again once the entries SQS failed.
-func (h *accountsHandler) send(ctx context.Context, batch []app.Account) (queued []string, err error) {
+func (h *accountsHandler) send(ctx context.Context, batch []app.Account, at time.Time) (queued []string, err error) {
 	pending := map[string]app.Account{}
 	for i, a := range batch {
 		pending[strconv.Itoa(i)] = a
@@ -186,7 +187,15 @@ func (h *accountsHandler) send(ctx context.Context, batch []app.Account) (queued
 		var entries []sqstypes.SendMessageBatchRequestEntry
 		for id, a := range pending {
 			body, _ := json.Marshal(accountMessage{Account: a.ID, Name: a.Name})
-			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(id), MessageBody: aws.String(string(body))})
+			e := sqstypes.SendMessageBatchRequestEntry{Id: aws.String(id), MessageBody: aws.String(string(body))}
+			if strings.HasSuffix(h.queueURL, ".fifo") {
+				// One group per account: SQS hands an account's messages
+				// to one worker at a time, so two passes never work on one
+				// account at once. Each schedule's message is its own.
+				e.MessageGroupId = aws.String(a.ID)
+				e.MessageDeduplicationId = aws.String(a.ID + "-" + strconv.FormatInt(at.Unix(), 10))
+			}
+			entries = append(entries, e)
 		}
 		slices.SortFunc(entries, func(a, b sqstypes.SendMessageBatchRequestEntry) int { return strings.Compare(*a.Id, *b.Id) })
 		out, err := h.sqs.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(h.queueURL), Entries: entries})

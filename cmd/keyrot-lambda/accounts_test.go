@@ -143,6 +143,7 @@ type fakeSQS struct {
 	mu       sync.Mutex
 	calls    int
 	bodies   []string
+	groups   []string // MessageGroupId of each message sent (FIFO)
 	failOnce map[string]bool
 }
 
@@ -162,6 +163,12 @@ func (f *fakeSQS) SendMessageBatch(_ context.Context, in *sqs.SendMessageBatchIn
 			continue
 		}
 		f.bodies = append(f.bodies, body)
+		if e.MessageGroupId != nil {
+			if aws.ToString(e.MessageDeduplicationId) == "" {
+				return nil, fmt.Errorf("MissingParameter: a FIFO message needs a deduplication id")
+			}
+			f.groups = append(f.groups, aws.ToString(e.MessageGroupId))
+		}
 		out.Successful = append(out.Successful, sqstypes.SendMessageBatchResultEntry{Id: e.Id, MessageId: aws.String("m" + aws.ToString(e.Id))})
 	}
 	return out, nil
@@ -211,6 +218,17 @@ func TestSchedulerSendsOneMessagePerAccount(t *testing.T) {
 	}
 	if len(fake.bodies) != 12 || fake.calls != 3 {
 		t.Errorf("after one failed entry: %d sent in %d calls, want 12 in 3", len(fake.bodies), fake.calls)
+	}
+
+	// A FIFO queue gets a group per account and a message per schedule.
+	fake.bodies, fake.groups = nil, nil
+	h.queueURL += ".fifo"
+	if _, err := h.schedule(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(fake.groups)
+	if !slices.Equal(fake.groups, members) {
+		t.Errorf("message groups %v, want one per account %v", fake.groups, members)
 	}
 }
 
