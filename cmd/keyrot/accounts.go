@@ -5,10 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
+	"time"
 
 	"github.com/keyrot/keyrot"
+	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/config"
+	"github.com/keyrot/keyrot/secretsmanager"
 )
 
 // accountReport is one account's pass as `keyrot rotate -o json` prints it
@@ -97,4 +101,112 @@ func (in *indented) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// daemonAccounts is the daemon across accounts: a pass over every account
+// each rotation.resync (at most accounts.concurrency at once), and the API
+// serving every account's keys from a cache per account.
+func (m *Main) daemonAccounts(ctx context.Context, cfg config.Config, o daemonOptions) error {
+	// Steps wait for the next pass: consumers are told how late one may run.
+	cfg.Rotation.StepLateness = max(cfg.Rotation.StepLateness, cfg.Rotation.Resync)
+	log := m.logger(cfg)
+	api, err := m.newAPI(ctx, cfg, log, !o.NoAPI)
+	if err != nil {
+		return err
+	}
+	api.listener, api.noUI = o.APIListener, true
+	defer api.stop(ctx)
+	clock := m.clock()
+	accts, err := app.NewAccounts(ctx, cfg, api.appOptions(app.Options{Logger: log, AWS: o.AWS, Clock: clock}))
+	if err != nil {
+		return err
+	}
+	defer closeApp(ctx, accts, log)
+
+	// Each account's cache is made with its engine, filled from that
+	// account's secrets and refreshed like the single account's.
+	caches := keyrothttp.NewAccountCaches()
+	refreshCtx, stopRefresh := context.WithCancel(context.WithoutCancel(ctx))
+	var refreshing sync.WaitGroup
+	defer func() { stopRefresh(); refreshing.Wait() }()
+	poll, _ := cfg.APIPoll()
+	accts.PublisherFor = func(id string) keyrot.CredentialsPublisher {
+		c := keyrothttp.NewCache(accountStore{accts, id}, cfg.Policy(),
+			keyrothttp.WithCacheLogger(log.With("system", "cache", "account", id)), keyrothttp.WithCacheClock(clock))
+		caches.Add(id, c)
+		if api.serve {
+			refreshing.Go(func() { _ = c.Run(refreshCtx, poll) })
+		}
+		return c
+	}
+	api.serverOpts = append(api.serverOpts, keyrothttp.WithAccounts(caches))
+	api.notifier = accts.Notifier()
+	// The management account's store holds only api.keys_secret, if set.
+	if err := m.startAPI(ctx, api, app.NewStore(accts.AWS(), cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID), o); err != nil {
+		return err
+	}
+	resync := time.Duration(cfg.Rotation.Resync)
+	log.Info("keyrot running across accounts", "role", cfg.Accounts.Role, "organization", cfg.Accounts.Organization,
+		"ids", cfg.Accounts.IDs, "concurrency", cfg.Accounts.Concurrency, "resync", resync.String())
+	for {
+		sum, err := accts.ReconcileAll(ctx, keyrot.RunOptions{})
+		switch {
+		case err != nil:
+			log.Error("accounts not listed", "error", err)
+		default:
+			failedAccounts, failedUsers, users := sum.Failed()
+			log.Debug("pass done", "accounts", len(sum.Accounts), "failed_accounts", failedAccounts, "users", users, "failed_users", failedUsers)
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("keyrot stopping")
+			return nil
+		case <-clock.After(resync):
+		}
+	}
+}
+
+// startAPI starts the daemon's API (when it serves) and tells the callers
+// its addresses.
+func (m *Main) startAPI(ctx context.Context, api *apiRuntime, store *secretsmanager.Store, o daemonOptions) error {
+	addrs, err := api.start(ctx, store)
+	if err != nil {
+		return err
+	}
+	if o.Ready != nil {
+		o.Ready(addrs)
+	}
+	if m.Ready != nil {
+		m.Ready(addrs)
+	}
+	return nil
+}
+
+// accountStore is one account's secrets, for its API cache: the store of
+// the account's engine (built on first use, with its assumed role).
+type accountStore struct {
+	accts *app.Accounts
+	id    string
+}
+
+// Pointers lists the account's current-key pointers.
+func (s accountStore) Pointers(ctx context.Context) ([]keyrot.KeyPointer, error) {
+	u, err := s.accts.Unit(ctx, app.Account{ID: s.id})
+	if err != nil {
+		return nil, err
+	}
+	return u.Store.Pointers(ctx)
+}
+
+// ReadCurrent reads the keys the pointers name in the account.
+func (s accountStore) ReadCurrent(ctx context.Context, ptrs []keyrot.KeyPointer) ([]keyrot.Credentials, map[string]error) {
+	u, err := s.accts.Unit(ctx, app.Account{ID: s.id})
+	if err != nil {
+		failed := make(map[string]error, len(ptrs))
+		for _, p := range ptrs {
+			failed[p.UserName] = err
+		}
+		return nil, failed
+	}
+	return u.Store.ReadCurrent(ctx, ptrs)
 }

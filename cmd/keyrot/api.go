@@ -55,6 +55,10 @@ type apiRuntime struct {
 	// whatever log.format says (flushed every 100 ms and on stop), so a read
 	// makes no write system call of its own.
 	auditOut *app.BufferedWriter
+	// serverOpts are more options for the server (the accounts' caches);
+	// noUI leaves /ui out (it views one account).
+	serverOpts []keyrothttp.ServerOption
+	noUI       bool
 }
 
 // auditFlushEvery bounds how late an audit record reaches the log.
@@ -134,16 +138,18 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store) (ma
 	if err := a.metrics.WatchKeyAges(a.cache, a.clock.Now); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	mountUI, err := a.uiOption(ctx)
-	if err != nil {
-		return nil, err
+	mountUI := keyrothttp.ServerOption(func(*keyrothttp.Server) {})
+	if !a.noUI {
+		if mountUI, err = a.uiOption(ctx); err != nil {
+			return nil, err
+		}
 	}
 	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{
 		Listen: a.cfg.API.Listen, Listener: a.listener, TLSCert: a.cfg.API.TLSCert, TLSKey: a.cfg.API.TLSKey, Keys: keys,
 		RateLimit: a.cfg.API.RateLimit, Burst: a.cfg.API.Burst, Registry: a.registry, Gatherer: a.registry,
 		MetricsPublic: a.cfg.API.MetricsPublic,
-	}, a.cache, keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics), keyrothttp.WithRecordWriter(a.auditOut),
-		keyrothttp.WithClock(a.clock), mountUI)
+	}, a.cache, append([]keyrothttp.ServerOption{keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics), keyrothttp.WithRecordWriter(a.auditOut),
+		keyrothttp.WithClock(a.clock), mountUI}, a.serverOpts...)...)
 	if err != nil {
 		return nil, &config.Error{Field: "api", Reason: err.Error()}
 	}

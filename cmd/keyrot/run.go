@@ -41,6 +41,9 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, o daemonOptions) e
 	if cfg.Rotation.DryRun {
 		return &config.Error{Field: "rotation.dry_run", Reason: "the daemon does not run dry: use `keyrot rotate --dry-run` or `keyrot status` to see the plan"}
 	}
+	if cfg.Accounts.Enabled() {
+		return m.daemonAccounts(ctx, cfg, o)
+	}
 	log := m.logger(cfg)
 	api, err := m.newAPI(ctx, cfg, log, !o.NoAPI)
 	if err != nil {
@@ -55,15 +58,8 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, o daemonOptions) e
 	defer closeApp(ctx, a, log)
 	api.notifier = a.Notifier
 	api.views = a
-	addrs, err := api.start(ctx, a.Store)
-	if err != nil {
+	if err := m.startAPI(ctx, api, a.Store, o); err != nil {
 		return err
-	}
-	if o.Ready != nil {
-		o.Ready(addrs)
-	}
-	if m.Ready != nil {
-		m.Ready(addrs)
 	}
 	sched := &keyrot.Scheduler{Rotator: a.Rotator, Logger: log, Resync: time.Duration(cfg.Rotation.Resync)}
 	log.Info("keyrot running", "users", len(cfg.Users.Names), "user_tag", cfg.Users.Tag,

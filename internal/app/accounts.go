@@ -265,6 +265,12 @@ func (m *Accounts) emit(ctx context.Context, e keyrot.Event) {
 	}
 }
 
+// AWS is the management account's configuration (keyrot's own).
+func (m *Accounts) AWS() aws.Config { return m.base }
+
+// Notifier is the notifier every account's events go to.
+func (m *Accounts) Notifier() keyrot.Notifier { return m.notifier }
+
 // Failing lists the accounts in an open incident (status, metrics).
 func (m *Accounts) Failing() []string {
 	m.mu.Lock()
