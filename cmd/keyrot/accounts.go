@@ -140,6 +140,9 @@ func (m *Main) daemonAccounts(ctx context.Context, cfg config.Config, o daemonOp
 		return c
 	}
 	api.serverOpts = append(api.serverOpts, keyrothttp.WithAccounts(caches))
+	if err := api.metrics.WatchAccounts(accts.Failing); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	api.notifier = accts.Notifier()
 	// The management account's store holds only api.keys_secret, if set.
 	if err := m.startAPI(ctx, api, app.NewStore(accts.AWS(), cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID), o); err != nil {
