@@ -2,7 +2,7 @@ package sandbox_test
 
 import (
 	"context"
-	"encoding/json"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,8 +16,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	sestypes "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/sandbox"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
 )
@@ -32,22 +34,6 @@ const (
 func newOrgEnv(t *testing.T, members int) *coreEnv {
 	t.Helper()
 	return newCoreEnv(t, sandbox.Options{MemberAccounts: members})
-}
-
-// getJSON GETs an admin endpoint and decodes its JSON answer into v.
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: decode: %v", url, err)
-	}
 }
 
 // adminDo sends an admin request and returns its status.
@@ -73,7 +59,7 @@ func TestOrganizationListing(t *testing.T) {
 		{ID: member3ID, Name: "member-3", OU: "ou-root-prod0001"},
 	}
 	var listed []sandbox.Account
-	getJSON(t, e.s.URL()+"/_sandbox/accounts", &listed)
+	sandboxtest.GetJSON(t, e.s.URL()+"/_sandbox/accounts", &listed)
 	if !slices.Equal(listed, want) {
 		t.Errorf("GET /_sandbox/accounts = %+v, want %+v", listed, want)
 	}
@@ -162,7 +148,7 @@ func TestOrganizationNotInUse(t *testing.T) {
 	_, err := organizations.NewFromConfig(sandboxtest.Config(t, e.s)).ListAccounts(context.Background(), &organizations.ListAccountsInput{})
 	expectCode(t, err, "AWSOrganizationsNotInUseException")
 	var listed []sandbox.Account
-	getJSON(t, e.s.URL()+"/_sandbox/accounts", &listed)
+	sandboxtest.GetJSON(t, e.s.URL()+"/_sandbox/accounts", &listed)
 	if len(listed) != 1 || !listed[0].Management {
 		t.Errorf("accounts of a single-account sandbox = %+v", listed)
 	}
@@ -251,8 +237,8 @@ func TestAccountsAreApart(t *testing.T) {
 		t.Errorf("outbox = %+v", box)
 	}
 	var mine, theirs []sandbox.Email
-	getJSON(t, e.s.URL()+"/_sandbox/ses/outbox?account="+member1ID, &mine)
-	getJSON(t, e.s.URL()+"/_sandbox/ses/outbox?account="+mgmtID, &theirs)
+	sandboxtest.GetJSON(t, e.s.URL()+"/_sandbox/ses/outbox?account="+member1ID, &mine)
+	sandboxtest.GetJSON(t, e.s.URL()+"/_sandbox/ses/outbox?account="+mgmtID, &theirs)
 	if len(mine) != 1 || len(theirs) != 0 {
 		t.Errorf("outbox by account: %d from member-1, %d from the management account", len(mine), len(theirs))
 	}
@@ -308,7 +294,7 @@ func TestAssumeRoleTrust(t *testing.T) {
 		t.Errorf("with the right ExternalId: %v", err)
 	}
 	var role sandbox.MemberRole
-	getJSON(t, roleURL, &role)
+	sandboxtest.GetJSON(t, roleURL, &role)
 	if role.ExternalID != "ext-123" {
 		t.Errorf("GET role = %+v", role)
 	}
@@ -319,9 +305,21 @@ func TestAssumeRoleTrust(t *testing.T) {
 		t.Errorf("POST the management account's role: %d, want 404", st)
 	}
 
-	// A deleted role: AccessDenied, as AWS words it; restoring it lets in.
+	// A deleted role: AccessDenied, as AWS words it, and its sessions lose
+	// their permissions but for GetCallerIdentity; restoring it lets in.
+	earlier := sandboxtest.MemberConfig(t, e.s, member3ID, "")
+	if _, err := secretsmanager.NewFromConfig(earlier).ListSecrets(ctx, &secretsmanager.ListSecretsInput{}); err != nil {
+		t.Fatal(err)
+	}
 	if st := adminDo(t, http.MethodDelete, e.s.URL()+"/_sandbox/accounts/"+member3ID+"/role", ""); st != http.StatusNoContent {
 		t.Fatalf("DELETE role: %d", st)
+	}
+	_, err = secretsmanager.NewFromConfig(earlier).ListSecrets(ctx, &secretsmanager.ListSecretsInput{})
+	expectCode(t, err, "AccessDeniedException")
+	_, err = iam.NewFromConfig(earlier).ListUsers(ctx, &iam.ListUsersInput{})
+	expectCode(t, err, "AccessDenied")
+	if _, err := sts.NewFromConfig(earlier).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err != nil {
+		t.Errorf("GetCallerIdentity of a session whose role is gone: %v", err)
 	}
 	deniedMsg(t, assume(admin, member3ID, ""), root, member3ID)
 	if st := adminDo(t, http.MethodGet, e.s.URL()+"/_sandbox/accounts/"+member3ID+"/role", ""); st != http.StatusNotFound {
@@ -428,6 +426,9 @@ func TestAccountsPersist(t *testing.T) {
 	})).Credentials
 	ok1[*secretsmanager.CreateSecretOutput](t)(secretsmanager.NewFromConfig(sandboxtest.MemberConfig(t, s1, member1ID, "")).CreateSecret(ctx,
 		&secretsmanager.CreateSecretInput{Name: aws.String("kept"), SecretString: aws.String("v")}))
+	memberSQS := sqs.NewFromConfig(sandboxtest.MemberConfig(t, s1, member1ID, ""))
+	q := ok1[*sqs.CreateQueueOutput](t)(memberSQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("work")}))
+	ok1[*sqs.SendMessageOutput](t)(memberSQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String("queued")}))
 	if err := s1.DeleteMemberRole(member2ID); err != nil {
 		t.Fatal(err)
 	}
@@ -441,6 +442,9 @@ func TestAccountsPersist(t *testing.T) {
 	if aws.ToString(v.SecretString) != "v" {
 		t.Errorf("member secret after restart = %q", aws.ToString(v.SecretString))
 	}
+	if queues := s2.SQS(); len(queues) != 1 || queues[0].Account != member1ID || len(queues[0].Messages) != 1 || queues[0].Messages[0].Body != "queued" {
+		t.Errorf("queues after restart = %+v", queues)
+	}
 	if _, ok := s2.MemberRole(member2ID); ok {
 		t.Error("a deleted role is back after a restart")
 	}
@@ -449,5 +453,52 @@ func TestAccountsPersist(t *testing.T) {
 	_, err = sandbox.New(sandbox.Options{DataDir: dir, Clock: clock, MemberAccounts: 1})
 	if err == nil || !strings.Contains(err.Error(), member2ID) || !strings.Contains(err.Error(), "--accounts") {
 		t.Errorf("loading 2 members' state with 1: %v", err)
+	}
+}
+
+// TestFaultsPerAccount: a fault rule with an account fails only the calls
+// that run in that account.
+func TestFaultsPerAccount(t *testing.T) {
+	e := newOrgEnv(t, 2)
+	ctx := context.Background()
+	e.s.SetFaults(sandbox.Faults{Rules: []sandbox.FaultRule{{Account: member1ID, Service: "secretsmanager", Kind: "throttle", Count: 1}}})
+	noRetry := func(o *secretsmanager.Options) { o.RetryMaxAttempts = 1 }
+	list := func(account string) error {
+		_, err := secretsmanager.NewFromConfig(sandboxtest.MemberConfig(t, e.s, account, ""), noRetry).ListSecrets(ctx, &secretsmanager.ListSecretsInput{})
+		return err
+	}
+	if err := list(member2ID); err != nil {
+		t.Fatalf("another member account: %v", err)
+	}
+	if _, err := secretsmanager.NewFromConfig(sandboxtest.Config(t, e.s), noRetry).ListSecrets(ctx, &secretsmanager.ListSecretsInput{}); err != nil {
+		t.Fatalf("the management account: %v", err)
+	}
+	expectCode(t, list(member1ID), "ThrottlingException")
+	if err := list(member1ID); err != nil {
+		t.Errorf("after the rule is spent: %v", err)
+	}
+}
+
+// TestSessionSecretsNotLogged: the sandbox's own logs, at debug level,
+// never hold a session's secret or token.
+func TestSessionSecretsNotLogged(t *testing.T) {
+	var logs testkit.Buffer
+	s := sandboxtest.Start(t, sandbox.Options{MemberAccounts: 1, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	ctx := context.Background()
+	out := ok1[*sts.AssumeRoleOutput](t)(sts.NewFromConfig(sandboxtest.Config(t, s)).AssumeRole(ctx, &sts.AssumeRoleInput{
+		RoleArn: aws.String(sandbox.MemberRoleARN(member1ID)), RoleSessionName: aws.String("logged"),
+	}))
+	c := out.Credentials
+	session := sandboxtest.SessionConfig(s.URL(), aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))
+	ok1[*sts.GetCallerIdentityOutput](t)(sts.NewFromConfig(session).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}))
+	_, err := iam.NewFromConfig(session).GetUser(ctx, &iam.GetUserInput{})
+	expectCode(t, err, "ValidationError")
+	if !strings.Contains(logs.String(), aws.ToString(c.AccessKeyId)) {
+		t.Fatalf("the debug log does not show the calls:\n%s", logs.String())
+	}
+	for _, secret := range []string{aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken)} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log holds a session secret:\n%s", logs.String())
+		}
 	}
 }

@@ -27,10 +27,12 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	sestypes "github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
@@ -57,6 +59,10 @@ type backend struct {
 	sm   *secretsmanager.Client
 	sts  *sts.Client
 	ses  *sesv2.Client
+	org  *organizations.Client
+	sqs  *sqs.Client
+	// member gives a member account of the backend's Organization.
+	member func(ctx context.Context, t *testing.T, b *backend) orgMember
 	// verifySender makes an address usable as a sender: moto requires a
 	// verified identity, the sandbox treats every sender as verified (D5).
 	verifySender func(ctx context.Context, addr string) error
@@ -64,7 +70,8 @@ type backend struct {
 
 func newBackend(name, ns string, cfg aws.Config, user func(id, secret string) aws.Config) *backend {
 	return &backend{name: name, ns: ns, user: user,
-		iam: iam.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg), sts: sts.NewFromConfig(cfg), ses: sesv2.NewFromConfig(cfg)}
+		iam: iam.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg), sts: sts.NewFromConfig(cfg), ses: sesv2.NewFromConfig(cfg),
+		org: organizations.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg)}
 }
 
 // n makes a name unique to the case.
@@ -151,7 +158,7 @@ func TestConformance(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
 			ns := srv.Namespace()
-			sb := sandboxtest.Start(t, sandbox.Options{Seed: int64(i + 1)})
+			sb := sandboxtest.Start(t, sandbox.Options{Seed: int64(i + 1), MemberAccounts: 1})
 			backends := []*backend{
 				newBackend("sandbox", ns, sandboxtest.Config(t, sb), func(id, secret string) aws.Config {
 					return sandboxtest.UserConfig(t, sb, id, secret)
@@ -159,6 +166,7 @@ func TestConformance(t *testing.T) {
 				newBackend("moto", ns, srv.Config(), srv.UserConfig),
 			}
 			backends[0].verifySender = func(context.Context, string) error { return nil }
+			backends[0].member, backends[1].member = sandboxMember, motoMember
 			backends[1].verifySender = func(ctx context.Context, addr string) error {
 				_, err := backends[1].ses.CreateEmailIdentity(ctx, &sesv2.CreateEmailIdentityInput{EmailIdentity: aws.String(addr)})
 				return err
@@ -354,6 +362,8 @@ func conformanceCases() []conformanceCase {
 	add(stsCases()...)
 	add(secretsManagerCases()...)
 	add(sesCases()...)
+	add(orgCases()...)
+	add(sqsCases()...)
 	return cs
 }
 

@@ -30,8 +30,13 @@ type Faults struct {
 type FaultRule struct {
 	// Operation is the AWS operation, e.g. "CreateAccessKey"; "" or "*" matches all.
 	Operation string `json:"operation,omitempty"`
-	// Service optionally restricts the rule to "iam", "sts", "secretsmanager" or "ses".
+	// Service optionally restricts the rule to "iam", "sts",
+	// "secretsmanager", "ses", "organizations" or "sqs".
 	Service string `json:"service,omitempty"`
+	// Account optionally restricts the rule to calls that run in that
+	// account (the account of the caller's credentials), e.g. to throttle
+	// one member account of an Organization.
+	Account string `json:"account,omitempty"`
 	// Kind is "throttle", "5xx", or "lost_response": the call takes effect,
 	// then the client is told it failed (a 5xx), as when a response is lost
 	// on its way back.
@@ -111,7 +116,7 @@ func (f Faults) validate() error {
 			return fmt.Errorf("faults: rule %d: count %d: must not be negative", i, r.Count)
 		}
 		switch r.Service {
-		case "", svcIAM, svcSTS, svcSecretsManager, svcSES:
+		case "", svcIAM, svcSTS, svcSecretsManager, svcSES, svcOrganizations, svcSQS:
 		default:
 			return fmt.Errorf("faults: rule %d: unknown service %q", i, r.Service)
 		}
@@ -189,12 +194,12 @@ func (fi *faultInjector) delay(ctx context.Context) error {
 // check returns the error to inject into this call, or nil. lost reports
 // that the call is to be carried out first and its response replaced by
 // the error.
-func (fi *faultInjector) check(service, op string) (injected *apiError, lost bool) {
+func (fi *faultInjector) check(service, op, account string) (injected *apiError, lost bool) {
 	fi.mu.Lock()
 	defer fi.mu.Unlock()
 	for i := range fi.faults.Rules {
 		r := &fi.faults.Rules[i]
-		if r.Service != "" && r.Service != service {
+		if r.Service != "" && r.Service != service || r.Account != "" && r.Account != account {
 			continue
 		}
 		if r.Operation != "" && r.Operation != "*" && r.Operation != op {
@@ -227,6 +232,8 @@ func faultError(service, kind string) *apiError {
 			return errorf(http.StatusBadRequest, "ThrottlingException", "Rate exceeded")
 		case svcSES:
 			return errorf(http.StatusTooManyRequests, "TooManyRequestsException", "Too many requests.")
+		case svcOrganizations:
+			return errorf(http.StatusBadRequest, "TooManyRequestsException", "AWS Organizations can't complete your request because another request is already in progress. Try again later.")
 		default:
 			return errorf(http.StatusBadRequest, "Throttling", "Rate exceeded")
 		}

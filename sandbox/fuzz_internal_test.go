@@ -160,6 +160,12 @@ func FuzzServeSigned(f *testing.F) {
 		{3, "POST", "/v2/email/outbound-emails", "", "application/json", `{"Content":{"Raw":{"Data":"RnJvbTogYUBleGFtcGxlLmNvbQ0KDQpoaQ=="}}}`},
 		{3, "GET", "/v2/email/account", "", "", ""},
 		{3, "DELETE", "/v2/email/x", "", "", ""},
+		{1, "POST", "/", "", "application/x-www-form-urlencoded", "Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A100000000001%3Arole%2Fkeyrot-member&RoleSessionName=s1&DurationSeconds=900"},
+		{4, "POST", "/", "ListAccounts", "application/x-amz-json-1.1", `{"MaxResults":1,"NextToken":"MQ"}`},
+		{4, "POST", "/", "ListChildren", "application/x-amz-json-1.1", `{"ParentId":"r-root","ChildType":"ACCOUNT"}`},
+		{5, "POST", "/", "CreateQueue", "application/x-amz-json-1.0", `{"QueueName":"q","Attributes":{"RedrivePolicy":"{\"deadLetterTargetArn\":\"a\",\"maxReceiveCount\":1}"}}`},
+		{5, "POST", "/", "SendMessageBatch", "application/x-amz-json-1.0", `{"QueueUrl":"http://h/123456789012/q","Entries":[{"Id":"a","MessageBody":"b"}]}`},
+		{5, "POST", "/", "ReceiveMessage", "application/x-amz-json-1.0", `{"QueueUrl":"http://h/123456789012/q","WaitTimeSeconds":1}`},
 	}
 	for _, s := range seeds {
 		f.Add(s.service, s.method, s.path, s.op, s.contentType, []byte(s.body))
@@ -167,7 +173,7 @@ func FuzzServeSigned(f *testing.F) {
 	signer := v4.NewSigner()
 	creds := aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}
 	f.Fuzz(func(t *testing.T, service uint8, method, path, op, contentType string, body []byte) {
-		svc := []string{svcIAM, svcSTS, svcSecretsManager, svcSES}[int(service)%4]
+		svc := []string{svcIAM, svcSTS, svcSecretsManager, svcSES, svcOrganizations, svcSQS}[int(service)%6]
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
@@ -175,21 +181,24 @@ func FuzzServeSigned(f *testing.F) {
 		if err != nil {
 			return
 		}
-		r, err := http.NewRequestWithContext(context.Background(), method, u.String(), bytes.NewReader(body))
+		// The deadline bounds an SQS long poll; what is checked is the status.
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		r, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
 		if err != nil {
 			return
 		}
 		if contentType != "" {
 			r.Header.Set("Content-Type", contentType)
 		}
-		if svc == svcSecretsManager {
-			r.Header.Set("X-Amz-Target", "secretsmanager."+op)
+		if prefix, ok := jsonTargets[svc]; ok {
+			r.Header.Set("X-Amz-Target", prefix+op)
 		}
 		sum := sha256.Sum256(body)
 		if err := signer.SignHTTP(context.Background(), creds, r, hex.EncodeToString(sum[:]), svc, "us-east-1", time.Now()); err != nil {
 			return
 		}
-		s, err := New(Options{})
+		s, err := New(Options{MemberAccounts: 1})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -663,6 +663,9 @@ func (m *iamService) createUser(_ principal, form url.Values) (any, *apiError) {
 func (m *iamService) getUser(caller principal, form url.Values) (any, *apiError) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	if form.Get("UserName") == "" && caller.Session != "" {
+		return nil, validationError("Must specify userName when calling with non-User credentials")
+	}
 	if form.Get("UserName") == "" && caller.Admin {
 		return userResult{User: xmlUser{UserID: m.account, Arn: rootARN(m.account), CreateDate: awsTime(time.Unix(0, 0))}}, nil
 	}

@@ -279,8 +279,9 @@ func (s *Server) SetMemberRole(id string, r MemberRole) error {
 }
 
 // DeleteMemberRole deletes the keyrot-member role of member account id, so
-// that AssumeRole into it is denied (DELETE /_sandbox/accounts/{id}/role).
-// Sessions already handed out stay valid until they expire.
+// that AssumeRole into it is denied (DELETE /_sandbox/accounts/{id}/role),
+// and so are the calls of the sessions already handed out, but for
+// GetCallerIdentity, as in AWS.
 func (s *Server) DeleteMemberRole(id string) error {
 	if err := s.org.deleteRole(id); err != nil {
 		return fmt.Errorf("sandbox: delete member role: %w", err)

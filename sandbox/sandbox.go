@@ -1,7 +1,9 @@
 // Package sandbox serves, on loopback, the subset of the AWS wire protocols
-// keyrot uses: IAM and STS (query protocol, XML), Secrets Manager (JSON 1.1)
-// and SES v2 (REST JSON). Every AWS call is authenticated with SigV4 against
-// the sandbox's admin key or an IAM user's access key. It enforces IAM's
+// keyrot uses: IAM and STS (query protocol, XML), Secrets Manager and
+// Organizations (JSON 1.1), SQS (JSON 1.0) and SES v2 (REST JSON). Every AWS
+// call is authenticated with SigV4 against the sandbox's admin key, an IAM
+// user's access key or a role session's key and token, and runs in that
+// credential's account: with MemberAccounts it serves an Organization. It enforces IAM's
 // two-keys rule, answers with AWS's error codes, injects faults and can run on
 // a clock driven by tests. It is a test double: real keys live in AWS.
 package sandbox
@@ -97,6 +99,7 @@ type Server struct {
 	org    *organization
 	sts    *stsSessions
 	ses    *sesService
+	sqs    *sqsService
 	faults *faultInjector
 	store  *persister // nil when memory only
 
@@ -168,6 +171,7 @@ func New(opts Options) (*Server, error) {
 	s.sts = newSTSSessions(opts.Clock, opts.Seed, signal)
 	s.ses = newSES(opts.Clock, opts.Seed, signal)
 	s.ses.setMaxSendRate(opts.SESMaxSendRate)
+	s.sqs = newSQS(opts.Clock, opts.Region, opts.Seed, signal)
 	if s.store != nil {
 		mgmt := s.org.management()
 		s.store.register(svcIAM, mgmt.iam)
@@ -175,6 +179,7 @@ func New(opts Options) (*Server, error) {
 		s.store.register(svcSES, any(s.ses))
 		s.store.register("accounts", membersPersistence{s.org})
 		s.store.register(svcSTS, s.sts)
+		s.store.register(svcSQS, s.sqs)
 		if err := s.store.load(); err != nil {
 			return nil, fmt.Errorf("sandbox: load state from %q: %w", opts.DataDir, err)
 		}
@@ -367,7 +372,7 @@ func (s *Server) serveAWS(w http.ResponseWriter, r *http.Request, c *call) {
 	if err := s.faults.delay(r.Context()); err != nil {
 		return // the client went away
 	}
-	if apiErr, lost := s.faults.check(c.service, c.op); apiErr != nil {
+	if apiErr, lost := s.faults.check(c.service, c.op, c.caller.Account); apiErr != nil {
 		s.logger.Debug("fault injected", "service", c.service, "op", c.op, "code", apiErr.Code, "lost_response", lost)
 		if lost {
 			s.dispatch(discardResponse{header: http.Header{}}, r, c, form)
@@ -425,6 +430,10 @@ func (s *Server) operation(r *http.Request, c *call) (map[string][]string, *apiE
 
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, form map[string][]string) {
 	acct := s.org.get(c.caller.Account)
+	if err := s.roleGone(c); err != nil {
+		s.writeError(w, c, err)
+		return
+	}
 	switch c.service {
 	case svcIAM:
 		resp, apiErr := acct.iam.handle(c.caller, c.op, form)
@@ -454,6 +463,13 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, form 
 			return
 		}
 		writeJSON(w, c, "application/x-amz-json-1.1", http.StatusOK, resp)
+	case svcSQS:
+		resp, apiErr := s.sqs.handle(r.Context(), c.caller, c.op, c.body, "http://"+r.Host)
+		if apiErr != nil {
+			s.writeError(w, c, apiErr)
+			return
+		}
+		writeJSON(w, c, "application/x-amz-json-1.0", http.StatusOK, resp)
 	case svcSES:
 		status, resp, apiErr := s.ses.handle(c.caller, c.op, r, c.body)
 		if apiErr != nil {
@@ -530,7 +546,7 @@ func (d discardResponse) WriteHeader(int)             {}
 
 func knownService(svc string) bool {
 	switch svc {
-	case svcIAM, svcSTS, svcSecretsManager, svcSES, svcOrganizations:
+	case svcIAM, svcSTS, svcSecretsManager, svcSES, svcOrganizations, svcSQS:
 		return true
 	}
 	return false
@@ -580,6 +596,8 @@ func (s *Server) writeError(w http.ResponseWriter, c *call, e *apiError) {
 		h := w.Header()
 		h.Set("X-Amzn-Errortype", e.Code)
 		writeJSON(w, c, "application/x-amz-json-1.1", e.Status, map[string]string{"__type": e.Code, "message": e.Message})
+	case svcSQS:
+		writeSQSError(w, c, e)
 	case svcSES:
 		w.Header().Set("X-Amzn-Errortype", e.Code)
 		writeJSON(w, c, "application/json", e.Status, map[string]string{"message": e.Message})
@@ -597,6 +615,9 @@ func (s *Server) adminMux() http.Handler {
 	})
 	s.outboxRoutes(mux)
 	s.accountRoutes(mux)
+	mux.HandleFunc("GET /_sandbox/sqs", func(w http.ResponseWriter, r *http.Request) {
+		adminJSON(w, http.StatusOK, s.sqs.list("http://"+r.Host))
+	})
 	mux.HandleFunc("GET /_sandbox/calls", func(w http.ResponseWriter, r *http.Request) {
 		adminJSON(w, http.StatusOK, s.Calls())
 	})

@@ -51,6 +51,26 @@ func (s *Server) handleSTS(caller principal, op string, form url.Values) (any, *
 	return nil, errorf(http.StatusBadRequest, "InvalidAction", "Could not find operation %s for version 2011-06-15", op)
 }
 
+// roleGone denies the call of a session whose role was deleted since it
+// was handed out, as AWS does: the session keeps its identity
+// (GetCallerIdentity needs no permission) but has no permissions left.
+func (s *Server) roleGone(c *call) *apiError {
+	if c.caller.Session == "" || c.op == "GetCallerIdentity" {
+		return nil
+	}
+	if _, ok := s.org.role(c.caller.Account); ok {
+		return nil
+	}
+	msg := fmt.Sprintf("User: %s is not authorized to perform: %s:%s because no identity-based policy allows the %[2]s:%[3]s action", c.caller.ARN, c.service, c.op)
+	switch c.service {
+	case svcSecretsManager, svcOrganizations:
+		return errorf(http.StatusBadRequest, "AccessDeniedException", "%s", msg)
+	case svcSES:
+		return errorf(http.StatusForbidden, "AccessDeniedException", "%s", msg)
+	}
+	return errorf(http.StatusForbidden, "AccessDenied", "%s", msg)
+}
+
 // assumedRoleARN is the ARN of a role session, as STS names it.
 func assumedRoleARN(account, role, session string) string {
 	return "arn:aws:sts::" + account + ":assumed-role/" + role + "/" + session

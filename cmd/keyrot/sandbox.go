@@ -74,7 +74,7 @@ func (m *Main) runSandbox(ctx context.Context, args []string) error {
 	if err := sb.Start(ctx, f.listen); err != nil {
 		return listenError(err, f.listen, "--listen")
 	}
-	fmt.Fprintf(m.Stdout, `keyrot sandbox: a local AWS endpoint (IAM, STS, Secrets Manager, SES v2) at %[1]s
+	fmt.Fprintf(m.Stdout, `keyrot sandbox: a local AWS endpoint (IAM, STS, Secrets Manager, SES v2, SQS, Organizations) at %[1]s
 It is a test double for AWS: never put real keys in it.
 
   export AWS_ENDPOINT_URL=%[1]s AWS_REGION=%[2]s

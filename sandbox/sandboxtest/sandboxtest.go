@@ -4,6 +4,8 @@ package sandboxtest
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,6 +105,24 @@ func SessionConfig(url, accessKeyID, secretAccessKey, sessionToken string) aws.C
 	cfg := EndpointConfig(url, accessKeyID, secretAccessKey)
 	cfg.Credentials = credentials.NewStaticCredentialsProvider(accessKeyID, secretAccessKey, sessionToken)
 	return cfg
+}
+
+// GetJSON GETs url, typically an admin endpoint such as
+// s.URL()+"/_sandbox/accounts", and decodes its JSON answer into v. It
+// fails the test on an error or a status other than 200.
+func GetJSON(t testing.TB, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("sandboxtest: GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("sandboxtest: GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("sandboxtest: GET %s: decode: %v", url, err)
+	}
 }
 
 // Clock is a clock driven by the test. It satisfies sandbox.Clock and is
