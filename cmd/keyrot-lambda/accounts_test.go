@@ -232,41 +232,72 @@ func TestSchedulerSendsOneMessagePerAccount(t *testing.T) {
 	}
 }
 
-// TestWorkerUnderRIE runs bootstrap as the worker function under the Lambda
-// Runtime Interface Emulator, invoked over HTTP with an SQS event of three
-// accounts, one of which has lost its role: the response is a partial
-// batch failure naming that message, and the other accounts are rotated.
-func TestWorkerUnderRIE(t *testing.T) {
+// TestSchedulerAndWorkerUnderRIE runs bootstrap twice under the Lambda
+// Runtime Interface Emulator, as the management stack does, against the
+// sandbox's Organization and SQS: the scheduler, invoked with the
+// schedule's event, queues one message per member account; the worker,
+// invoked over HTTP with those messages as Lambda's SQS event, rotates
+// each account and answers a partial batch failure naming the message of
+// the account whose role is missing.
+func TestSchedulerAndWorkerUnderRIE(t *testing.T) {
 	rie := testkit.RequireRIE(t)
 	bootstrap := testkit.BuildBootstrap(t, ".")
 	sb, members := orgSandbox(t, 3)
 	if err := sb.DeleteMemberRole(members[2]); err != nil {
 		t.Fatal(err)
 	}
-	fn := testkit.StartRIE(t, rie, bootstrap, append(rieAWSEnv(sb, "keyrot-worker"),
+	admin := sandboxtest.Config(t, sb)
+	queue, err := sqs.NewFromConfig(admin).CreateQueue(t.Context(), &sqs.CreateQueueInput{QueueName: aws.String("keyrot-accounts")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := []string{
 		"KEYROT_USERS=ci-bot",
 		"KEYROT_ACCOUNTS_ORGANIZATION=true",
 		"KEYROT_ACCOUNTS_CONCURRENCY=2",
 		"KEYROT_NOTIFY_VIA=log",
 		"KEYROT_LOG_FORMAT=json",
-	))
-	body := fn.Invoke(t, sqsEvent(`{"account":"`+members[0]+`"}`, `{"account":"`+members[1]+`"}`, `{"account":"`+members[2]+`"}`))
+	}
+	scheduler := testkit.StartRIE(t, rie, bootstrap, append(append(rieAWSEnv(sb, "keyrot-scheduler"), config...), "KEYROT_QUEUE_URL="+aws.ToString(queue.QueueUrl)))
+	var sched scheduleResult
+	if body := scheduler.Invoke(t, `{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}`); json.Unmarshal(body, &sched) != nil || sched.Queued != 3 {
+		t.Fatalf("scheduler response %s, want 3 accounts queued\n%s", body, scheduler.Output())
+	}
+
+	// What Lambda's event source mapping does: receive, invoke, delete the successes.
+	client := sqs.NewFromConfig(admin)
+	got, err := client.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: queue.QueueUrl, MaxNumberOfMessages: 10})
+	if err != nil || len(got.Messages) != 3 {
+		t.Fatalf("received %v, %v; want the 3 accounts' messages", got, err)
+	}
+	var event events.SQSEvent
+	var failingMessage string
+	for _, m := range got.Messages {
+		event.Records = append(event.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle),
+			Body: aws.ToString(m.Body), EventSource: "aws:sqs", AWSRegion: "us-east-1"})
+		if strings.Contains(aws.ToString(m.Body), members[2]) {
+			failingMessage = aws.ToString(m.MessageId)
+		}
+	}
+	payload, _ := json.Marshal(event)
+	worker := testkit.StartRIE(t, rie, bootstrap, append(rieAWSEnv(sb, "keyrot-worker"), config...))
+	body := worker.Invoke(t, string(payload))
 	var resp events.SQSEventResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
 		t.Fatalf("response %s: %v", body, err)
 	}
-	if len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "msg-3" {
-		t.Fatalf("response %s, want a partial batch failure of msg-3 alone\n%s", body, fn.Output())
+	if len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != failingMessage {
+		t.Fatalf("response %s, want a partial batch failure of %s (account %s) alone\n%s", body, failingMessage, members[2], worker.Output())
 	}
 	for _, acct := range members[:2] {
 		if !rotatedIn(t, sb, acct) {
-			t.Errorf("account %s not rotated\n%s", acct, fn.Output())
+			t.Errorf("account %s not rotated\n%s", acct, worker.Output())
 		}
 	}
-	fn.Stop()
+	worker.Stop()
 	for _, want := range []string{`"msg":"account failed"`, `"account":"` + members[2] + `"`, `"AccountFailures":1`, "REPORT RequestId"} {
-		if !strings.Contains(fn.Output(), want) {
-			t.Errorf("function output lacks %s:\n%s", want, fn.Output())
+		if !strings.Contains(worker.Output(), want) {
+			t.Errorf("worker output lacks %s:\n%s", want, worker.Output())
 		}
 	}
 }
