@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/keyrot/keyrot"
@@ -212,4 +214,56 @@ func (s accountStore) ReadCurrent(ctx context.Context, ptrs []keyrot.KeyPointer)
 		return nil, failed
 	}
 	return u.Store.ReadCurrent(ctx, ptrs)
+}
+
+// accountStatusRow is one user of one account in `keyrot status`.
+type accountStatusRow struct {
+	Account string `json:"account"`
+	statusRow
+}
+
+// statusAccounts is `keyrot status` across accounts: a dry pass in each,
+// every user's row with its account, and one row for each account keyrot
+// cannot work in.
+func (m *Main) statusAccounts(ctx context.Context, cfg config.Config, output string) error {
+	log := m.logger(cfg)
+	a, err := app.NewAccounts(ctx, cfg, app.Options{Logger: log, Clock: m.clock(), Notifier: noNotify})
+	if err != nil {
+		return err
+	}
+	defer closeApp(ctx, a, log)
+	sum, err := a.ReconcileAll(ctx, keyrot.RunOptions{DryRun: true})
+	if err != nil {
+		return err
+	}
+	var rows []accountStatusRow
+	for _, r := range sum.Accounts {
+		if r.Err != nil {
+			rows = append(rows, accountStatusRow{Account: r.Account.ID, statusRow: statusRow{Error: r.Err.Error()}})
+			continue
+		}
+		for _, row := range statusRows(r.Summary, m.clock().Now()) {
+			rows = append(rows, accountStatusRow{Account: r.Account.ID, statusRow: row})
+		}
+	}
+	if output == "json" {
+		return writeJSON(m.Stdout, rows)
+	}
+	tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACCOUNT\tUSER\tCURRENT KEY\tAGE\tNEXT\tAT\tNOTES")
+	for _, r := range rows {
+		notes := strings.Join(r.Warnings, ",")
+		if r.Exempt != "" {
+			notes = "exempt: " + r.Exempt
+		}
+		if r.Error != "" {
+			notes = "error: " + r.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Account, dash(r.User), dash(r.CurrentKey), dash(r.CurrentAge), dash(r.Next), dash(r.NextAt), notes)
+	}
+	tw.Flush()
+	if accounts, users, of := sum.Failed(); accounts > 0 || users > 0 {
+		return &failedAccounts{accounts, users, of}
+	}
+	return nil
 }

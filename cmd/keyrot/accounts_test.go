@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -160,6 +161,32 @@ func rotateAcrossAccounts(t *testing.T, f *orgFixture) {
 		}
 		if got := strings.Count(tm.stderr.String(), `"subject":"[keyrot] FAILED rotation: account `+a2+`"`); got != 1 {
 			t.Errorf("%d failure emails about account %s, want 1:\n%s", got, a2, tm.stderr)
+		}
+
+		// status names each account: its users, or why keyrot cannot work there.
+		tm.stdout.Reset()
+		// (-o json exits 0 with what it found, as in one account.)
+		if code := tm.run(ctx, "status", "--config", cfg, "-o", "json"); code != exitOK {
+			t.Fatalf("status exit %d: %s\n%s", code, tm.stdout, tm.stderr)
+		}
+		var rows []struct {
+			Account, User, Error string
+			CurrentKey           string `json:"current_key"`
+		}
+		if err := json.Unmarshal([]byte(tm.stdout.String()), &rows); err != nil {
+			t.Fatalf("status output: %v\n%s", err, tm.stdout)
+		}
+		byAccount := map[string]string{}
+		for _, r := range rows {
+			byAccount[r.Account] = r.User + "|" + r.CurrentKey + "|" + r.Error
+		}
+		for _, id := range []string{a1, a3} {
+			if !strings.HasPrefix(byAccount[id], "role-bot|AKIA") {
+				t.Errorf("status of account %s: %q, want role-bot's current key", id, byAccount[id])
+			}
+		}
+		if !strings.Contains(byAccount[a2], "|account "+a2+": ") && !strings.Contains(byAccount[a2], ": account "+a2+": ") {
+			t.Errorf("status of account %s: %q, want why keyrot cannot work there", a2, byAccount[a2])
 		}
 	})
 }

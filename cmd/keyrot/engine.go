@@ -111,6 +111,9 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Accounts.Enabled() {
+		return m.statusAccounts(ctx, cfg, *output)
+	}
 	log := m.logger(cfg)
 	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock()})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/fleet"
 	"github.com/keyrot/keyrot/internal/app"
+	"github.com/keyrot/keyrot/internal/config"
 )
 
 // outOfPolicy reports that a report found users out of policy: exit 1.
@@ -54,6 +55,9 @@ func (m *Main) runReport(ctx context.Context, args []string) error {
 	cfg, err := m.loadConfig(*path)
 	if err != nil {
 		return err
+	}
+	if cfg.Accounts.Enabled() {
+		return &config.Error{Field: "accounts", Reason: "keyrot report views one account: run it per account, with that account's credentials and without accounts (keyrot status covers every account)"}
 	}
 	log := m.logger(cfg)
 	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock(), Notifier: noNotify})

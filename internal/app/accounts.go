@@ -200,8 +200,9 @@ func (m *Accounts) ReconcileAll(ctx context.Context, opts keyrot.RunOptions) (Ac
 // error log line, the event's metric), its end once.
 func (m *Accounts) ReconcileAccount(ctx context.Context, acct Account, opts keyrot.RunOptions) AccountResult {
 	sum, err := m.pass(ctx, acct, opts)
-	if err != nil && ctx.Err() != nil {
-		// Stopped, not failed: the next pass takes the account up.
+	if (err != nil && ctx.Err() != nil) || opts.DryRun {
+		// Stopped, not failed: the next pass takes the account up. A dry
+		// pass (status, rotate --dry-run) reports and tells nobody.
 		return AccountResult{Account: acct, Summary: sum, Err: err}
 	}
 	m.track(ctx, acct, err)
