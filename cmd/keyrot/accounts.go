@@ -109,6 +109,13 @@ func (in *indented) Write(p []byte) (int, error) {
 // each rotation.resync (at most accounts.concurrency at once), and the API
 // serving every account's keys from a cache per account.
 func (m *Main) daemonAccounts(ctx context.Context, cfg config.Config, o daemonOptions) error {
+	return m.serveAccounts(ctx, cfg, o, true)
+}
+
+// serveAccounts is the daemon across accounts, or with passes false `keyrot
+// serve` across accounts: the API alone, its accounts listed again every
+// rotation.resync.
+func (m *Main) serveAccounts(ctx context.Context, cfg config.Config, o daemonOptions, passes bool) error {
 	// Steps wait for the next pass: consumers are told how late one may run.
 	cfg.Rotation.StepLateness = max(cfg.Rotation.StepLateness, cfg.Rotation.Resync)
 	log := m.logger(cfg)
@@ -147,6 +154,20 @@ func (m *Main) daemonAccounts(ctx context.Context, cfg config.Config, o daemonOp
 	}
 	api.notifier = accts.Notifier()
 	// The management account's store holds only api.keys_secret, if set.
+	if !passes {
+		// serve: each account's keys are loaded before the API says it is ready.
+		list, err := openAccounts(ctx, accts)
+		if err != nil {
+			log.Error("accounts not listed", "error", err)
+		}
+		for _, a := range list {
+			if c, ok := caches.Cache(a.ID); ok {
+				if err := c.Load(ctx); err != nil {
+					log.Warn("initial credentials load failed; retrying in the background", "account", a.ID, "error", err)
+				}
+			}
+		}
+	}
 	if err := m.startAPI(ctx, api, app.NewStore(accts.AWS(), cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID), o); err != nil {
 		return err
 	}
@@ -154,13 +175,17 @@ func (m *Main) daemonAccounts(ctx context.Context, cfg config.Config, o daemonOp
 	log.Info("keyrot running across accounts", "role", cfg.Accounts.Role, "organization", cfg.Accounts.Organization,
 		"ids", cfg.Accounts.IDs, "concurrency", cfg.Accounts.Concurrency, "resync", resync.String())
 	for {
-		sum, err := accts.ReconcileAll(ctx, keyrot.RunOptions{})
-		switch {
-		case err != nil:
+		if passes {
+			sum, err := accts.ReconcileAll(ctx, keyrot.RunOptions{})
+			switch {
+			case err != nil:
+				log.Error("accounts not listed", "error", err)
+			default:
+				failedAccounts, failedUsers, users := sum.Failed()
+				log.Debug("pass done", "accounts", len(sum.Accounts), "failed_accounts", failedAccounts, "users", users, "failed_users", failedUsers)
+			}
+		} else if _, err := openAccounts(ctx, accts); err != nil {
 			log.Error("accounts not listed", "error", err)
-		default:
-			failedAccounts, failedUsers, users := sum.Failed()
-			log.Debug("pass done", "accounts", len(sum.Accounts), "failed_accounts", failedAccounts, "users", users, "failed_users", failedUsers)
 		}
 		select {
 		case <-ctx.Done():
@@ -169,6 +194,21 @@ func (m *Main) daemonAccounts(ctx context.Context, cfg config.Config, o daemonOp
 		case <-clock.After(resync):
 		}
 	}
+}
+
+// openAccounts builds the engine of each listed account, which gives it
+// its API cache (serve runs no passes that would).
+func openAccounts(ctx context.Context, accts *app.Accounts) ([]app.Account, error) {
+	list, err := accts.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range list {
+		if _, err := accts.Unit(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+	return list, nil
 }
 
 // startAPI starts the daemon's API (when it serves) and tells the callers

@@ -80,9 +80,10 @@ func TestDaemonAcrossAccountsOnSandbox(t *testing.T) {
 			t.Fatalf("no key created in account %s: %v\n%s", acct, err, tm.stderr)
 		}
 	}
+	api := addrs["api"]
 	get := func(path string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, addrs["api"]+path, nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, api+path, nil)
 		req.Header.Set("X-API-Key", apiKey)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -106,4 +107,14 @@ func TestDaemonAcrossAccountsOnSandbox(t *testing.T) {
 		t.Errorf("GET /credentials/ci-bot: %d %s, want 409 (in two accounts)", status, body)
 	}
 	stop()
+
+	// keyrot serve alone serves the keys the daemon stored in each account.
+	addrs, stop = tm.start("serve", "--config", cfg)
+	defer stop()
+	api = addrs["api"]
+	for _, acct := range f.accounts {
+		if status, body := get("/credentials/" + acct + "/ci-bot"); status != http.StatusOK || !strings.Contains(body, "AKIA") {
+			t.Errorf("serve: GET /credentials/%s/ci-bot: %d %s", acct, status, body)
+		}
+	}
 }

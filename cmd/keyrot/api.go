@@ -201,6 +201,9 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Accounts.Enabled() {
+		return m.serveAccounts(ctx, cfg, daemonOptions{}, false)
+	}
 	log := m.logger(cfg)
 	awsCfg, err := app.LoadAWS(ctx, cfg.Region)
 	if err != nil {
