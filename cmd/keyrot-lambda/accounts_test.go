@@ -20,6 +20,7 @@ import (
 	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/sandbox"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
+	"github.com/keyrot/keyrot/secretsmanager"
 )
 
 // orgSandbox is a sandbox Organization of n members, each with user
@@ -298,6 +299,17 @@ func TestSchedulerAndWorkerUnderRIE(t *testing.T) {
 	for _, want := range []string{`"msg":"account failed"`, `"account":"` + members[2] + `"`, `"AccountFailures":1`, "REPORT RequestId"} {
 		if !strings.Contains(worker.Output(), want) {
 			t.Errorf("worker output lacks %s:\n%s", want, worker.Output())
+		}
+	}
+	// Never a secret access key in either function's output.
+	for _, acct := range members[:2] {
+		store := secretsmanager.New(awssm.NewFromConfig(sandboxtest.MemberConfig(t, sb, acct, "")), secretsmanager.Config{Prefix: "iam-key-rotation/"})
+		creds, err := store.Current(t.Context(), "ci-bot")
+		if err != nil || creds.SecretAccessKey == "" {
+			t.Fatalf("account %s: current key: %v", acct, err)
+		}
+		if strings.Contains(worker.Output()+scheduler.Output(), creds.SecretAccessKey) {
+			t.Fatalf("account %s's secret access key appears in the functions' output", acct)
 		}
 	}
 }

@@ -123,3 +123,36 @@ func TestAccountRoleMissingReportedOnce(t *testing.T) {
 		t.Errorf("management account secrets: %v, %v; want none", sm, err)
 	}
 }
+
+// TestAccountsExternalID: with the member roles requiring an ExternalId,
+// keyrot passes the configured one; a wrong one is the account's failure.
+func TestAccountsExternalID(t *testing.T) {
+	sb := sandboxtest.Start(t, sandbox.Options{MemberAccounts: 1, MemberExternalID: "keyrot-ext-7"})
+	admin := sandboxtest.Config(t, sb)
+	member := sb.Accounts()[1].ID
+	if _, err := awsiam.NewFromConfig(sandboxtest.MemberConfig(t, sb, member, "keyrot-ext-7")).CreateUser(t.Context(), &awsiam.CreateUserInput{UserName: aws.String("ci-bot")}); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, unit: time.Minute}
+	for _, tc := range []struct {
+		externalID string
+		ok         bool
+	}{{"wrong-ext", false}, {"keyrot-ext-7", true}} {
+		cfg := h.config("ci-bot")
+		cfg.Accounts.IDs, cfg.Accounts.ExternalID = []string{member}, tc.externalID
+		m, err := app.NewAccounts(t.Context(), cfg, app.Options{AWS: &admin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := m.ReconcileAll(t.Context(), keyrot.RunOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sum.Accounts[0].Err == nil && sum.Accounts[0].Summary.Created == 1; got != tc.ok {
+			t.Errorf("external id %q: rotated %v, want %v (%v)", tc.externalID, got, tc.ok, sum.Accounts[0].Err)
+		}
+		if err := m.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
