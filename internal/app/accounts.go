@@ -200,9 +200,10 @@ func (m *Accounts) ReconcileAll(ctx context.Context, opts keyrot.RunOptions) (Ac
 // error log line, the event's metric), its end once.
 func (m *Accounts) ReconcileAccount(ctx context.Context, acct Account, opts keyrot.RunOptions) AccountResult {
 	sum, err := m.pass(ctx, acct, opts)
-	if (err != nil && ctx.Err() != nil) || opts.DryRun {
+	if (err != nil && ctx.Err() != nil) || opts.DryRun || len(opts.Users) > 0 {
 		// Stopped, not failed: the next pass takes the account up. A dry
-		// pass (status, rotate --dry-run) reports and tells nobody.
+		// pass (status, rotate --dry-run) or one for some users (rotate
+		// --user, which an account may not have) reports and tells nobody.
 		return AccountResult{Account: acct, Summary: sum, Err: err}
 	}
 	m.track(ctx, acct, err)
