@@ -390,7 +390,11 @@ func (r *Renderer) fetchIn(account, user string) Fetch {
 		}
 		u := r.cfg.APIBaseURL + "/credentials/" + path
 		f.Curl = `curl -H "X-API-Key: $KEYROT_API_KEY" ` + u
-		f.CredentialProcess = "credential_process = keyrot credentials " + user + " --api " + r.cfg.APIBaseURL + " --format credential_process"
+		who := user
+		if account != "" {
+			who = account + "/" + user
+		}
+		f.CredentialProcess = "credential_process = keyrot credentials " + who + " --api " + r.cfg.APIBaseURL + " --format credential_process"
 	}
 	f.Direct = "keyrot credentials " + user + " --direct"
 	f.AWSCLI = DirectReadCommand(r.cfg.SecretPrefix, user, r.cfg.Region, r.cfg.Ring)

@@ -129,7 +129,7 @@ func requiredSections(e keyrot.Event) []string {
 		"How to get the current key",
 		"X-API-Key: $KEYROT_API_KEY",
 		"https://keyrot.example.com/credentials/" + path,
-		"credential_process = keyrot credentials " + e.User + " --api https://keyrot.example.com --format credential_process",
+		"credential_process = keyrot credentials " + path + " --api https://keyrot.example.com --format credential_process",
 		"~/.aws/config",
 		"keyrot credentials " + e.User + " --direct",
 		"aws secretsmanager get-secret-value --secret-id iam-key-rotation/" + e.User + " --region eu-west-1",

@@ -117,4 +117,13 @@ func TestDaemonAcrossAccountsOnSandbox(t *testing.T) {
 			t.Errorf("serve: GET /credentials/%s/ci-bot: %d %s", acct, status, body)
 		}
 	}
+	// The client names the account as the emails tell it to.
+	t.Setenv("KEYROT_API_KEY", apiKey)
+	t.Setenv("KEYROT_CACHE_DIR", t.TempDir())
+	for _, format := range []string{"json", "credential_process"} {
+		tm.stdout.Reset()
+		if code := tm.run(ctx, "credentials", f.accounts[1]+"/ci-bot", "--api", api, "--format", format); code != exitOK || !strings.Contains(tm.stdout.String(), "AKIA") {
+			t.Errorf("keyrot credentials %s/ci-bot --format %s: exit %d: %s %s", f.accounts[1], format, code, tm.stdout, tm.stderr)
+		}
+	}
 }
