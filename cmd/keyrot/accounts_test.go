@@ -13,6 +13,7 @@ import (
 	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrot/keyrot/internal/testkit"
+	"github.com/keyrot/keyrot/secretsmanager"
 )
 
 // orgFixture is an AWS Organization on an emulator: a management account
@@ -102,6 +103,15 @@ func rotateAcrossAccounts(t *testing.T, f *orgFixture) {
 			cfg := f.member(t, id)
 			if got := keysIn(t, cfg, user); got != 1 {
 				t.Errorf("account %s: %s has %d keys, want the 1 keyrot made", id, user, got)
+			}
+			// The account's own key, stored in the account's own secret.
+			keys, err := awsiam.NewFromConfig(cfg).ListAccessKeys(ctx, &awsiam.ListAccessKeysInput{UserName: aws.String(user)})
+			if err != nil || len(keys.AccessKeyMetadata) == 0 {
+				t.Fatalf("account %s: keys of %s: %v", id, user, err)
+			}
+			creds, err := secretsmanager.New(awssm.NewFromConfig(cfg), secretsmanager.Config{Prefix: "iam-key-rotation/"}).Current(ctx, user)
+			if err != nil || creds.AccessKeyID != aws.ToString(keys.AccessKeyMetadata[0].AccessKeyId) {
+				t.Errorf("account %s: stored key %s (%v), want the account's IAM key %s", id, creds.AccessKeyID, err, aws.ToString(keys.AccessKeyMetadata[0].AccessKeyId))
 			}
 			if got := secretsIn(t, cfg); !containsSecret(got, "iam-key-rotation/"+user) {
 				t.Errorf("account %s: secrets %v, want iam-key-rotation/%s stored there", id, got, user)

@@ -81,3 +81,11 @@ func TestAccountsEnvBadValue(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestAccountsExternalIDNotPrinted(t *testing.T) {
+	cfg := config.Default()
+	cfg.Accounts.ExternalID = "keyrot-ext-7"
+	if got := cfg.Redacted().Accounts.ExternalID; got == "keyrot-ext-7" {
+		t.Fatal("Redacted keeps the external id")
+	}
+}

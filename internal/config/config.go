@@ -497,6 +497,9 @@ func (c Config) Redacted() Config {
 		c.API.FullAccessKey = "<set>"
 	}
 	c.Notify.SMTP.Username, c.Notify.SMTP.Password = "", ""
+	if c.Accounts.ExternalID != "" {
+		c.Accounts.ExternalID = "<set>" // the stacks keep it NoEcho
+	}
 	return c
 }
 
