@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -24,6 +25,10 @@ const (
 	orgDevOU    = "ou-root-dev00001"
 	memberIDMin = 100000000000 // member i has the id memberIDMin+i
 )
+
+// maxMemberAccounts bounds Options.MemberAccounts: each account holds its
+// own services in memory.
+const maxMemberAccounts = 1000
 
 // defaultMaxSessionSeconds is a role's MaxSessionDuration unless set: one
 // hour, as IAM's default.
@@ -271,6 +276,18 @@ func (p membersPersistence) restore(raw json.RawMessage) error {
 			p.o.roles[id] = &r
 		}
 		p.o.mu.Unlock()
+	}
+	return nil
+}
+
+// checkKMSKey refuses a KMS key ARN (key or alias) of another account: each
+// account's secrets are encrypted with that account's keys (a key of
+// another account would need a key policy granting it, which the sandbox
+// does not model). Key ids and alias names are the account's own.
+func (m *secretsManager) checkKMSKey(id string) *apiError {
+	parts := strings.SplitN(id, ":", 6)
+	if len(parts) == 6 && parts[0] == "arn" && parts[2] == "kms" && parts[4] != m.accountID {
+		return errorf(400, "AccessDeniedException", "Access to KMS is not allowed")
 	}
 	return nil
 }

@@ -190,6 +190,16 @@ func TestAccountsAreApart(t *testing.T) {
 	_, err = other.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("keyrot/bot")})
 	expectCode(t, err, "ResourceNotFoundException")
 
+	// Secrets are encrypted with the account's own keys.
+	_, err = memberSM.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("keyrot/other-kms"), SecretString: aws.String("v"),
+		KmsKeyId: aws.String("arn:aws:kms:us-east-1:" + mgmtID + ":key/1234abcd-12ab-34cd-56ef-1234567890ab")})
+	expectCode(t, err, "AccessDeniedException")
+	ok1[*secretsmanager.CreateSecretOutput](t)(memberSM.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("keyrot/own-kms"), SecretString: aws.String("v"),
+		KmsKeyId: aws.String("arn:aws:kms:us-east-1:" + member1ID + ":alias/keyrot")}))
+	_, err = memberSM.UpdateSecret(ctx, &secretsmanager.UpdateSecretInput{SecretId: aws.String("keyrot/own-kms"),
+		KmsKeyId: aws.String("arn:aws:kms:us-east-1:" + member2ID + ":alias/keyrot")})
+	expectCode(t, err, "AccessDeniedException")
+
 	// IAM users are per account; a member user's key signs in its account.
 	memberIAM := iam.NewFromConfig(member)
 	u := ok1[*iam.CreateUserOutput](t)(memberIAM.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String("bot")}))

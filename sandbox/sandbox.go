@@ -3,9 +3,10 @@
 // Organizations (JSON 1.1), SQS (JSON 1.0) and SES v2 (REST JSON). Every AWS
 // call is authenticated with SigV4 against the sandbox's admin key, an IAM
 // user's access key or a role session's key and token, and runs in that
-// credential's account: with MemberAccounts it serves an Organization. It enforces IAM's
-// two-keys rule, answers with AWS's error codes, injects faults and can run on
-// a clock driven by tests. It is a test double: real keys live in AWS.
+// credential's account: with MemberAccounts it serves an Organization. It
+// enforces IAM's two-keys rule, answers with AWS's error codes, injects
+// faults and can run on a clock driven by tests. It is a test double: real
+// keys live in AWS.
 package sandbox
 
 import (
@@ -150,8 +151,8 @@ func New(opts Options) (*Server, error) {
 		s.store = newPersister(opts.DataDir, s.logger)
 		signal = s.store.signal
 	}
-	if opts.MemberAccounts < 0 {
-		return nil, fmt.Errorf("sandbox: member accounts %d: must be 0 or more", opts.MemberAccounts)
+	if opts.MemberAccounts < 0 || opts.MemberAccounts > maxMemberAccounts {
+		return nil, fmt.Errorf("sandbox: member accounts %d: must be between 0 and %d", opts.MemberAccounts, maxMemberAccounts)
 	}
 	org, err := newOrganization(opts, signal, func(i int, id string) (*iamService, *secretsManager) {
 		// Each account draws its own ids: an access key id names one account.

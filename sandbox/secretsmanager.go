@@ -584,6 +584,9 @@ func (m *secretsManager) createSecret(c *smCall, body []byte) (any, *apiError) {
 	if err := checkTags(in.Tags); err != nil {
 		return nil, err
 	}
+	if err := m.checkKMSKey(in.KmsKeyID); err != nil {
+		return nil, err
+	}
 	tags := mergeTags(nil, in.Tags)
 	if len(tags) > smMaxTags {
 		return nil, errorf(400, "InvalidParameterException", "A secret can have at most %d tags.", smMaxTags)
@@ -872,6 +875,11 @@ func (m *secretsManager) updateSecret(c *smCall, body []byte) (any, *apiError) {
 	}
 	if in.Description != nil && len(*in.Description) > 2048 {
 		return nil, smValidation("description", "Member must have length less than or equal to 2048")
+	}
+	if in.KmsKeyID != nil {
+		if err := m.checkKMSKey(*in.KmsKeyID); err != nil {
+			return nil, err
+		}
 	}
 	s, err := m.access(c, in.SecretID, false)
 	if err != nil {

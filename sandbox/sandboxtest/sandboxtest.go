@@ -84,7 +84,10 @@ func EndpointConfig(url, accessKeyID, secretAccessKey string) aws.Config {
 // with MemberAccounts: its credentials come from sts:AssumeRole of the
 // account's keyrot-member role by the admin (the management account),
 // through the SDK's stscreds provider, refreshed before they expire.
-// externalID is passed when not empty.
+// externalID is passed when not empty. The SDK's cache judges expiry by the
+// wall clock while the sandbox judges it by its own Clock: a test that
+// drives the sandbox's clock an hour on gets ExpiredToken from these
+// credentials, and takes new ones with another MemberConfig.
 func MemberConfig(t testing.TB, s *sandbox.Server, accountID, externalID string) aws.Config {
 	t.Helper()
 	admin := Config(t, s)
