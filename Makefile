@@ -70,6 +70,7 @@ lambda:
 package: lambda
 	@test -n "$(BUCKET)" || { echo "usage: make package BUCKET=<S3 bucket in the stack's region>" >&2; exit 2; }
 	aws cloudformation package --template-file deploy/key_rotation.yaml --s3-bucket $(BUCKET) --s3-prefix $(PREFIX) --output-template-file build/key_rotation.yaml
+	aws cloudformation package --template-file deploy/organization.yaml --s3-bucket $(BUCKET) --s3-prefix $(PREFIX) --output-template-file build/organization.yaml
 	@echo "deploy with: aws cloudformation deploy --template-file build/key_rotation.yaml --stack-name iam-key-rotation --parameter-overrides SenderEmail=... AdminEmail=... --capabilities CAPABILITY_IAM"
 
 # $(call release-cli,GOOS,GOARCH): keyrot for one platform.
@@ -99,7 +100,7 @@ release-verify: release
 	@rm -rf $(BUILD)/gocache-verify
 
 lint-templates:
-	cfn-lint deploy/key_rotation.yaml key_rotation.yaml
+	cfn-lint deploy/*.yaml key_rotation.yaml
 
 clean:
 	rm -rf $(BUILD)

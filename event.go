@@ -85,6 +85,11 @@ type Event struct {
 	// Target is the delivery target (sync.github, sync.gitlab) a sync
 	// event is about, by its id.
 	Target string
+	// Account is the AWS account the event happened in, when keyrot works
+	// across accounts (accounts in the config); empty in its own account.
+	// An event about a whole account (its role could not be assumed) has
+	// Account and no User.
+	Account string
 }
 
 // Notifier delivers events to people. Notify must not block a rotation: an

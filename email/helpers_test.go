@@ -138,6 +138,14 @@ func sampleEvents() map[string]keyrot.Event {
 		return e
 	}
 	return map[string]keyrot.Event{
+		"member_key_created": with(func(e *keyrot.Event) {
+			e.Kind = keyrot.EventKeyCreated
+			e.Account = "100000000001"
+			e.Summary = "Created and stored a new access key; it is now current."
+		}),
+		"account_failed": {Kind: keyrot.EventRotationFailed, Account: "100000000002", Time: t0,
+			Summary: "Could not assume role keyrot-member in account 100000000002.",
+			Err:     "sts: assume role arn:aws:iam::100000000002:role/keyrot-member: AccessDenied"},
 		"key_created": with(func(e *keyrot.Event) {
 			e.Kind = keyrot.EventKeyCreated
 			e.Summary = "Created and stored a new access key; it is now current."

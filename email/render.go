@@ -42,6 +42,7 @@ const (
 	HeaderKeyID   = "X-Keyrot-Key-Id"
 	HeaderAPIKey  = "X-Keyrot-Api-Key" // the API key's name, on API-key warnings
 	HeaderTarget  = "X-Keyrot-Target"  // the sync target's id, on sync events
+	HeaderAccount = "X-Keyrot-Account" // the AWS account, when keyrot works across accounts
 )
 
 // KindDigest is the kind reported to the result hook (and in the
@@ -79,6 +80,9 @@ type EventData struct {
 	APIKey string
 	// Target is the sync target's id, on sync events.
 	Target string
+	// Account is the AWS account of the event, when keyrot works across
+	// accounts; with no User the event is about the whole account.
+	Account string
 	// Action says what the reader should do.
 	Action  string
 	Fetch   Fetch
@@ -215,6 +219,9 @@ func (r *Renderer) Render(e keyrot.Event) (Message, error) {
 	if e.KeyID != "" {
 		m.Headers[HeaderKeyID] = oneLine(e.KeyID)
 	}
+	if e.Account != "" {
+		m.Headers[HeaderAccount] = oneLine(e.Account)
+	}
 	if e.Warning != "" {
 		m.Headers[HeaderWarning] = string(e.Warning)
 	}
@@ -343,6 +350,7 @@ func (r *Renderer) eventData(e keyrot.Event) EventData {
 		Err:     redact(e.Err),
 		APIKey:  oneLine(e.APIKey),
 		Target:  oneLine(e.Target),
+		Account: oneLine(e.Account),
 		Action:  action(e),
 		Fetch:   r.fetch(e.User),
 		Contact: r.cfg.Contact,
@@ -360,8 +368,13 @@ func (r *Renderer) eventData(e keyrot.Event) EventData {
 			d.LastUsed = stamp(e.LastUsed)
 		}
 	}
+	if d.Account != "" {
+		d.Fetch = r.fetchIn(d.Account, e.User)
+	}
 	if d.Summary == "" && d.APIKey != "" {
 		d.Summary = d.Title + " for API key " + d.APIKey + "."
+	} else if d.Summary == "" && d.User == "" && d.Account != "" {
+		d.Summary = d.Title + " in account " + d.Account + "."
 	} else if d.Summary == "" {
 		d.Summary = d.Title + " for user " + d.User + "."
 	}
@@ -371,12 +384,24 @@ func (r *Renderer) eventData(e keyrot.Event) EventData {
 	return d
 }
 
-func (r *Renderer) fetch(user string) Fetch {
+func (r *Renderer) fetch(user string) Fetch { return r.fetchIn("", user) }
+
+// fetchIn is fetch for a user of another account: the API path names the
+// account, which any name resolves (GET /credentials/{account}/{user}).
+func (r *Renderer) fetchIn(account, user string) Fetch {
 	f := Fetch{User: user, APIBaseURL: r.cfg.APIBaseURL, SecretID: r.cfg.SecretPrefix + user}
 	if r.cfg.APIBaseURL != "" {
-		u := r.cfg.APIBaseURL + "/credentials/" + url.PathEscape(user)
+		path := url.PathEscape(user)
+		if account != "" {
+			path = url.PathEscape(account) + "/" + path
+		}
+		u := r.cfg.APIBaseURL + "/credentials/" + path
 		f.Curl = `curl -H "X-API-Key: $KEYROT_API_KEY" ` + u
-		f.CredentialProcess = "credential_process = keyrot credentials " + user + " --api " + r.cfg.APIBaseURL + " --format credential_process"
+		who := user
+		if account != "" {
+			who = account + "/" + user
+		}
+		f.CredentialProcess = "credential_process = keyrot credentials " + who + " --api " + r.cfg.APIBaseURL + " --format credential_process"
 	}
 	f.Direct = "keyrot credentials " + user + " --direct"
 	f.AWSCLI = DirectReadCommand(r.cfg.SecretPrefix, user, r.cfg.Region, r.cfg.Ring)
@@ -468,6 +493,11 @@ func Subject(e keyrot.Event) string {
 	if e.KeyID != "" {
 		s += " " + oneLine(e.KeyID)
 	}
+	if e.User == "" && e.APIKey == "" && e.Account != "" {
+		s += "account " + oneLine(e.Account)
+	} else if e.Account != "" {
+		s += " (account " + oneLine(e.Account) + ")"
+	}
 	return s
 }
 
@@ -480,8 +510,14 @@ func action(e keyrot.Event) string {
 	case keyrot.EventKeyDeleted:
 		return "Nothing, unless something is still configured with this key: it must use the current key (below)."
 	case keyrot.EventRotationFailed:
+		if e.User == "" && e.Account != "" {
+			return "keyrot could not work in this account, so none of its users were rotated; their current keys keep working. Check that the role exists in the account and trusts keyrot (deploy/member.yaml), and the error above. keyrot keeps trying every pass and emails again when it works."
+		}
 		return "The current key keeps working. keyrot sends this once an incident has lasted several passes, keeps retrying, and emails again when rotation works again. Check the error above and the keyrot logs, or ask the contact below."
 	case keyrot.EventRotationRecovered:
+		if e.User == "" && e.Account != "" {
+			return "Nothing: keyrot works in this account again."
+		}
 		return "Nothing: rotation works again for this user and the current key below is up to date."
 	case keyrot.EventSyncFailed:
 		return "The target named above did not take the current key: check the error (a revoked or under-scoped token, a renamed repository or project; docs/sync.md lists the scopes each target needs). The previous key stays active meanwhile, up to sync.max_hold. keyrot retries on every pass and emails again when the target has the current key."

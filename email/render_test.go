@@ -91,6 +91,8 @@ func TestRenderSubjects(t *testing.T) {
 		"warning_api_key_expiring": "[keyrot] WARNING API key expiring: ci",
 		"sync_failed":              "[keyrot] FAILED sync: ci-bot AKIAI44QH8DHBEXAMPLE",
 		"sync_recovered":           "[keyrot] RECOVERED sync: ci-bot AKIAI44QH8DHBEXAMPLE",
+		"member_key_created":       "[keyrot] key created: ci-bot AKIAIOSFODNN7EXAMPLE (account 100000000001)",
+		"account_failed":           "[keyrot] FAILED rotation: account 100000000002",
 	} {
 		t.Run(name, func(t *testing.T) {
 			m, err := email.Render(testConfig(), events[name])
@@ -114,6 +116,14 @@ func requiredSections(e keyrot.Event) []string {
 		return []string{"Event details", "API key", e.APIKey, e.Time.UTC().Format(time.RFC3339), "What happens next",
 			e.NextAt.UTC().Format(time.RFC3339), "keyrot apikey rotate " + e.APIKey, "--overlap", "Security best practices", "security@example.com"}
 	}
+	if e.User == "" {
+		// About a whole account: which, what failed, what to check.
+		return []string{"Event details", "Account", e.Account, e.Err, "role exists in the account", "Security best practices"}
+	}
+	path := e.User
+	if e.Account != "" {
+		path = e.Account + "/" + e.User
+	}
 	s := []string{
 		"Event details",
 		e.User,
@@ -121,8 +131,8 @@ func requiredSections(e keyrot.Event) []string {
 		"What happens next",
 		"How to get the current key",
 		"X-API-Key: $KEYROT_API_KEY",
-		"https://keyrot.example.com/credentials/" + e.User,
-		"credential_process = keyrot credentials " + e.User + " --api https://keyrot.example.com --format credential_process",
+		"https://keyrot.example.com/credentials/" + path,
+		"credential_process = keyrot credentials " + path + " --api https://keyrot.example.com --format credential_process",
 		"~/.aws/config",
 		"keyrot credentials " + e.User + " --direct",
 		"aws secretsmanager get-secret-value --secret-id iam-key-rotation/" + e.User + " --region eu-west-1",

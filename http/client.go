@@ -85,12 +85,18 @@ func (e *APIError) Error() string {
 const maxResponseBytes = 1 << 20
 
 // Credentials returns the user's current credentials in format (json,
-// credential_process or env; "" is json), as the server wrote them.
+// credential_process or env; "" is json), as the server wrote them. user
+// may name its account, "<account>/<user>", for a keyrot that works
+// across accounts.
 func (c *Client) Credentials(ctx context.Context, user, format string) ([]byte, error) {
 	if user == "" {
 		return nil, errors.New("api client: user name is empty")
 	}
-	u, err := url.Parse(strings.TrimSuffix(c.BaseURL, "/") + "/credentials/" + url.PathEscape(user))
+	path := url.PathEscape(user)
+	if account, name, ok := strings.Cut(user, "/"); ok {
+		path = url.PathEscape(account) + "/" + url.PathEscape(name)
+	}
+	u, err := url.Parse(strings.TrimSuffix(c.BaseURL, "/") + "/credentials/" + path)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("api client: invalid base URL %q: want http(s)://host[:port]", c.BaseURL)
 	}

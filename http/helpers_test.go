@@ -65,6 +65,12 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 // loaded yet) instead of one warmed with the fixtures.
 func newEnvSource(t testing.TB, src keyrothttp.Source, opts ...envOption) *env {
 	t.Helper()
+	return newEnvServer(t, src, nil, opts...)
+}
+
+// newEnvServer is newEnvSource with more server options.
+func newEnvServer(t testing.TB, src keyrothttp.Source, serverOpts []keyrothttp.ServerOption, opts ...envOption) *env {
+	t.Helper()
 	e := &env{logs: &testkit.Buffer{}, clock: mock.NewClock(t0.Add(2 * time.Minute)), reg: prometheus.NewRegistry()}
 	var hashes [4]string
 	for i, p := range []*string{&e.keys.admin, &e.keys.ci, &e.keys.reader, &e.keys.nolist} {
@@ -95,7 +101,7 @@ func newEnvSource(t testing.TB, src keyrothttp.Source, opts ...envOption) *env {
 		}
 	}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := keyrothttp.NewServer(cfg, e.cache, keyrothttp.WithLogger(logger), keyrothttp.WithClock(e.clock))
+	srv, err := keyrothttp.NewServer(cfg, e.cache, append([]keyrothttp.ServerOption{keyrothttp.WithLogger(logger), keyrothttp.WithClock(e.clock)}, serverOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,9 +148,12 @@ func (e *badRequest) Error() string { return e.msg }
 // detail is for the log.
 func statusOf(err error) (status int, code, msg string) {
 	var br *badRequest
+	var amb *ambiguousUser
 	switch {
 	case errors.As(err, &br):
 		return http.StatusBadRequest, "bad_request", br.msg
+	case errors.As(err, &amb):
+		return http.StatusConflict, "ambiguous_user", amb.Error()
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized, "unauthorized", errUnauthorized.Error()
 	case errors.Is(err, errKeyExpired):

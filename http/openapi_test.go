@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -72,7 +73,23 @@ func TestOpenAPI(t *testing.T) {
 		headers     []string
 	}
 	admin, reader := xkey(e.keys.admin), xkey(e.keys.reader)
+	accts := newAccountsEnv(t, false)
+	acctsLimited := newAccountsEnv(t, false, func(c *keyrothttp.ServerConfig) { c.RateLimit, c.Burst = 0.001, 1 })
+	acctsLoading := newAccountsEnv(t, true)
+	aAdmin, aReader := xkey(accts.keys.admin), xkey(accts.keys.reader)
+	const acctPath = "GET /credentials/{account}/{user}"
 	probes := []probe{
+		{accts, acctPath, "GET", "/credentials/" + accountA + "/alice", []string{aAdmin}},
+		{accts, acctPath, "GET", "/credentials/" + accountA + "/alice?format=credential_process", []string{aAdmin}},
+		{accts, acctPath, "GET", "/credentials/12345/alice", []string{aAdmin}},
+		{accts, acctPath, "GET", "/credentials/" + accountA + "/alice", nil},
+		{accts, acctPath, "GET", "/credentials/" + accountA + "/bob", []string{aReader}},
+		{accts, acctPath, "GET", "/credentials/" + accountA + "/ghost", []string{aReader}},
+		{accts, acctPath, "PATCH", "/credentials/" + accountA + "/alice", []string{aAdmin}},
+		{acctsLimited, acctPath, "GET", "/credentials/" + accountA + "/alice", []string{xkey(acctsLimited.keys.admin)}},
+		{acctsLimited, acctPath, "GET", "/credentials/" + accountA + "/alice", []string{xkey(acctsLimited.keys.admin)}},
+		{acctsLoading, acctPath, "GET", "/credentials/" + accountB + "/alice", []string{xkey(acctsLoading.keys.admin)}},
+		{accts, "GET /credentials/{user}", "GET", "/credentials/alice", []string{aAdmin}},
 		{e, "GET /credentials/{user}", "GET", "/credentials/alice", []string{admin}},
 		{e, "GET /credentials/{user}", "GET", "/credentials/alice?format=credential_process", []string{admin}},
 		{e, "GET /credentials/{user}", "GET", "/credentials/alice?format=env", []string{admin}},
@@ -119,6 +136,13 @@ func TestOpenAPI(t *testing.T) {
 			checkSchema(t, doc, p.url, r.body)
 		}
 	}
+	// With accounts, each listed user names its account.
+	var list struct{ Credentials []map[string]any }
+	if err := json.Unmarshal([]byte(accts.do(t, "GET", "/credentials", aAdmin).body), &list); err != nil || len(list.Credentials) == 0 {
+		t.Fatalf("accounts list: %v", err)
+	}
+	checkFields(t, doc, "AccountCredentials", "/credentials (accounts)", list.Credentials[0])
+
 	var missing []string
 	for d := range documented {
 		if !seen[d] {

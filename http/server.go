@@ -83,6 +83,7 @@ type ServerConfig struct {
 type Server struct {
 	cfg      ServerConfig
 	cache    *Cache
+	accounts *AccountCaches // WithAccounts: several accounts' caches, or nil
 	keys     atomic.Pointer[keyring]
 	limiters sync.Map // API key name -> *rate.Limiter
 	limit    rate.Limit
@@ -201,8 +202,8 @@ func NewServer(cfg ServerConfig, cache *Cache, opts ...ServerOption) (*Server, e
 
 // routePatterns are the routes the mux serves, as metrics and logs label them.
 var routePatterns = []string{
-	"GET /credentials/{user}", "GET /credentials", "GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.yaml",
-	"/credentials/{user}", "/credentials", "/healthz", "/readyz", "/metrics", "/openapi.yaml",
+	"GET /credentials/{user}", "GET /credentials/{account}/{user}", "GET /credentials", "GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.yaml",
+	"/credentials/{user}", "/credentials/{account}/{user}", "/credentials", "/healthz", "/readyz", "/metrics", "/openapi.yaml",
 }
 
 func setDefaults(c *ServerConfig) {
@@ -338,6 +339,7 @@ func (s *Server) Close(ctx context.Context) error {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /credentials/{user}", s.handleCredentials)
+	mux.HandleFunc("GET /credentials/{account}/{user}", s.handleAccountCredentials)
 	mux.HandleFunc("GET /credentials", s.handleList)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
@@ -349,7 +351,7 @@ func (s *Server) routes() http.Handler {
 	})
 	// The same paths without a method answer 405 as JSON (the mux's own
 	// 405 is plain text); anything else is a JSON 404.
-	for _, p := range []string{"/credentials/{user}", "/credentials", "/healthz", "/readyz", "/metrics", "/openapi.yaml"} {
+	for _, p := range []string{"/credentials/{user}", "/credentials/{account}/{user}", "/credentials", "/healthz", "/readyz", "/metrics", "/openapi.yaml"} {
 		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", "GET, HEAD")
 			s.error(w, r, errMethodNotAllowed)
@@ -630,6 +632,12 @@ func validUserName(name string) bool {
 // handleCredentials serves GET /credentials/{user}. The scope is checked
 // before existence, so a key without scope cannot tell which users exist.
 func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request) {
+	s.serveCredentials(w, r, "", false)
+}
+
+// serveCredentials serves one user's credentials, from account's cache
+// when named (GET /credentials/{account}/{user}).
+func (s *Server) serveCredentials(w http.ResponseWriter, r *http.Request, account string, named bool) {
 	user := r.PathValue("user")
 	key, err := s.authenticate(w, r)
 	if err != nil {
@@ -653,26 +661,39 @@ func (s *Server) handleCredentials(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, &badRequest{"invalid IAM user name"})
 		return
 	}
-	if !s.cache.Ready() {
+	cache, account, err := s.cacheFor(account, named, user)
+	who := user // the audit names the account
+	if account != "" {
+		who = account + "/" + user
+	}
+	if err != nil {
+		if errors.Is(err, errNotManaged) {
+			s.metrics.CacheMiss()
+			s.auditRead(w, r, key.Name, who, "", format, "not_found")
+		}
+		s.error(w, r, err)
+		return
+	}
+	if !cache.Ready() {
 		s.error(w, r, errNotReady)
 		return
 	}
-	e, ok := s.cache.getEntry(user)
+	e, ok := cache.getEntry(user)
 	if !ok {
 		s.metrics.CacheMiss()
-		if s.cache.Unread(user) {
-			s.auditRead(w, r, key.Name, user, "", format, "unavailable")
+		if cache.Unread(user) {
+			s.auditRead(w, r, key.Name, who, "", format, "unavailable")
 			w.Header().Set("Retry-After", "5")
 			s.error(w, r, errUnread)
 			return
 		}
-		s.auditRead(w, r, key.Name, user, "", format, "not_found")
+		s.auditRead(w, r, key.Name, who, "", format, "not_found")
 		s.error(w, r, errNotManaged)
 		return
 	}
 	s.metrics.CacheHit()
-	s.auditRead(w, r, key.Name, user, e.creds.AccessKeyID, format, "granted")
-	w.Header()[cacheAgeHeader] = ageValue(s.cache.age(e))
+	s.auditRead(w, r, key.Name, who, e.creds.AccessKeyID, format, "granted")
+	w.Header()[cacheAgeHeader] = ageValue(cache.age(e))
 	switch format {
 	case FormatCredentialProcess:
 		writeBody(w, http.StatusOK, "application/json", e.credentialProcess)
@@ -707,12 +728,22 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, errListForbidden)
 		return
 	}
+	body := make([]byte, 0, 1024)
+	body = append(body, `{"Credentials":[`...)
+	if s.accounts != nil {
+		body, oldest, err := s.accountEntries(body, r, key, format)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		w.Header()[cacheAgeHeader] = ageValue(oldest)
+		writeBody(w, http.StatusOK, "application/json", append(body, "]}\n"...))
+		return
+	}
 	if !s.cache.Ready() {
 		s.error(w, r, errNotReady)
 		return
 	}
-	body := make([]byte, 0, 1024)
-	body = append(body, `{"Credentials":[`...)
 	n := 0
 	var oldest time.Duration
 	for _, e := range s.cache.entries() {

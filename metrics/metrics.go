@@ -393,5 +393,5 @@ func keepsAll(labels []*dto.LabelPair, keep func(label, value string) bool) bool
 // Public returns a Gatherer with g's series that name no user and no API
 // key: what an unauthenticated scrape may see.
 func Public(g prometheus.Gatherer) prometheus.Gatherer {
-	return Filter(g, func(label, _ string) bool { return label != LabelUser && label != LabelAPIKey })
+	return Filter(g, func(label, _ string) bool { return label != LabelUser && label != LabelAPIKey && label != LabelAccount })
 }

@@ -41,6 +41,16 @@ var processStart = time.Now()
 
 func main() {
 	out := &syncWriter{w: os.Stdout}
+	if ah, ok, err := newAccountsHandler(context.Background(), options{LookupEnv: os.LookupEnv, Stdout: out}); ok {
+		// accounts in the config: the scheduler and the worker (accounts.go).
+		if err != nil {
+			fmt.Fprintf(out, "{\"level\":\"ERROR\",\"msg\":\"keyrot-lambda: init failed\",\"error\":%q}\n", err.Error())
+			lambda.Start(func(context.Context, json.RawMessage) (any, error) { return nil, err })
+			return
+		}
+		lambda.Start(ah.invoke)
+		return
+	}
 	h, err := newHandler(context.Background(), options{LookupEnv: os.LookupEnv, Stdout: out})
 	if err != nil {
 		// Every invocation fails with the reason, so the Errors alarm fires
@@ -263,12 +273,18 @@ func (h *handler) invoke(ctx context.Context, event json.RawMessage) (result, er
 // passContext ends margin before the function's deadline (or half the time
 // left, if that is less), so that the step in flight can finish.
 func (h *handler) passContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return passContext(ctx, h.now(), h.margin)
+}
+
+// passContext ends margin before ctx's deadline (or half the time left,
+// if that is less).
+func passContext(ctx context.Context, now time.Time, margin time.Duration) (context.Context, context.CancelFunc) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		return context.WithCancel(ctx)
 	}
-	left := deadline.Sub(h.now())
-	return context.WithDeadline(ctx, deadline.Add(-min(h.margin, left/2)))
+	left := deadline.Sub(now)
+	return context.WithDeadline(ctx, deadline.Add(-min(margin, left/2)))
 }
 
 // returnReserve is the time kept after the notifications' flush to write

@@ -32,15 +32,7 @@ func TestBootstrapUnderRIE(t *testing.T) {
 	if _, err := iamc.CreateUser(ctx, &awsiam.CreateUserInput{UserName: aws.String("deployer")}); err != nil {
 		t.Fatalf("create user: %v", err)
 	}
-	id, secret := sb.AdminCredentials()
-
-	fn := testkit.StartRIE(t, rie, bootstrap, []string{
-		"AWS_ENDPOINT_URL=" + sb.URL(),
-		"AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=" + id,
-		"AWS_SECRET_ACCESS_KEY=" + secret,
-		"AWS_LAMBDA_FUNCTION_NAME=iam-key-rotation-Function-RIE",
-		"AWS_LAMBDA_FUNCTION_TIMEOUT=60",
+	fn := testkit.StartRIE(t, rie, bootstrap, append(rieAWSEnv(sb, "iam-key-rotation-Function-RIE"),
 		"KEYROT_USERS=deployer",
 		"KEYROT_PATH_PREFIX=/",
 		"KEYROT_ROTATE_EVERY=5m",
@@ -52,7 +44,7 @@ func TestBootstrapUnderRIE(t *testing.T) {
 		"KEYROT_NOTIFY_ADMIN=admin@example.com",
 		"KEYROT_LOG_FORMAT=json",
 		"LOG_LEVEL=info",
-	})
+	))
 
 	var res result
 	body := fn.Invoke(t, `{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}`)
@@ -109,6 +101,14 @@ func TestBootstrapUnderRIE(t *testing.T) {
 			t.Errorf("function output lacks %s:\n%s", want, logs)
 		}
 	}
+}
+
+// rieAWSEnv is the function's AWS environment under RIE: the sandbox's
+// endpoint and admin key, and Lambda's own variables.
+func rieAWSEnv(sb *sandbox.Server, function string) []string {
+	id, secret := sb.AdminCredentials()
+	return []string{"AWS_ENDPOINT_URL=" + sb.URL(), "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=" + id, "AWS_SECRET_ACCESS_KEY=" + secret,
+		"AWS_LAMBDA_FUNCTION_NAME=" + function, "AWS_LAMBDA_FUNCTION_TIMEOUT=60"}
 }
 
 var readyRE = regexp.MustCompile(`"msg":"ready".*?"init_ms":([0-9]+)`)

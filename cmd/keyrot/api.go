@@ -49,6 +49,9 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		log.Warn("no mail settings: API key expiry warnings are logged, not emailed", "reason", err.Error())
 		cfg.Notify.Via = "log"
 	}
+	if cfg.Accounts.Enabled() {
+		return m.serveAccounts(ctx, cfg, daemonOptions{}, false)
+	}
 	awsCfg, err := app.LoadAWS(ctx, cfg.Region)
 	if err != nil {
 		return err

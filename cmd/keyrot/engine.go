@@ -78,6 +78,9 @@ func (m *Main) runRotate(ctx context.Context, args []string) error {
 		opts.Notifier = nil // the one the config describes
 		opts.LookupEnv = m.LookupEnv
 	}
+	if cfg.Accounts.Enabled() {
+		return m.rotateAccounts(ctx, cfg, opts, *user, *force, *output)
+	}
 	log := opts.Logger
 	a, err := app.New(ctx, cfg, opts)
 	if err != nil {
@@ -119,6 +122,9 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 	cfg, err := m.loadConfig(*path, config.NeedUsers)
 	if err != nil {
 		return err
+	}
+	if cfg.Accounts.Enabled() {
+		return m.statusAccounts(ctx, cfg, *output)
 	}
 	log := m.logger(cfg)
 	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock(), Notifier: app.NoNotify})

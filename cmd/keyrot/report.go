@@ -56,6 +56,9 @@ func (m *Main) runReport(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Accounts.Enabled() {
+		return &config.Error{Field: "accounts", Reason: "keyrot report views one account: run it per account, with that account's credentials and without accounts (keyrot status covers every account)"}
+	}
 	log := m.logger(cfg)
 	a, err := app.New(ctx, cfg, app.Options{Logger: log, Clock: m.clock(), Notifier: app.NoNotify})
 	if err != nil {

@@ -42,6 +42,9 @@ type daemonOptions struct {
 // daemon runs the scheduler (and the API) until ctx ends, then stops
 // cleanly: the step in flight finishes, the API drains, notifications flush.
 func (m *Main) daemon(ctx context.Context, cfg config.Config, o daemonOptions) error {
+	if cfg.Accounts.Enabled() {
+		return m.daemonAccounts(ctx, cfg, o)
+	}
 	log := m.logger(cfg)
 	api, err := m.newAPI(cfg, log, app.APIOptions{Serve: !o.NoAPI, Listener: o.APIListener})
 	if err != nil {
@@ -53,15 +56,8 @@ func (m *Main) daemon(ctx context.Context, cfg config.Config, o daemonOptions) e
 		return err
 	}
 	defer closeApp(ctx, a, log)
-	addrs, err := api.Open(ctx, app.APIDeps{Store: a.Store, Notifier: a.Notifier, Engine: a})
-	if err != nil {
+	if err := m.openAPI(ctx, api, app.APIDeps{Store: a.Store, Notifier: a.Notifier, Engine: a}, o); err != nil {
 		return err
-	}
-	if o.Ready != nil {
-		o.Ready(addrs)
-	}
-	if m.Ready != nil {
-		m.Ready(addrs)
 	}
 	sched := &keyrot.Scheduler{Rotator: a.Rotator, Logger: log, Resync: time.Duration(cfg.Rotation.Resync)}
 	log.Info("keyrot running", "users", len(cfg.Users.Names), "user_tag", cfg.Users.Tag,

@@ -54,6 +54,12 @@ type APIOptions struct {
 	// serves an empty registry (a function URL is public, and each
 	// environment would count only its own requests).
 	Lambda bool
+	// NoUI leaves /ui out (it views one account's engine: keyrot across
+	// accounts serves the API without it).
+	NoUI bool
+	// ServerOptions are more options for the server (the accounts' caches:
+	// keyrothttp.WithAccounts).
+	ServerOptions []keyrothttp.ServerOption
 	// loopDone, if set, is told when each background goroutine ends
 	// (tests check that Close waited for them).
 	loopDone func(name string)
@@ -208,7 +214,7 @@ func (a *API) Open(ctx context.Context, d APIDeps) (map[string]string, error) {
 	opts := []keyrothttp.ServerOption{keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics), keyrothttp.WithClock(a.clock)}
 	if a.opts.Lambda {
 		srvCfg.Gatherer = prometheus.NewRegistry() // /metrics serves nothing: see APIOptions.Lambda
-	} else {
+	} else if !a.opts.NoUI {
 		mountUI, err := a.uiOption(ctx, d.Engine)
 		if err != nil {
 			return nil, err
@@ -219,7 +225,7 @@ func (a *API) Open(ctx context.Context, d APIDeps) (map[string]string, error) {
 		a.records = NewBufferedWriter(a.opts.Records, RecordsFlushEvery)
 		opts = append(opts, keyrothttp.WithRecordWriter(a.records))
 	}
-	srv, err := keyrothttp.NewServer(srvCfg, a.cache, opts...)
+	srv, err := keyrothttp.NewServer(srvCfg, a.cache, append(opts, a.opts.ServerOptions...)...)
 	if err != nil {
 		return nil, &config.Error{Field: "api", Reason: err.Error()}
 	}
@@ -265,6 +271,12 @@ func (a *API) Handler() http.Handler {
 	}
 	return a.server.Handler()
 }
+
+// Metrics are the API's metrics (registered once, in NewAPI).
+func (a *API) Metrics() *metrics.Metrics { return a.metrics }
+
+// Serving reports whether the API serves requests (APIOptions.Serve).
+func (a *API) Serving() bool { return a.opts.Serve }
 
 // Cache is the API's credentials cache.
 func (a *API) Cache() *keyrothttp.Cache { return a.cache }

@@ -92,17 +92,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*App, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	a := &App{Config: cfg, Logger: log}
-	if opts.AWS != nil {
-		a.AWS = *opts.AWS
-	} else {
-		awsCfg, err := LoadAWS(ctx, cfg.Region)
-		if err != nil {
-			return nil, err
-		}
-		a.AWS = awsCfg
-	}
-	if cfg.Region != "" {
-		a.AWS.Region = cfg.Region
+	var err error
+	if a.AWS, err = awsConfig(ctx, cfg, opts); err != nil {
+		return nil, err
 	}
 	a.Keys = iam.New(awsiam.NewFromConfig(a.AWS), rate.NewLimiter(rate.Limit(cfg.Rotation.IAMRate), max(1, int(cfg.Rotation.IAMRate))))
 	a.Store = NewStore(a.AWS, cfg.Secrets.Prefix, cfg.Secrets.KMSKeyID)

@@ -53,6 +53,8 @@ type Config struct {
 	API      API      `yaml:"api"`
 	Log      Log      `yaml:"log"`
 	Sync     Sync     `yaml:"sync"`
+	// Accounts, when set, works in other AWS accounts through an assumed role (docs/organizations.md).
+	Accounts Accounts `yaml:"accounts"`
 }
 
 // Users selects the managed IAM users.
@@ -236,8 +238,9 @@ func Default() Config {
 		Notify:  Notify{Via: "ses", APIURL: "http://localhost:8000", QuietPeriod: Duration(24 * time.Hour), SendRate: 1, SMTP: SMTP{TLS: "starttls"}, EventBridge: EventBridge{Bus: DefaultEventBus}},
 		API: API{Listen: ":8000", RateLimit: 50, Burst: 100, Refresh: Duration(30 * time.Second),
 			KeyLifetime: Duration(DefaultKeyLifetime), KeyWarnBefore: Duration(DefaultKeyWarnBefore)},
-		Log:  Log{Level: "info"},
-		Sync: Sync{OnFailure: string(keyrot.SyncHold)},
+		Log:      Log{Level: "info"},
+		Sync:     Sync{OnFailure: string(keyrot.SyncHold)},
+		Accounts: Accounts{Role: DefaultMemberRole, Concurrency: 4},
 	}
 }
 
@@ -295,7 +298,7 @@ func (c Config) Warnings() []string {
 // "<set>" (or left empty), for printing.
 func (c Config) Redacted() Config {
 	for _, s := range Settings() {
-		if v := s.value(&c); s.Secret && !v.IsZero() {
+		if v := s.value(&c); (s.Secret || s.Hidden) && !v.IsZero() {
 			v.SetString(redactedValue)
 		}
 	}

@@ -117,7 +117,7 @@ func (c *Config) applyEnv(lookup func(string) (string, bool), src Sources) error
 			}
 			if err := s.setFromEnv(c, v); err != nil {
 				shown := v
-				if s.Secret {
+				if s.Secret || s.Hidden {
 					shown = ""
 				}
 				errs.add(name, shown, err.Error())

@@ -26,6 +26,10 @@ type Setting struct {
 	Env []string
 	// Secret settings come from the environment only and are never printed.
 	Secret bool
+	// Hidden settings may be written in the file but are never printed
+	// either (accounts.external_id: not a secret to AWS, but the member
+	// roles' trust condition).
+	Hidden bool
 	// Field is the Go field's name and Owner its struct type's name, which
 	// find the field's doc comment.
 	Field, Owner string
@@ -76,7 +80,7 @@ func walkType(t reflect.Type, index []int, prefix, section string, out *[]Settin
 			walkType(f.Type, idx, prefix+name+".", sec, out)
 			continue
 		}
-		s := Setting{Section: section, Secret: f.Tag.Get("secret") == "true", Field: f.Name, Owner: t.Name(), index: idx, typ: f.Type}
+		s := Setting{Section: section, Secret: f.Tag.Get("secret") == "true", Hidden: f.Tag.Get("hidden") == "true", Field: f.Name, Owner: t.Name(), index: idx, typ: f.Type}
 		if name != "-" {
 			s.Path, s.YAML = prefix+name, true
 			s.Env = append(s.Env, EnvName(s.Path))

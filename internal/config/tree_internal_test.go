@@ -135,10 +135,10 @@ func TestRedactedBlanksEverySecret(t *testing.T) {
 	fill(t, reflect.ValueOf(&c).Elem())
 	r := c.Redacted()
 	for _, s := range Settings() {
-		if got := s.Format(r); s.Secret && got != redactedValue {
+		if got := s.Format(r); (s.Secret || s.Hidden) && got != redactedValue {
 			t.Errorf("%s = %q after Redacted", s.Path, got)
 		}
-		if !s.Secret && s.Format(r) != s.Format(c) {
+		if !s.Secret && !s.Hidden && s.Format(r) != s.Format(c) {
 			t.Errorf("Redacted changed %s", s.Path)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
 )
@@ -54,6 +56,7 @@ type Server struct {
 	exited               chan struct{}
 	stderr               *tailBuffer
 	namespaces           atomic.Int64
+	memberMu             sync.Mutex // MemberConfig's unauthenticated window
 }
 
 // Start runs moto_server on a free loopback port, waits until it answers,
@@ -139,24 +142,68 @@ func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 
 // bootstrap spends the three unauthenticated actions on the admin identity.
 func (s *Server) bootstrap(ctx context.Context) error {
-	client := iam.NewFromConfig(s.config("bootstrap", "bootstrap"))
-	if _, err := client.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(adminUser)}); err != nil {
-		return fmt.Errorf("mototest: create admin user: %w", err)
+	var err error
+	if s.adminID, s.adminSecret, err = s.createAdmin(ctx, ""); err != nil {
+		return err
 	}
-	const policy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`
-	if _, err := client.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: aws.String(adminUser), PolicyName: aws.String("everything"), PolicyDocument: aws.String(policy)}); err != nil {
-		return fmt.Errorf("mototest: admin policy: %w", err)
-	}
-	out, err := client.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(adminUser)})
-	if err != nil {
-		return fmt.Errorf("mototest: admin key: %w", err)
-	}
-	s.adminID, s.adminSecret = aws.ToString(out.AccessKey.AccessKeyId), aws.ToString(out.AccessKey.SecretAccessKey)
 	// From here on moto checks every signature: prove it does.
 	if _, err := iam.NewFromConfig(s.config("AKIAUNKNOWNUNKNOWN00", "wrong")).ListUsers(ctx, &iam.ListUsersInput{}); err == nil {
 		return errors.New("mototest: moto_server accepted an unknown key after bootstrap: signing is not being checked")
 	}
 	return nil
+}
+
+// createAdmin makes the admin user, its allow-everything policy and its
+// access key with three unauthenticated actions, in account (moto's
+// x-moto-account-id header; "" is the default account).
+func (s *Server) createAdmin(ctx context.Context, account string) (id, secret string, err error) {
+	var opts []func(*iam.Options)
+	if account != "" {
+		opts = append(opts, iam.WithAPIOptions(smithyhttp.AddHeaderValue("x-moto-account-id", account)))
+	}
+	client := iam.NewFromConfig(s.config("bootstrap", "bootstrap"), opts...)
+	if _, err := client.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(adminUser)}); err != nil {
+		return "", "", fmt.Errorf("mototest: create admin user: %w", err)
+	}
+	const policy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`
+	if _, err := client.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: aws.String(adminUser), PolicyName: aws.String("everything"), PolicyDocument: aws.String(policy)}); err != nil {
+		return "", "", fmt.Errorf("mototest: admin policy: %w", err)
+	}
+	out, err := client.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(adminUser)})
+	if err != nil {
+		return "", "", fmt.Errorf("mototest: admin key: %w", err)
+	}
+	return aws.ToString(out.AccessKey.AccessKeyId), aws.ToString(out.AccessKey.SecretAccessKey), nil
+}
+
+// MemberConfig returns an aws.Config signed by an admin of another account
+// (moto keeps one state per account id: IAM, STS, Secrets Manager, ...), for
+// a test to set up that account: its role, its users. moto only lets an
+// account in through a key of that account, so this reopens three
+// unauthenticated actions (moto's reset-auth) and spends them on the admin
+// identity there: call it before any other caller uses the server at the
+// same time, or on a server of its own (Start).
+func (s *Server) MemberConfig(ctx context.Context, account string) (aws.Config, error) {
+	s.memberMu.Lock()
+	defer s.memberMu.Unlock()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/moto-api/reset-auth", strings.NewReader("3"))
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("mototest: %w", err)
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("mototest: reset auth: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return aws.Config{}, fmt.Errorf("mototest: reset auth: %s", resp.Status)
+	}
+	id, secret, err := s.createAdmin(ctx, account)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("mototest: account %s: %w", account, err)
+	}
+	return s.config(id, secret), nil
 }
 
 // Namespace returns a short prefix no other caller on this server gets,
