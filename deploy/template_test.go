@@ -79,6 +79,7 @@ var deployments = []struct {
 			"LogRetentionDays":     "365",
 			"AlarmTopic":           "arn:aws:sns:eu-west-1:123456789012:ops-alarms",
 			"BulkObserve":          "true",
+			"EventBus":             "keyrot-events",
 		},
 	},
 	{
@@ -116,6 +117,7 @@ var roleActions = []string{
 	"secretsmanager:PutResourcePolicy",
 	"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey",
 	"ses:SendEmail",
+	"events:PutEvents",
 	"logs:CreateLogStream", "logs:PutLogEvents",
 }
 
@@ -292,6 +294,14 @@ func TestTemplateResources(t *testing.T) {
 	}
 	if got, want := altEnv["KEYROT_KMS_KEY_ID"], deployments[1].params["KmsKeyArn"]; got != want {
 		t.Errorf("KEYROT_KMS_KEY_ID = %#v, want %q", got, want)
+	}
+	for name, want := range map[string]string{"KEYROT_NOTIFY_EVENTBRIDGE_ENABLED": "true", "KEYROT_NOTIFY_EVENTBRIDGE_BUS": "keyrot-events"} {
+		if got := altEnv[name]; got != want {
+			t.Errorf("EventBus keyrot-events: %s = %#v, want %q", name, got, want)
+		}
+	}
+	if got := dig(props(t, tpl, "Function"), "Environment", "Variables").(map[string]any)["KEYROT_NOTIFY_EVENTBRIDGE_ENABLED"]; got != "false" {
+		t.Errorf("no EventBus: KEYROT_NOTIFY_EVENTBRIDGE_ENABLED = %#v, want false", got)
 	}
 	if got, want := altEnv["KEYROT_BULK_OBSERVE"], "true"; got != want {
 		t.Errorf("BulkObserve true: KEYROT_BULK_OBSERVE = %#v, want %q", got, want)
@@ -471,6 +481,9 @@ func TestTemplateRole(t *testing.T) {
 					t.Errorf("%s granted to the rotation role: %v, want %v (only for BulkObserve)", a, got, bulk)
 				}
 			}
+			if got, want := slices.Contains(rotation, "events:PutEvents"), param("EventBus") != ""; got != want {
+				t.Errorf("events:PutEvents granted: %v, want %v (only with EventBus)", got, want)
+			}
 			if got, want := slices.Contains(rotation, "iam:GetGroup"), param("ExemptGroup") != ""; got != want {
 				t.Errorf("iam:GetGroup granted: %v, want %v (only to read the exempt group)", got, want)
 			}
@@ -559,6 +572,8 @@ func scoped(policy, a, r, userARN, secretARN string, param func(string) string) 
 			r == "arn:aws:ses:"+testRegion+":"+testAccount+":identity/"+param("AdminEmail")
 	case "logs":
 		return r == "arn:aws:test:"+testRegion+":"+testAccount+":"+logGroup+"/Arn"
+	case "events":
+		return r == "arn:aws:events:"+testRegion+":"+testAccount+":event-bus/"+param("EventBus")
 	}
 	return false
 }
