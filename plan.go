@@ -224,7 +224,7 @@ func PlanUser(o Observation, p Policy, now time.Time, force bool) Plan {
 		others++
 		kSince := since
 		if !s.Owns(k.ID) {
-			if p.UnmanagedKeys == ReportUnmanaged {
+			if !p.retires(s, k) {
 				plan.warn(WarnUnmanagedKey, k.ID, fmt.Sprintf("key %s was not created by keyrot and is left alone (unmanaged_keys: report)", k.ID))
 				continue
 			}
@@ -389,6 +389,38 @@ func planWithoutCurrent(plan *Plan, o Observation, p Policy, now time.Time, keys
 	}
 	plan.add(Step{Kind: StepDeactivate, KeyID: lru.ID, Reason: "two keys keyrot did not create: deactivating the idle, least recently used one to make room"})
 	plan.retire(lru.ID, Retirement{DeactivateAt: now, DeleteAt: now.Add(p.DeleteAfter), Adopted: true})
+}
+
+// LastUseNeeded lists the keys whose last use PlanUser needs in
+// Observation.LastUsed: with two active keys and neither of them current
+// (two keys keyrot did not create), which one to deactivate depends on it.
+// The rotator asks IAM for these and no others.
+func LastUseNeeded(s SecretState, keys []AccessKey) []string {
+	if len(keys) != 2 || keys[0].Status != KeyActive || keys[1].Status != KeyActive {
+		return nil
+	}
+	if s.Current != nil && slices.ContainsFunc(keys, func(k AccessKey) bool { return k.ID == s.Current.KeyID }) {
+		return nil
+	}
+	return []string{keys[0].ID, keys[1].ID}
+}
+
+// retires reports whether the planner retires k once another key is
+// current: a key keyrot's records name, or any key under adopt.
+func (p Policy) retires(s SecretState, k AccessKey) bool {
+	return s.Owns(k.ID) || p.UnmanagedKeys == AdoptUnmanaged
+}
+
+// Outgoing lists the active keys that current being promoted puts on their
+// way out (PlanUser retires them): what the key_created event announces.
+func (p Policy) Outgoing(s SecretState, keys []AccessKey, current string) []string {
+	var out []string
+	for _, k := range keys {
+		if k.ID != current && k.Status == KeyActive && p.retires(s, k) {
+			out = append(out, k.ID)
+		}
+	}
+	return out
 }
 
 // Owns reports whether keyrot's records name the key: its current, pending

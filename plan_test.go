@@ -1156,3 +1156,42 @@ func TestSecretStateWithoutSecrets(t *testing.T) {
 		t.Error("WithoutSecrets changed the state it was called on")
 	}
 }
+
+// TestLastUseNeededAndOutgoing: the planner says which keys' last use it
+// needs (two active keys, neither current) and which keys a promotion puts
+// on their way out (its own, or any under adopt), so the rotator does not
+// decide either again.
+func TestLastUseNeededAndOutgoing(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := keyrot.AccessKey{ID: "AKIAA", Status: keyrot.KeyActive, CreateDate: t0}
+	b := keyrot.AccessKey{ID: "AKIAB", Status: keyrot.KeyActive, CreateDate: t0.Add(time.Hour)}
+	inactive := b
+	inactive.Status = keyrot.KeyInactive
+	mine := keyrot.SecretState{Current: &keyrot.StoredKey{KeyID: "AKIAA"}}
+	for name, tt := range map[string]struct {
+		s    keyrot.SecretState
+		keys []keyrot.AccessKey
+		want []string
+	}{
+		"two foreign active keys": {keyrot.SecretState{}, []keyrot.AccessKey{a, b}, []string{"AKIAA", "AKIAB"}},
+		"one is current":          {mine, []keyrot.AccessKey{a, b}, nil},
+		"one is inactive":         {keyrot.SecretState{}, []keyrot.AccessKey{a, inactive}, nil},
+		"one key":                 {keyrot.SecretState{}, []keyrot.AccessKey{a}, nil},
+	} {
+		if got := keyrot.LastUseNeeded(tt.s, tt.keys); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: keyrot.LastUseNeeded = %v, want %v", name, got, tt.want)
+		}
+	}
+	p := keyrot.DefaultPolicy()
+	p.UnmanagedKeys = keyrot.ReportUnmanaged
+	if got := p.Outgoing(mine, []keyrot.AccessKey{a, b}, "AKIAB"); !slices.Equal(got, []string{"AKIAA"}) {
+		t.Errorf("report: Outgoing = %v, want the key keyrot owns", got)
+	}
+	if got := p.Outgoing(keyrot.SecretState{}, []keyrot.AccessKey{a, b}, "AKIAB"); got != nil {
+		t.Errorf("report: Outgoing = %v, want none (a foreign key is left alone)", got)
+	}
+	p.UnmanagedKeys = keyrot.AdoptUnmanaged
+	if got := p.Outgoing(keyrot.SecretState{}, []keyrot.AccessKey{a, b, inactive}, "AKIAB"); !slices.Equal(got, []string{"AKIAA"}) {
+		t.Errorf("adopt: Outgoing = %v, want the other active key", got)
+	}
+}

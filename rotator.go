@@ -602,13 +602,11 @@ func (r *Rotator) observe(ctx context.Context, u ResolvedUser) (Observation, err
 	if obs.Secret, err = r.cfg.Secrets.Load(ctx, u.User.Name); err != nil {
 		return obs, fmt.Errorf("load secret of user %q: %w", u.User.Name, err)
 	}
-	// Choosing which of two foreign keys to deactivate needs their last use.
-	hasCurrent := obs.Secret.Current != nil && slices.ContainsFunc(keys, func(k AccessKey) bool { return k.ID == obs.Secret.Current.KeyID })
-	if !hasCurrent && len(keys) == 2 && keys[0].Status == KeyActive && keys[1].Status == KeyActive {
-		obs.LastUsed = map[string]time.Time{}
-		for _, k := range keys {
-			if obs.LastUsed[k.ID], err = r.cfg.Keys.KeyLastUsed(ctx, k.ID); err != nil {
-				return obs, fmt.Errorf("last use of key %s of user %q: %w", k.ID, u.User.Name, err)
+	if need := LastUseNeeded(obs.Secret, keys); len(need) > 0 {
+		obs.LastUsed = make(map[string]time.Time, len(need))
+		for _, id := range need {
+			if obs.LastUsed[id], err = r.cfg.Keys.KeyLastUsed(ctx, id); err != nil {
+				return obs, fmt.Errorf("last use of key %s of user %q: %w", id, u.User.Name, err)
 			}
 		}
 	}
@@ -830,13 +828,7 @@ func (r *Rotator) verifyAndPromote(ctx context.Context, u User, obs Observation,
 func (r *Rotator) createdEvent(o Observation, keyID string) Event {
 	since := o.Secret.CurrentSince
 	e := Event{Kind: EventKeyCreated, KeyID: keyID, Summary: fmt.Sprintf("new access key %s is current for %s", keyID, o.User.Name)}
-	var outgoing []string // keys that are now on their way out
-	for _, k := range o.Keys {
-		if k.ID != keyID && k.Status == KeyActive && (o.Secret.Owns(k.ID) || r.cfg.Policy.UnmanagedKeys == AdoptUnmanaged) {
-			outgoing = append(outgoing, k.ID)
-		}
-	}
-	if len(outgoing) > 0 {
+	if outgoing := r.cfg.Policy.Outgoing(o.Secret, o.Keys, keyID); len(outgoing) > 0 {
 		e.Next, e.NextAt = fmt.Sprintf("previous key %s will be deactivated", strings.Join(outgoing, ", ")), since.Add(r.cfg.Policy.DeactivateAfter)
 	} else if o.Secret.Current != nil {
 		e.Next, e.NextAt = "next rotation", o.Secret.Current.CreateDate.Add(r.cfg.Policy.RotateEvery)
