@@ -38,6 +38,7 @@ import (
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/buildinfo"
 	"github.com/keyrot/keyrot/internal/config"
+	"github.com/keyrot/keyrot/internal/logging"
 )
 
 // processStart is when the Go runtime handed over to this package: init_ms
@@ -49,7 +50,8 @@ func main() {
 	if err != nil {
 		// Every invocation fails with the reason (a 502 to the caller), so
 		// the log stream says what to fix.
-		fmt.Fprintf(os.Stdout, "{\"level\":\"ERROR\",\"msg\":\"keyrot-api-lambda: init failed\",\"error\":%q}\n", err.Error())
+		err = keyrot.RedactError(err)
+		slog.New(logging.Guard(slog.NewJSONHandler(os.Stdout, nil))).Error("init failed", "system", "api-lambda", "error", err)
 		lambda.Start(func(context.Context, events.LambdaFunctionURLRequest) (events.LambdaFunctionURLResponse, error) {
 			return events.LambdaFunctionURLResponse{}, err
 		})
@@ -61,7 +63,9 @@ func main() {
 // options are the handler's outside world, injected so tests run it whole.
 type options struct {
 	LookupEnv func(string) (string, bool)
-	Stdout    io.Writer
+	// Stdout receives the log (audit records included), through one
+	// logging.Writer written out at the end of each invocation.
+	Stdout io.Writer
 	// AWS and Clock replace the defaults in tests.
 	AWS   *aws.Config
 	Clock keyrot.Clock
@@ -80,6 +84,7 @@ type handler struct {
 	cfg    config.Config
 	store  app.SecretValues
 	log    *slog.Logger
+	out    *logging.Writer
 	clock  keyrot.Clock
 	every  time.Duration
 
@@ -94,7 +99,9 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyrot-api-lambda: %w", err)
 	}
-	log := app.NewLogger(o.Stdout, cfg.Log, false)
+	out := logging.NewWriter(o.Stdout, logging.WriterOptions{})
+	defer out.Flush()
+	log := app.NewLogger(out, cfg.Log, false)
 	var awsCfg aws.Config
 	if o.AWS != nil {
 		awsCfg = *o.AWS
@@ -122,7 +129,7 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 	if err != nil {
 		return nil, &config.Error{Field: "api", Reason: err.Error()}
 	}
-	h := &handler{http: srv.Handler(), server: srv, cache: cache, cfg: cfg, store: store, log: log, clock: clock, every: time.Duration(cfg.API.Refresh)}
+	h := &handler{http: srv.Handler(), server: srv, cache: cache, cfg: cfg, store: store, log: log, out: out, clock: clock, every: time.Duration(cfg.API.Refresh)}
 	h.lastRefresh = clock.Now()
 	if err := cache.Load(ctx); err != nil {
 		// Reads answer 503 until a request's retry loads it.
@@ -136,6 +143,9 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 
 // invoke serves one request event.
 func (h *handler) invoke(ctx context.Context, ev events.LambdaFunctionURLRequest) (events.LambdaFunctionURLResponse, error) {
+	// The request's records leave before the function returns: the
+	// environment may be frozen right after.
+	defer h.out.Flush()
 	h.refresh(ctx)
 	r, err := newRequest(ctx, ev)
 	if err != nil {
@@ -144,7 +154,7 @@ func (h *handler) invoke(ctx context.Context, ev events.LambdaFunctionURLRequest
 			log = log.With("request_id", lc.AwsRequestID)
 		}
 		log.Error("bad request event", "system", "api-lambda", "error", err)
-		return events.LambdaFunctionURLResponse{}, err
+		return events.LambdaFunctionURLResponse{}, keyrot.RedactError(err)
 	}
 	w := newResponseWriter()
 	h.http.ServeHTTP(w, r)

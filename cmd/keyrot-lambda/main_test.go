@@ -14,6 +14,7 @@ import (
 	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/fleet"
 	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/mock"
 	"github.com/keyrot/keyrot/sandbox"
@@ -82,7 +83,7 @@ func newFixture(t *testing.T, extraEnv map[string]string) *fixture {
 }
 
 // invoke runs the handler as Lambda would, with a minute to run.
-func (f *fixture) invoke(event string) result {
+func (f *fixture) invoke(event string) fleet.PassReport {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -91,8 +92,8 @@ func (f *fixture) invoke(event string) result {
 	if err != nil {
 		f.t.Fatalf("invoke at %s: %v", f.clock.Now().Format(time.TimeOnly), err)
 	}
-	if len(res.Failures) > 0 {
-		f.t.Fatalf("invoke at %s: failures %+v", f.clock.Now().Format(time.TimeOnly), res.Failures)
+	if len(res.Failures()) > 0 {
+		f.t.Fatalf("invoke at %s: failures %+v", f.clock.Now().Format(time.TimeOnly), res.Failures())
 	}
 	return res
 }
@@ -165,7 +166,7 @@ func TestHandlerFullCycle(t *testing.T) {
 		}
 		res := f.invoke(`{"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events","time":"2026-11-02T09:00:00Z","detail":{}}`)
 		if s.at == 0 {
-			first = res.Results[0].Current
+			first = res.Results[0].CurrentKeyID
 			start = f.clock.Now()
 		}
 		if got, want := [3]int{res.Created, res.Deactivated, res.Deleted}, [3]int{s.created, s.deactivated, s.del}; got != want {
@@ -178,7 +179,7 @@ func TestHandlerFullCycle(t *testing.T) {
 			t.Errorf("at +%s: users = %d, want %d", s.at, got, want)
 		}
 		id, secret := f.currentSecret()
-		if got, want := res.Results[0].Current, id; got != want {
+		if got, want := res.Results[0].CurrentKeyID, id; got != want {
 			t.Errorf("at +%s: summary's current key %s, secret holds %s", s.at, got, want)
 		}
 		secrets = append(secrets, secret)
@@ -286,7 +287,7 @@ func TestHandlerForceAndDryRun(t *testing.T) {
 	if got, want := forced.Created, 1; got != want {
 		t.Errorf("forced pass created %d keys, want %d", got, want)
 	}
-	if forced.Results[0].Current == first.Results[0].Current {
+	if forced.Results[0].CurrentKeyID == first.Results[0].CurrentKeyID {
 		t.Error("forced pass did not make a new key current")
 	}
 }

@@ -51,14 +51,7 @@ type apiRuntime struct {
 	// events what it emitted, for /ui's user pages.
 	views  *app.App
 	events *fleet.EventLog
-	// auditOut buffers the server's audit and access records, JSON lines
-	// whatever log.format says (flushed every 100 ms and on stop), so a read
-	// makes no write system call of its own.
-	auditOut *app.BufferedWriter
 }
-
-// auditFlushEvery bounds how late an audit record reaches the log.
-const auditFlushEvery = 100 * time.Millisecond
 
 func (m *Main) newAPI(_ context.Context, cfg config.Config, log *slog.Logger, serve bool) (*apiRuntime, error) {
 	reg := prometheus.NewRegistry()
@@ -68,7 +61,6 @@ func (m *Main) newAPI(_ context.Context, cfg config.Config, log *slog.Logger, se
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	a := &apiRuntime{cfg: cfg, log: log, serve: serve, registry: reg, metrics: mt, clock: m.clock()}
-	a.auditOut = app.NewBufferedWriter(m.Stderr, auditFlushEvery)
 	a.events = fleet.NewEventLog(uiEventsPerUser, a.clock.Now())
 	a.cache = keyrothttp.NewCache(a, cfg.Policy(), keyrothttp.WithCacheLogger(log.With("system", "cache")), keyrothttp.WithCacheClock(a.clock))
 	for _, w := range app.Warnings(cfg) {
@@ -142,7 +134,7 @@ func (a *apiRuntime) start(ctx context.Context, store *secretsmanager.Store) (ma
 		Listen: a.cfg.API.Listen, Listener: a.listener, TLSCert: a.cfg.API.TLSCert, TLSKey: a.cfg.API.TLSKey, Keys: keys,
 		RateLimit: a.cfg.API.RateLimit, Burst: a.cfg.API.Burst, Registry: a.registry, Gatherer: a.registry,
 		MetricsPublic: a.cfg.API.MetricsPublic,
-	}, a.cache, keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics), keyrothttp.WithRecordWriter(a.auditOut),
+	}, a.cache, keyrothttp.WithLogger(a.log), keyrothttp.WithMetrics(a.metrics),
 		keyrothttp.WithClock(a.clock), mountUI)
 	if err != nil {
 		return nil, &config.Error{Field: "api", Reason: err.Error()}
@@ -180,13 +172,11 @@ func (a *apiRuntime) stop(ctx context.Context) {
 			a.log.Error("api shutdown", "error", err)
 		}
 	}
-	if err := a.auditOut.Close(); err != nil {
-		a.log.Error("flush audit log", "error", err)
-	}
 }
 
 func (m *Main) runServe(ctx context.Context, args []string) error {
 	fs := m.flags("serve")
+	m.logFormatFlag(fs)
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	if err := parse(fs, args); err != nil {
 		return err

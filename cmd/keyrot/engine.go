@@ -16,7 +16,6 @@ import (
 	"github.com/keyrot/keyrot"
 	"github.com/keyrot/keyrot/fleet"
 	"github.com/keyrot/keyrot/internal/app"
-	"github.com/keyrot/keyrot/internal/config"
 )
 
 // isTerminal reports whether w is a character device (a person is watching).
@@ -27,16 +26,6 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// logger is the log the config asks for, on stderr; the console form is
-// the command's output for a person, so it goes to stdout.
-func (m *Main) logger(cfg config.Config) *slog.Logger {
-	w := m.Stderr
-	if cfg.Log.Format == "console" {
-		w = m.Stdout
-	}
-	return app.NewLogger(w, cfg.Log, isTerminal(w))
 }
 
 // closeApp flushes the app (queued notifications), or a notifier alone,
@@ -51,6 +40,7 @@ func closeApp(ctx context.Context, a interface{ Close(context.Context) error }, 
 
 func (m *Main) runRotate(ctx context.Context, args []string) error {
 	fs := m.flags("rotate")
+	m.logFormatFlag(fs)
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	user := fs.String("user", "", "only this user")
 	force := fs.Bool("force", false, "rotate now, whatever the key's age")
@@ -77,16 +67,18 @@ func (m *Main) runRotate(ctx context.Context, args []string) error {
 	if *user != "" {
 		opts.Users = []string{*user}
 	}
+	start := m.clock().Now()
 	sum, err := a.Rotator.ReconcileAll(ctx, opts)
 	if err != nil {
 		return err
 	}
+	rep := fleet.NewPassReport(sum, opts.DryRun, m.clock().Now().Sub(start), ctx.Err() != nil)
 	if *output == "json" {
-		if err := writeJSON(m.Stdout, passReport(sum, opts.DryRun)); err != nil {
+		if err := writeJSON(m.Stdout, rep); err != nil {
 			return err
 		}
 	} else {
-		printPass(m.Stdout, sum, opts.DryRun)
+		printPass(m.Stdout, rep)
 	}
 	if sum.Failed > 0 {
 		return &failedUsers{sum.Failed, sum.Users}
@@ -96,6 +88,7 @@ func (m *Main) runRotate(ctx context.Context, args []string) error {
 
 func (m *Main) runStatus(ctx context.Context, args []string) error {
 	fs := m.flags("status")
+	m.logFormatFlag(fs)
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	output := fs.String("o", "table", "output: table or json")
 	if err := parse(fs, args); err != nil {
@@ -169,59 +162,13 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// userReport is one user's outcome as `keyrot rotate -o json` prints it.
-type userReport struct {
-	User     string   `json:"user"`
-	Exempt   string   `json:"exempt,omitempty"`
-	Steps    []string `json:"steps,omitempty"`
-	Done     []string `json:"done,omitempty"`
-	Warnings []string `json:"warnings,omitempty"`
-	Next     string   `json:"next,omitempty"`
-	NextAt   string   `json:"next_at,omitempty"`
-	Error    string   `json:"error,omitempty"`
-}
-
-type report struct {
-	DryRun      bool         `json:"dry_run"`
-	Users       int          `json:"users"`
-	Created     int          `json:"created"`
-	Deactivated int          `json:"deactivated"`
-	Deleted     int          `json:"deleted"`
-	Warnings    int          `json:"warnings"`
-	Failed      int          `json:"failed"`
-	Results     []userReport `json:"results"`
-}
-
-func passReport(sum keyrot.Summary, dryRun bool) report {
-	r := report{DryRun: dryRun, Users: sum.Users, Created: sum.Created, Deactivated: sum.Deactivated, Deleted: sum.Deleted, Warnings: sum.Warnings, Failed: sum.Failed}
-	for _, res := range sum.Results {
-		u := userReport{User: res.User, Exempt: res.ExemptReason, Next: res.Next}
-		if !res.NextAt.IsZero() {
-			u.NextAt = res.NextAt.UTC().Format(time.RFC3339)
-		}
-		for _, s := range res.Planned {
-			u.Steps = append(u.Steps, fleet.StepText(s))
-		}
-		for _, s := range res.Done {
-			u.Done = append(u.Done, fleet.StepText(s))
-		}
-		for _, w := range res.Warnings {
-			u.Warnings = append(u.Warnings, string(w.Warning)+": "+w.Summary)
-		}
-		if res.Err != nil {
-			u.Error = res.Err.Error()
-		}
-		r.Results = append(r.Results, u)
-	}
-	return r
-}
-
-func printPass(w io.Writer, sum keyrot.Summary, dryRun bool) {
+// printPass writes the pass report for a person.
+func printPass(w io.Writer, rep fleet.PassReport) {
 	verb := "did"
-	if dryRun {
+	if rep.DryRun {
 		verb = "would do"
 	}
-	for _, u := range passReport(sum, dryRun).Results {
+	for _, u := range rep.Results {
 		switch {
 		case u.Exempt != "":
 			fmt.Fprintf(w, "%s: exempt (%s)\n", u.User, u.Exempt)
@@ -230,8 +177,8 @@ func printPass(w io.Writer, sum keyrot.Summary, dryRun bool) {
 			fmt.Fprintf(w, "%s: FAILED: %s\n", u.User, u.Error)
 		}
 		steps := u.Done
-		if dryRun {
-			steps = u.Steps
+		if rep.DryRun {
+			steps = u.Planned
 		}
 		for _, s := range steps {
 			fmt.Fprintf(w, "%s: %s %s\n", u.User, verb, s)
@@ -244,7 +191,7 @@ func printPass(w io.Writer, sum keyrot.Summary, dryRun bool) {
 		}
 	}
 	fmt.Fprintf(w, "%d users: %d created, %d deactivated, %d deleted, %d warnings, %d failed\n",
-		sum.Users, sum.Created, sum.Deactivated, sum.Deleted, sum.Warnings, sum.Failed)
+		rep.Users, rep.Created, rep.Deactivated, rep.Deleted, rep.Warnings, rep.Failed)
 }
 
 // statusRow is one user in `keyrot status`.

@@ -46,6 +46,8 @@ type Main struct {
 	// command instead of the wall clock (tests drive it, with a sandbox on
 	// the same clock).
 	Clock keyrot.Clock
+
+	logs logOutputs // the run's log writers (logs.go)
 }
 
 // clock is m.Clock, or the wall clock.
@@ -118,7 +120,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		fmt.Fprintf(m.Stderr, "keyrot: unknown command %q\n\n%s", name, usage)
 		return exitUsage
 	}
-	err := cmd(ctx, args[1:])
+	err := keyrot.RedactError(cmd(ctx, args[1:]))
+	m.closeLogs()
 	var (
 		ue      *usageError
 		ce      *config.Error

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keyrot/keyrot"
@@ -60,22 +59,17 @@ var events = map[keyrot.EventKind]struct{ label, color string }{
 
 // Handler is a slog.Handler writing the console form.
 type Handler struct {
-	out   *output
+	w     io.Writer
 	opts  Options
 	attrs []slog.Attr // from WithAttrs, keys already qualified by groups
 	group string      // "a.b." prefix for keys added from now on
 }
 
-// output is the writer shared by a handler and its derivations, so that
-// lines from concurrent goroutines never interleave.
-type output struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
 var _ slog.Handler = (*Handler)(nil)
 
-// New returns a handler writing to w.
+// New returns a handler writing to w, one Write per line. w must be safe
+// for concurrent use: keyrot gives it the process's logging.Writer, which
+// every other handler writes through too, so lines never interleave.
 func New(w io.Writer, opts Options) *Handler {
 	if opts.Level == nil {
 		opts.Level = slog.LevelInfo
@@ -86,7 +80,7 @@ func New(w io.Writer, opts Options) *Handler {
 	if opts.Location == nil {
 		opts.Location = time.Local
 	}
-	return &Handler{out: &output{w: w}, opts: opts}
+	return &Handler{w: w, opts: opts}
 }
 
 // Enabled reports whether records at level are shown.
@@ -186,11 +180,7 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 			fmt.Fprintf(&b, " %s=%s", a.Key, quote(a.Value.String()))
 		}
 	}
-	line := strings.TrimRight(b.String(), " ") + "\n"
-
-	h.out.mu.Lock()
-	defer h.out.mu.Unlock()
-	_, err := io.WriteString(h.out.w, line)
+	_, err := io.WriteString(h.w, strings.TrimRight(b.String(), " ")+"\n")
 	return err
 }
 
