@@ -2,6 +2,8 @@ package keyrot_test
 
 import (
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/url"
 	"strings"
@@ -104,5 +106,18 @@ func TestRedactSecretsRandomKeys(t *testing.T) {
 				t.Fatalf("RedactSecrets(%q) = %q: %q survived", b.String(), got, s)
 			}
 		}
+	}
+}
+
+func TestRedactError(t *testing.T) {
+	if keyrot.RedactError(nil) != nil {
+		t.Fatal("RedactError(nil) is not nil")
+	}
+	err := keyrot.RedactError(fmt.Errorf("rotate %s: %w", secretA, keyrot.ErrUserNotFound))
+	if got, want := err.Error(), "rotate "+keyrot.RedactedText+": "+keyrot.ErrUserNotFound.Error(); got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	if !errors.Is(err, keyrot.ErrUserNotFound) {
+		t.Error("the chain is lost")
 	}
 }

@@ -1036,13 +1036,18 @@ func (r *Rotator) logWarning(e Event, now time.Time) {
 	}
 	r.mu.Unlock()
 	if due {
-		attrs := []any{"event", e.Kind, "user", e.User, "warning", e.Warning}
+		attrs := []any{"event", e.Kind, "user", e.User, "warning", e.Warning, "summary", e.Summary}
 		if e.KeyID != "" {
 			attrs = append(attrs, "key_id", e.KeyID)
 		}
-		r.log.Warn(e.Summary, attrs...)
+		r.log.Warn(eventMessage(e.Kind), attrs...)
 	}
 }
+
+// eventMessage is an event's log message: short and the same for every
+// event of its kind (key created, rotation failed, ...); the sentence for a
+// person is its summary attribute.
+func eventMessage(k EventKind) string { return strings.ReplaceAll(string(k), "_", " ") }
 
 // warnLogEvery is how often an unchanged warning is logged again.
 const warnLogEvery = time.Hour
@@ -1053,7 +1058,7 @@ func (r *Rotator) emit(ctx context.Context, u User, e Event) {
 	if e.Time.IsZero() {
 		e.Time = r.cfg.Clock.Now().UTC()
 	}
-	attrs := []any{"event", e.Kind, "user", e.User}
+	attrs := []any{"event", e.Kind, "user", e.User, "summary", e.Summary}
 	if e.KeyID != "" {
 		attrs = append(attrs, "key_id", e.KeyID)
 	}
@@ -1062,11 +1067,11 @@ func (r *Rotator) emit(ctx context.Context, u User, e Event) {
 	}
 	switch e.Kind {
 	case EventRotationFailed:
-		r.log.Error(e.Summary, append(attrs, "error", e.Err)...)
+		r.log.Error(eventMessage(e.Kind), append(attrs, "error", e.Err)...)
 	case EventWarning:
 		r.logWarning(e, e.Time)
 	default:
-		r.log.Info(e.Summary, attrs...)
+		r.log.Info(eventMessage(e.Kind), attrs...)
 	}
 	if err := r.cfg.Notifier.Notify(ctx, e); err != nil {
 		r.log.Error("queue notification", "event", e.Kind, "user", e.User, "error", err)

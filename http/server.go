@@ -504,7 +504,9 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyrot"`)
 	}
-	writeJSON(w, status, ErrorResponse{Error: ErrorBody{Code: code, Message: msg}})
+	// A message may quote what the client sent (a format, a user name):
+	// should that be a secret, it does not come back.
+	writeJSON(w, status, ErrorResponse{Error: ErrorBody{Code: code, Message: keyrot.RedactSecrets(msg)}})
 }
 
 // presentedKey is the API key a request presents, in X-API-Key or

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"strings"
@@ -230,14 +229,14 @@ func TestHandlerFullCycle(t *testing.T) {
 			t.Fatal("a secret access key appears in the function's output")
 		}
 	}
+	// Each line is one JSON object without a key twice (the engine's
+	// records name their own system, not "lambda" as well).
+	recs, err := testkit.JSONLines([]byte(out))
+	if err != nil {
+		t.Fatalf("stdout: %v", err)
+	}
 	var emf []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			t.Fatalf("stdout line is not JSON: %q", sc.Text())
-		}
+	for _, rec := range recs {
 		if _, ok := rec["_aws"]; ok {
 			emf = append(emf, rec)
 		}
@@ -345,5 +344,23 @@ func TestPassContext(t *testing.T) {
 				t.Errorf("pass deadline in %s, want %s", got, want)
 			}
 		})
+	}
+}
+
+// TestHandlerErrorsRedacted: the error the function returns (Lambda shows
+// it to the invoker and logs it) and its log go through the redaction:
+// here a secret pasted as a user name.
+func TestHandlerErrorsRedacted(t *testing.T) {
+	const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	f := newFixture(t, nil)
+	_, err := f.h.invoke(context.Background(), json.RawMessage(`{"users":["`+secret+`"]}`))
+	if err == nil {
+		t.Fatal("a pass for a user not managed succeeded")
+	}
+	if strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "[redacted]") {
+		t.Errorf("returned error: %v", err)
+	}
+	if out := f.out.String(); strings.Contains(out, secret) {
+		t.Errorf("the secret is in the function's output:\n%s", out)
 	}
 }

@@ -174,7 +174,7 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 		b.WriteString(r.Message)
 		for _, a := range attrs {
 			switch a.Key {
-			case "system", "user", "key_id":
+			case "system", "user", "key_id", "summary":
 				continue
 			}
 			fmt.Fprintf(&b, " %s=%s", a.Key, quote(a.Value.String()))
@@ -187,11 +187,15 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 // eventTail is what an event line says after the key id: what happens
 // next and in how long, or the warning or failure.
 func eventTail(kind keyrot.EventKind, r slog.Record, get func(string) string) string {
+	summary := get("summary") // the sentence; the message is the kind
+	if summary == "" {
+		summary = r.Message
+	}
 	switch kind {
 	case keyrot.EventRotationFailed:
-		return r.Message + ": " + get("error")
+		return summary + ": " + get("error")
 	case keyrot.EventWarning, keyrot.EventRotationRecovered:
-		return r.Message
+		return summary
 	}
 	next, at := get("next"), get("next_at")
 	if next == "" {

@@ -13,7 +13,6 @@ import (
 // twice (encoding/json would silently keep the last).
 func JSONObject(line []byte) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, fmt.Errorf("not JSON: %w", err)
