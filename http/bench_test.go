@@ -16,7 +16,7 @@ import (
 
 // BenchmarkCredentialsHit measures the handler for a cache hit, with
 // authentication, rate limiting, the audit record (through the logger
-// keyrot runs with: logging.Guard over slog's JSON handler, onto a
+// keyrot runs with: logging.Guard over logging.JSONHandler, onto a
 // logging.Writer, onto a discarding writer) and metrics on:
 // go test -run '^$' -bench CredentialsHit ./http/
 func BenchmarkCredentialsHit(b *testing.B) {
@@ -41,7 +41,7 @@ func benchmarkCredentials(b *testing.B, clock keyrot.Clock) {
 	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{
 		Keys:      []keyrothttp.APIKey{{Name: "bench", Hash: hash, Users: []string{"*"}}},
 		RateLimit: 1e9,
-	}, cache, keyrothttp.WithLogger(slog.New(logging.Guard(slog.NewJSONHandler(out, nil)))))
+	}, cache, keyrothttp.WithLogger(slog.New(logging.Guard(logging.NewJSONHandler(out, nil)))))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -188,5 +188,5 @@ func NewLogger(w io.Writer, cfg config.Log, terminal bool) *slog.Logger {
 	if cfg.Format == "text" || (cfg.Format == "" && terminal) {
 		return slog.New(logging.Guard(slog.NewTextHandler(w, o)))
 	}
-	return slog.New(logging.Guard(slog.NewJSONHandler(w, o)))
+	return slog.New(logging.Guard(logging.NewJSONHandler(w, level)))
 }

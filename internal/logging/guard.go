@@ -3,6 +3,7 @@ package logging
 import (
 	"context"
 	"log/slog"
+	"slices"
 
 	"github.com/keyrot/keyrot"
 )
@@ -36,6 +37,7 @@ type guardHandler struct {
 	// base with attrs.
 	base     slog.Handler
 	attrs    []slog.Attr
+	keys     uint64 // the keyBits of attrs
 	rendered slog.Handler
 }
 
@@ -48,7 +50,13 @@ func (h *guardHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 		return h
 	}
 	merged := replaceKeys(append([]slog.Attr{}, h.attrs...), redactErrors(attrs))
-	return &guardHandler{base: h.base, attrs: merged, rendered: h.base.WithAttrs(merged)}
+	var keys uint64
+	for _, a := range merged {
+		if a.Key != "" {
+			keys |= keyBit(a.Key)
+		}
+	}
+	return &guardHandler{base: h.base, attrs: merged, keys: keys, rendered: h.base.WithAttrs(merged)}
 }
 
 func (h *guardHandler) WithGroup(name string) slog.Handler {
@@ -80,38 +88,41 @@ func (h *guardHandler) Handle(ctx context.Context, r slog.Record) error {
 }
 
 // needsRewrite reports whether r carries an error, or a key that With
-// added or r has already: the cheap check made on every record.
+// added or r has already. It runs for every record, so it compares keys
+// only when their fingerprints (a bit of 64) collide.
 func (h *guardHandler) needsRewrite(r slog.Record) bool {
+	if r.NumAttrs() > 16 {
+		return true // more keys than the check keeps: the slow path decides
+	}
 	var seen [16]string
-	n, dup := 0, false
+	n, rewrite, mask := 0, false, h.keys
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Key == "" {
 			return true
 		}
-		if isError(a) {
-			dup = true
-			return false
-		}
-		if indexOf(h.attrs, a.Key) >= 0 {
-			dup = true
-			return false
-		}
-		for _, k := range seen[:n] {
-			if k == a.Key {
-				dup = true
+		switch a.Value.Kind() {
+		case slog.KindAny, slog.KindString:
+			if isError(a) {
+				rewrite = true
 				return false
 			}
 		}
-		if n >= len(seen) {
-			// More keys than the check keeps: let the slow path decide.
-			dup = true
+		if bit := keyBit(a.Key); mask&bit == 0 {
+			mask |= bit
+		} else if indexOf(h.attrs, a.Key) >= 0 || slices.Contains(seen[:n], a.Key) {
+			rewrite = true
 			return false
 		}
 		seen[n] = a.Key
 		n++
 		return true
 	})
-	return dup
+	return rewrite
+}
+
+// keyBit is key's fingerprint, one bit of 64.
+func keyBit(key string) uint64 {
+	return 1 << ((uint(len(key))*7 + uint(key[0]) + uint(key[len(key)-1])*3) & 63)
 }
 
 // replaceKeys appends add to attrs, each replacing an attribute of the
