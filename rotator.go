@@ -1060,13 +1060,18 @@ func (r *Rotator) recovered(ctx context.Context, u User, s SecretState) {
 	r.mu.Unlock()
 }
 
+// eventMessage is an event's log message: short and the same for every
+// event of its kind (key created, rotation failed, ...); the sentence for a
+// person is its summary attribute.
+func eventMessage(k EventKind) string { return strings.ReplaceAll(string(k), "_", " ") }
+
 // emit logs an event and hands it to the notifier. Events never carry secrets.
 func (r *Rotator) emit(ctx context.Context, u User, e Event) {
 	e.User, e.Owner = u.Name, u.Tags[r.cfg.OwnerTag]
 	if e.Time.IsZero() {
 		e.Time = r.cfg.Clock.Now().UTC()
 	}
-	attrs := []any{"event", e.Kind, "user", e.User}
+	attrs := []any{"event", e.Kind, "user", e.User, "summary", e.Summary}
 	if e.KeyID != "" {
 		attrs = append(attrs, "key_id", e.KeyID)
 	}
@@ -1078,11 +1083,11 @@ func (r *Rotator) emit(ctx context.Context, u User, e Event) {
 	}
 	switch e.Kind {
 	case EventRotationFailed, EventSyncFailed:
-		r.log.Error(e.Summary, append(attrs, "error", e.Err)...)
+		r.log.Error(eventMessage(e.Kind), append(attrs, "error", e.Err)...)
 	case EventWarning:
-		r.log.Warn(e.Summary, append(attrs, "warning", e.Warning)...)
+		r.log.Warn(eventMessage(e.Kind), append(attrs, "warning", e.Warning)...)
 	default:
-		r.log.Info(e.Summary, attrs...)
+		r.log.Info(eventMessage(e.Kind), attrs...)
 	}
 	if err := r.cfg.Notifier.Notify(ctx, e); err != nil {
 		r.log.Error("queue notification", "event", e.Kind, "user", e.User, "error", err)

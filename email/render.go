@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	texttemplate "text/template"
@@ -345,9 +344,9 @@ func (r *Renderer) eventData(e keyrot.Event) EventData {
 		KeyID:   oneLine(e.KeyID),
 		Owner:   oneLine(e.Owner),
 		Time:    stamp(e.Time),
-		Summary: redact(oneLine(e.Summary)),
-		Next:    redact(e.Next),
-		Err:     redact(e.Err),
+		Summary: keyrot.RedactSecrets(oneLine(e.Summary)),
+		Next:    keyrot.RedactSecrets(e.Next),
+		Err:     keyrot.RedactSecrets(e.Err),
 		APIKey:  oneLine(e.APIKey),
 		Target:  oneLine(e.Target),
 		Account: oneLine(e.Account),
@@ -557,35 +556,4 @@ func stamp(t time.Time) string {
 // oneLine keeps a value from breaking a header or a subject line.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
-}
-
-// secretLike matches a token shaped like an AWS secret access key: 40
-// characters of the base64 alphabet, alone.
-var secretLike = regexp.MustCompile(`(^|[^A-Za-z0-9/+])([A-Za-z0-9/+]{40})($|[^A-Za-z0-9/+])`)
-
-// redact hides anything shaped like a secret access key in free text
-// (summaries and errors come from elsewhere): defence in depth, since no
-// event should ever carry one.
-func redact(s string) string {
-	// A match consumes the character after the token, so a token right
-	// after another one is caught by the next round.
-	for range 3 {
-		r := redactOnce(s)
-		if r == s {
-			break
-		}
-		s = r
-	}
-	return s
-}
-
-func redactOnce(s string) string {
-	return secretLike.ReplaceAllStringFunc(s, func(m string) string {
-		sub := secretLike.FindStringSubmatch(m)
-		tok := sub[2]
-		if !strings.ContainsAny(tok, "0123456789") || strings.ToLower(tok) == tok || strings.ToUpper(tok) == tok {
-			return m // not mixed-case with digits: not a random key
-		}
-		return sub[1] + "[redacted]" + sub[3]
-	})
 }

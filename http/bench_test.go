@@ -10,12 +10,15 @@ import (
 
 	"github.com/keyrot/keyrot"
 	keyrothttp "github.com/keyrot/keyrot/http"
+	"github.com/keyrot/keyrot/internal/logging"
 	"github.com/keyrot/keyrot/mock"
 )
 
 // BenchmarkCredentialsHit measures the handler for a cache hit, with
-// authentication, rate limiting, the audit record (slog JSON, to a
-// discarding writer) and metrics on: go test -run '^$' -bench CredentialsHit ./http/
+// authentication, rate limiting, the audit record (through the logger
+// keyrot runs with: logging.Guard over logging.JSONHandler, onto a
+// logging.Writer, onto a discarding writer) and metrics on:
+// go test -run '^$' -bench CredentialsHit ./http/
 func BenchmarkCredentialsHit(b *testing.B) {
 	// The fixtures' keys are current at their own time, not the wall clock's.
 	benchmarkCredentials(b, mock.NewClock(t0))
@@ -29,6 +32,8 @@ func BenchmarkCredentialsHitOverdue(b *testing.B) {
 
 func benchmarkCredentials(b *testing.B, clock keyrot.Clock) {
 	key, hash, _ := keyrothttp.GenerateAPIKey()
+	out := logging.NewWriter(io.Discard, logging.WriterOptions{})
+	defer out.Close()
 	cache := keyrothttp.NewCache(nil, keyrot.DefaultPolicy(), keyrothttp.WithCacheClock(clock))
 	for _, c := range fixtures() {
 		cache.Publish(c)
@@ -36,7 +41,7 @@ func benchmarkCredentials(b *testing.B, clock keyrot.Clock) {
 	srv, err := keyrothttp.NewServer(keyrothttp.ServerConfig{
 		Keys:      []keyrothttp.APIKey{{Name: "bench", Hash: hash, Users: []string{"*"}}},
 		RateLimit: 1e9,
-	}, cache, keyrothttp.WithLogger(slog.New(slog.NewJSONHandler(io.Discard, nil))))
+	}, cache, keyrothttp.WithLogger(slog.New(logging.Guard(logging.NewJSONHandler(out, nil)))))
 	if err != nil {
 		b.Fatal(err)
 	}

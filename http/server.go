@@ -6,7 +6,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -99,7 +98,6 @@ type Server struct {
 	logger                    *slog.Logger
 	access                    *slog.Logger
 	audit                     *slog.Logger
-	records                   io.Writer // hand-encoded request records (WithRecordWriter), or nil
 	clock                     keyrot.Clock
 
 	handler http.Handler
@@ -119,8 +117,9 @@ type ServerOption func(*Server)
 // remote address, format and outcome, and the request's method, route,
 // status and duration. GET /credentials writes such an audit record per
 // user it returns; it and every other request also write an access record,
-// "request" with system=http. Records are handed to the logger's handler
-// as the request finishes, not buffered here.
+// "request" with system=http (health probes at debug level). Records are
+// handed to the logger's handler as the request finishes, not buffered
+// here: give it the process's logging.Writer.
 func WithLogger(l *slog.Logger) ServerOption { return func(s *Server) { s.logger = l } }
 
 // WithClock sets the clock used for request durations and rate limits.
@@ -288,7 +287,6 @@ func (s *Server) Open() error {
 		}
 		s.served <- err
 	}()
-	s.access.Info("api listening", "addr", ln.Addr().String(), "tls", s.tls)
 	return nil
 }
 
@@ -472,14 +470,14 @@ func (s *Server) logRequest(rec *recorder, r *http.Request, start time.Time) {
 		// client now and then, with the count of those left out.
 		write, suppressed := s.failures.admitLog(rec.client, now)
 		if write {
-			s.record(r.Context(), s.access.Handler(), "http", now, "request",
+			s.record(r.Context(), s.access.Handler(), slog.LevelInfo, now, "request",
 				request[0], request[1], request[2], request[3], request[4],
 				slog.String("outcome", "auth_failed"), slog.Int("suppressed", suppressed))
 		}
 		return
 	}
 	if a := &rec.audit; a.outcome != "" {
-		s.record(r.Context(), s.audit.Handler(), "audit", now, "credentials read",
+		s.record(r.Context(), s.audit.Handler(), slog.LevelInfo, now, "credentials read",
 			slog.String("api_key", a.apiKey),
 			slog.String("user", a.user),
 			slog.String("key_id", a.keyID),
@@ -489,7 +487,11 @@ func (s *Server) logRequest(rec *recorder, r *http.Request, start time.Time) {
 			request[0], request[1], request[2], request[3])
 		return
 	}
-	s.record(r.Context(), s.access.Handler(), "http", now, "request",
+	level := slog.LevelInfo
+	if probeRoutes[route] {
+		level = slog.LevelDebug
+	}
+	s.record(r.Context(), s.access.Handler(), level, now, "request",
 		request[0], request[1], request[2], request[3], request[4],
 		slog.String("api_key", rec.apiKey))
 }
@@ -504,7 +506,9 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyrot"`)
 	}
-	writeJSON(w, status, ErrorResponse{Error: ErrorBody{Code: code, Message: msg}})
+	// A message may quote what the client sent (a format, a user name):
+	// should that be a secret, it does not come back.
+	writeJSON(w, status, ErrorResponse{Error: ErrorBody{Code: code, Message: keyrot.RedactSecrets(msg)}})
 }
 
 // presentedKey is the API key a request presents, in X-API-Key or
@@ -784,7 +788,7 @@ func (s *Server) auditRead(w http.ResponseWriter, r *http.Request, apiKey, user,
 		rec.audit = a
 		return
 	}
-	s.record(r.Context(), s.audit.Handler(), "audit", s.clock.Now(), "credentials read",
+	s.record(r.Context(), s.audit.Handler(), slog.LevelInfo, s.clock.Now(), "credentials read",
 		slog.String("api_key", a.apiKey),
 		slog.String("user", a.user),
 		slog.String("key_id", a.keyID),

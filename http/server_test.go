@@ -233,18 +233,31 @@ func TestRateLimit(t *testing.T) {
 // logRecords decodes the JSON log lines.
 func logRecords(t *testing.T, logs string) []map[string]any {
 	t.Helper()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		out = append(out, m)
+	recs, err := testkit.JSONLines([]byte(logs))
+	if err != nil {
+		t.Fatalf("log: %v", err)
 	}
-	return out
+	return recs
+}
+
+// TestProbesAtDebug: health probes, asked every few seconds by a load
+// balancer, are logged at debug level; everything else at info.
+func TestProbesAtDebug(t *testing.T) {
+	e := newEnv(t)
+	e.do(t, "GET", "/healthz")
+	e.do(t, "GET", "/readyz")
+	e.do(t, "GET", "/credentials/alice", xkey(e.keys.reader))
+	levels := map[string]string{}
+	for _, r := range logRecords(t, e.logs.String()) {
+		if route, ok := r["route"].(string); ok {
+			levels[route], _ = r["level"].(string)
+		}
+	}
+	for route, want := range map[string]string{"GET /healthz": "DEBUG", "GET /readyz": "DEBUG", "GET /credentials/{user}": "INFO"} {
+		if got := levels[route]; got != want {
+			t.Errorf("%s logged at %q, want %q", route, got, want)
+		}
+	}
 }
 
 func TestAuditAndAccessLog(t *testing.T) {
@@ -317,7 +330,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	})
 	apiKeys := []string{e.keys.admin, e.keys.ci, e.keys.reader, e.keys.nolist}
 	var bodies []string
-	for _, path := range []string{"/credentials/alice", "/credentials/bob", "/credentials/ci-deploy", "/credentials/ghost", "/credentials", "/credentials/alice?format=credential_process", "/credentials/alice?format=env", "/credentials/alice?format=" + aliceSecret, "/credentials/" + e.keys.admin, "/nope"} {
+	for _, path := range []string{"/credentials/alice", "/credentials/bob", "/credentials/ci-deploy", "/credentials/ghost", "/credentials", "/credentials/alice?format=credential_process", "/credentials/alice?format=env", "/credentials/alice?format=" + aliceSecret, "/credentials?format=" + aliceSecret, "/credentials/" + e.keys.admin, "/nope"} {
 		for _, k := range append(apiKeys, "krt_wrong", aliceSecret) {
 			for _, m := range []string{"GET", "POST"} {
 				r := e.do(t, m, path, xkey(k))

@@ -345,7 +345,9 @@ func (c *gaugeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *gaugeCollector) Collect(ch chan<- prometheus.Metric) {
 	c.collect(func(value string, v float64) {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, value)
+		// The label names a user or an API key, never a secret: should a
+		// name be one (pasted in the wrong place), it is redacted.
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, keyrot.RedactSecrets(value))
 	})
 }
 

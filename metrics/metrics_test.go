@@ -203,3 +203,42 @@ keyrot_rotations_overdue 1
 		t.Error(err)
 	}
 }
+
+// TestLabelsRedacted: a user or API key name that is a secret (pasted in
+// the wrong place) is not exported as a label value.
+func TestLabelsRedacted(t *testing.T) {
+	const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	const apiKey = "krt_q3v9XbYp1Tz0dE4Jm8nR2sKf7LwHc6gUaViN5oQ"
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	if err := m.WatchKeyAges(keys{{UserName: secret, CreateDate: now}}, func() time.Time { return now }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WatchAPIKeyExpiry(func() []metrics.APIKeyExpiry { return []metrics.APIKeyExpiry{{Name: apiKey}} }, func() time.Time { return now }); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if strings.Contains(l.GetValue(), "K7MDENG") || strings.Contains(l.GetValue(), "krt_") {
+					t.Errorf("%s{%s=%q}: a secret as a label", f.GetName(), l.GetName(), l.GetValue())
+				}
+				if l.GetValue() == keyrot.RedactedText {
+					n++
+				}
+			}
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d redacted label values, want 3 (key age, overdue, API key expiry)", n)
+	}
+}

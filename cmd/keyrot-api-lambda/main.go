@@ -36,6 +36,7 @@ import (
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/buildinfo"
 	"github.com/keyrot/keyrot/internal/config"
+	"github.com/keyrot/keyrot/internal/logging"
 )
 
 // processStart is when the Go runtime handed over to this package: init_ms
@@ -47,7 +48,8 @@ func main() {
 	if err != nil {
 		// Every invocation fails with the reason (a 502 to the caller), so
 		// the log stream says what to fix.
-		fmt.Fprintf(os.Stdout, "{\"level\":\"ERROR\",\"msg\":\"keyrot-api-lambda: init failed\",\"error\":%q}\n", err.Error())
+		err = keyrot.RedactError(err)
+		slog.New(logging.Guard(slog.NewJSONHandler(os.Stdout, nil))).Error("init failed", "system", "api-lambda", "error", err)
 		lambda.Start(func(context.Context, events.LambdaFunctionURLRequest) (events.LambdaFunctionURLResponse, error) {
 			return events.LambdaFunctionURLResponse{}, err
 		})
@@ -59,7 +61,9 @@ func main() {
 // options are the handler's outside world, injected so tests run it whole.
 type options struct {
 	LookupEnv func(string) (string, bool)
-	Stdout    io.Writer
+	// Stdout receives the log (audit records included), through one
+	// logging.Writer written out at the end of each invocation.
+	Stdout io.Writer
 	// AWS and Clock replace the defaults in tests.
 	AWS   *aws.Config
 	Clock keyrot.Clock
@@ -75,6 +79,7 @@ type handler struct {
 	api   *app.API
 	http  http.Handler
 	log   *slog.Logger
+	out   *logging.Writer
 	clock keyrot.Clock
 	every time.Duration
 
@@ -90,7 +95,9 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyrot-api-lambda: %w", err)
 	}
-	log := app.NewLogger(o.Stdout, cfg.Log, false)
+	out := logging.NewWriter(o.Stdout, logging.WriterOptions{})
+	defer out.Flush()
+	log := app.NewLogger(out, cfg.Log, false)
 	var awsCfg aws.Config
 	if o.AWS != nil {
 		awsCfg = *o.AWS
@@ -108,7 +115,7 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 	if _, err := api.Open(ctx, app.APIDeps{Store: app.NewStore(awsCfg, cfg.Secrets.Prefix, "")}); err != nil {
 		return nil, fmt.Errorf("keyrot-api-lambda: %w", err)
 	}
-	h := &handler{api: api, http: api.Handler(), log: log, clock: clock, every: time.Duration(cfg.API.Refresh)}
+	h := &handler{api: api, http: api.Handler(), log: log, out: out, clock: clock, every: time.Duration(cfg.API.Refresh)}
 	h.lastRefresh = clock.Now()
 	log.Info("ready", "system", "api-lambda", "version", buildinfo.Read().Version,
 		"init_ms", time.Since(processStart).Milliseconds(),
@@ -118,6 +125,9 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 
 // invoke serves one request event.
 func (h *handler) invoke(ctx context.Context, ev events.LambdaFunctionURLRequest) (events.LambdaFunctionURLResponse, error) {
+	// The request's records leave before the function returns: the
+	// environment may be frozen right after.
+	defer h.out.Flush()
 	h.refresh(ctx)
 	r, err := newRequest(ctx, ev)
 	if err != nil {
@@ -126,7 +136,7 @@ func (h *handler) invoke(ctx context.Context, ev events.LambdaFunctionURLRequest
 			log = log.With("request_id", lc.AwsRequestID)
 		}
 		log.Error("bad request event", "system", "api-lambda", "error", err)
-		return events.LambdaFunctionURLResponse{}, err
+		return events.LambdaFunctionURLResponse{}, keyrot.RedactError(err)
 	}
 	w := newResponseWriter()
 	h.http.ServeHTTP(w, r)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"regexp"
 	"slices"
@@ -24,6 +23,7 @@ import (
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/buildinfo"
 	"github.com/keyrot/keyrot/internal/config"
+	"github.com/keyrot/keyrot/internal/logging"
 )
 
 // With accounts in the config, the function has two roles, told apart by
@@ -57,7 +57,7 @@ type accountsHandler struct {
 	ids         []string // accounts.ids: the only accounts a message may name, when set
 	concurrency int
 	log         *slog.Logger
-	out         io.Writer
+	out         *logging.Writer
 	margin      time.Duration
 	function    string
 	now         func() time.Time
@@ -93,7 +93,10 @@ func newAccountsHandler(ctx context.Context, o options) (h *accountsHandler, ok 
 	if !src.Set("rotation.step_lateness") {
 		cfg.Rotation.StepLateness = config.Duration(scheduleLateness)
 	}
-	out := o.Stdout
+	// One writer for the log and the EMF records, written out at the end
+	// of each invocation (the environment may be frozen right after).
+	out := logging.NewWriter(o.Stdout, logging.WriterOptions{})
+	defer out.Flush()
 	log := app.NewLogger(out, cfg.Log, false).With("system", "lambda")
 	accts, err := app.NewAccounts(ctx, cfg, app.Options{Logger: log, Clock: o.Clock, AWS: o.AWS, Observe: o.Observe, PassEvery: scheduleLateness, LookupEnv: o.LookupEnv})
 	if err != nil {
@@ -128,6 +131,7 @@ func newAccountsHandler(ctx context.Context, o options) (h *accountsHandler, ok 
 
 // invoke tells the worker's SQS event from the scheduler's event.
 func (h *accountsHandler) invoke(ctx context.Context, event json.RawMessage) (any, error) {
+	defer h.out.Flush()
 	var probe struct {
 		Records []struct {
 			EventSource string `json:"eventSource"`

@@ -12,6 +12,7 @@ import (
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
+	"github.com/keyrot/keyrot/fleet"
 	"github.com/keyrot/keyrot/sandbox"
 )
 
@@ -39,7 +40,7 @@ func TestHandlerStormCarriesOverBeforeTheDeadline(t *testing.T) {
 	// the margin, which leaves a step in flight time to end).
 	f.sb.SetFaults(sandbox.Faults{Latency: 100 * time.Millisecond, PropagationDelay: 9 * time.Second})
 
-	invoke := func(timeout time.Duration) result {
+	invoke := func(timeout time.Duration) fleet.PassReport {
 		t.Helper()
 		deadline := time.Now().Add(timeout)
 		ictx, cancel := context.WithDeadline(ctx, deadline)
@@ -52,8 +53,8 @@ func TestHandlerStormCarriesOverBeforeTheDeadline(t *testing.T) {
 		if late := time.Since(deadline); late >= 0 {
 			t.Fatalf("the invocation returned %s after its deadline: %+v", late, res)
 		}
-		if len(res.Failures) > 0 {
-			t.Fatalf("failures: %+v", res.Failures)
+		if f := res.Failures(); len(f) > 0 {
+			t.Fatalf("failures: %+v", f)
 		}
 		return res
 	}

@@ -8,7 +8,8 @@
 // remaining time: it stops starting new steps a safety margin before the
 // deadline and lets the step in flight finish. It logs JSON to stdout,
 // writes its metrics as CloudWatch Embedded Metric Format records (no API
-// call), and returns a summary.
+// call), and returns its pass report (fleet.PassReport: the JSON `keyrot
+// rotate -o json` prints).
 //
 // An invocation may carry {"users": [...], "force": true, "dry_run": true}
 // to run a pass for some users, rotate them now, or only plan; the
@@ -22,7 +23,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -30,9 +30,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/fleet"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/buildinfo"
 	"github.com/keyrot/keyrot/internal/config"
+	"github.com/keyrot/keyrot/internal/logging"
 )
 
 // processStart is when the Go runtime handed over to this package: init_ms
@@ -40,23 +42,24 @@ import (
 var processStart = time.Now()
 
 func main() {
-	out := &syncWriter{w: os.Stdout}
-	if ah, ok, err := newAccountsHandler(context.Background(), options{LookupEnv: os.LookupEnv, Stdout: out}); ok {
+	if ah, ok, err := newAccountsHandler(context.Background(), options{LookupEnv: os.LookupEnv, Stdout: os.Stdout}); ok {
 		// accounts in the config: the scheduler and the worker (accounts.go).
 		if err != nil {
-			fmt.Fprintf(out, "{\"level\":\"ERROR\",\"msg\":\"keyrot-lambda: init failed\",\"error\":%q}\n", err.Error())
+			err = keyrot.RedactError(err)
+			slog.New(logging.Guard(slog.NewJSONHandler(os.Stdout, nil))).Error("init failed", "system", "lambda", "error", err)
 			lambda.Start(func(context.Context, json.RawMessage) (any, error) { return nil, err })
 			return
 		}
 		lambda.Start(ah.invoke)
 		return
 	}
-	h, err := newHandler(context.Background(), options{LookupEnv: os.LookupEnv, Stdout: out})
+	h, err := newHandler(context.Background(), options{LookupEnv: os.LookupEnv, Stdout: os.Stdout})
 	if err != nil {
 		// Every invocation fails with the reason, so the Errors alarm fires
 		// and each log stream says what to fix.
-		fmt.Fprintf(out, "{\"level\":\"ERROR\",\"msg\":\"keyrot-lambda: init failed\",\"error\":%q}\n", err.Error())
-		lambda.Start(func(context.Context, json.RawMessage) (result, error) { return result{}, err })
+		err = keyrot.RedactError(err)
+		slog.New(logging.Guard(slog.NewJSONHandler(os.Stdout, nil))).Error("init failed", "system", "lambda", "error", err)
+		lambda.Start(func(context.Context, json.RawMessage) (fleet.PassReport, error) { return fleet.PassReport{}, err })
 		return
 	}
 	lambda.Start(h.invoke)
@@ -83,7 +86,9 @@ func (e appEngine) Flush(ctx context.Context) error { return e.app.Flush(ctx) }
 // options are the handler's outside world, injected so tests run it whole.
 type options struct {
 	LookupEnv func(string) (string, bool)
-	Stdout    io.Writer
+	// Stdout receives the log and the EMF records, through one
+	// logging.Writer written out at the end of each invocation.
+	Stdout io.Writer
 	// AWS and Clock replace the defaults in tests; Observe sees every event.
 	AWS     *aws.Config
 	Clock   keyrot.Clock
@@ -110,10 +115,13 @@ const metricsNamespace = "keyrot"
 type handler struct {
 	engine       engine
 	log          *slog.Logger
-	out          io.Writer
+	out          *logging.Writer
 	margin       time.Duration
 	functionName string
 	now          func() time.Time
+	// engineNow is the engine's clock, which times the pass: the wall
+	// clock, or the test's.
+	engineNow func() time.Time
 }
 
 // newHandler reads the config from the environment and builds the engine.
@@ -135,7 +143,11 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 		cfg.Rotation.StepLateness = config.Duration(scheduleLateness)
 	}
 	// Lambda's log is not a terminal; JSON unless the config says text.
-	log := app.NewLogger(o.Stdout, cfg.Log, false).With("system", "lambda")
+	// The engine's records name their own system (logging.Guard keeps the
+	// nearer one).
+	out := logging.NewWriter(o.Stdout, logging.WriterOptions{})
+	defer out.Flush()
+	log := app.NewLogger(out, cfg.Log, false).With("system", "lambda")
 	functionName, _ := o.LookupEnv("AWS_LAMBDA_FUNCTION_NAME")
 	if functionName == "" {
 		functionName = "keyrot"
@@ -147,10 +159,14 @@ func newHandler(ctx context.Context, o options) (*handler, error) {
 	h := &handler{
 		engine:       appEngine{a},
 		log:          log,
-		out:          o.Stdout,
+		out:          out,
 		margin:       o.Margin,
 		functionName: functionName,
 		now:          time.Now,
+		engineNow:    time.Now,
+	}
+	if o.Clock != nil {
+		h.engineNow = o.Clock.Now
 	}
 	if h.margin <= 0 {
 		// A step once started runs to its end (up to the verify timeout,
@@ -175,55 +191,14 @@ type input struct {
 	DryRun bool     `json:"dry_run,omitempty"`
 }
 
-// result is the invocation's summary. It names users and key ids, never a
-// secret.
-type result struct {
-	Users       int `json:"users"`
-	Exempt      int `json:"exempt"`
-	Created     int `json:"created"`
-	Deactivated int `json:"deactivated"`
-	Deleted     int `json:"deleted"`
-	Warnings    int `json:"warnings"`
-	Failed      int `json:"failed"`
-	// Deferred counts the users the pass had no time left for; the next
-	// invocation starts with the most overdue of them.
-	Deferred int `json:"deferred,omitempty"`
-	// Bulk counts the users planned from bulk data alone (bulk_observe).
-	Bulk       int    `json:"bulk,omitempty"`
-	NextAt     string `json:"next_at,omitempty"`
-	DurationMs int64  `json:"duration_ms"`
-	// Stopped reports that the pass reached its deadline and left steps for
-	// the next invocation.
-	Stopped  bool         `json:"stopped,omitempty"`
-	DryRun   bool         `json:"dry_run,omitempty"`
-	Results  []userResult `json:"results,omitempty"`
-	Failures []failure    `json:"failures,omitempty"`
-}
-
-// userResult is what the pass did for one user.
-type userResult struct {
-	User     string   `json:"user"`
-	Current  string   `json:"current_key_id,omitempty"`
-	Done     []string `json:"done,omitempty"`
-	Planned  []string `json:"planned,omitempty"`
-	Next     string   `json:"next,omitempty"`
-	NextAt   string   `json:"next_at,omitempty"`
-	Exempt   string   `json:"exempt,omitempty"`
-	Missing  bool     `json:"missing,omitempty"`
-	Warnings []string `json:"warnings,omitempty"`
-}
-
-// failure is one user the pass could not bring up to date.
-type failure struct {
-	User  string `json:"user"`
-	Error string `json:"error"`
-}
-
 // invoke runs one pass. It returns an error (a failed invocation, counted
 // by the Errors alarm) only when the pass could not run at all; users that
 // failed are in the summary and the RotationFailures metric.
-func (h *handler) invoke(ctx context.Context, event json.RawMessage) (result, error) {
-	start := h.now()
+func (h *handler) invoke(ctx context.Context, event json.RawMessage) (fleet.PassReport, error) {
+	// The records of the invocation leave before the function returns: the
+	// environment may be frozen right after.
+	defer h.out.Flush()
+	start := h.engineNow()
 	log := h.log
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		log = log.With("request_id", lc.AwsRequestID)
@@ -232,7 +207,7 @@ func (h *handler) invoke(ctx context.Context, event json.RawMessage) (result, er
 	if len(event) > 0 {
 		if err := json.Unmarshal(event, &in); err != nil {
 			log.Error("bad invocation event", "error", err)
-			return result{}, fmt.Errorf("keyrot-lambda: event: %w", err)
+			return fleet.PassReport{}, keyrot.RedactError(fmt.Errorf("keyrot-lambda: event: %w", err))
 		}
 	}
 
@@ -251,17 +226,15 @@ func (h *handler) invoke(ctx context.Context, event json.RawMessage) (result, er
 	}
 	cancelFlush()
 
-	res := summarize(sum, in.DryRun)
-	res.Stopped = stopped
-	res.DurationMs = h.now().Sub(start).Milliseconds()
+	res := fleet.NewPassReport(sum, in.DryRun, h.engineNow().Sub(start), stopped)
 	if merr := h.emitMetrics(res); merr != nil {
 		log.Warn("metrics not written", "error", merr)
 	}
 	if err != nil {
 		log.Error("pass failed", "error", err, "duration_ms", res.DurationMs)
-		return res, fmt.Errorf("keyrot-lambda: pass: %w", err)
+		return res, keyrot.RedactError(fmt.Errorf("keyrot-lambda: pass: %w", err))
 	}
-	for _, f := range res.Failures {
+	for _, f := range res.Failures() {
 		log.Error("user not rotated", "user", f.User, "error", f.Error)
 	}
 	log.Info("pass done", "users", res.Users, "created", res.Created, "deactivated", res.Deactivated,
@@ -300,54 +273,8 @@ func (h *handler) flushContext(ctx context.Context) (context.Context, context.Ca
 	return context.WithDeadline(ctx, deadline.Add(-returnReserve))
 }
 
-// summarize turns the engine's summary into the invocation's result.
-func summarize(sum keyrot.Summary, dryRun bool) result {
-	res := result{
-		Users: sum.Users, Exempt: sum.Exempt, Created: sum.Created, Deactivated: sum.Deactivated,
-		Deleted: sum.Deleted, Warnings: sum.Warnings, Failed: sum.Failed, DryRun: dryRun,
-		Deferred: sum.Deferred, Bulk: sum.Bulk,
-		NextAt: formatTime(sum.NextAt),
-	}
-	for _, r := range sum.Results {
-		u := userResult{User: r.User, Next: r.Next, NextAt: formatTime(r.NextAt), Exempt: r.ExemptReason, Missing: r.Missing}
-		if r.Current != nil {
-			u.Current = r.Current.ID
-		}
-		for _, s := range r.Done {
-			u.Done = append(u.Done, stepString(s))
-		}
-		if dryRun {
-			for _, s := range r.Planned {
-				u.Planned = append(u.Planned, stepString(s))
-			}
-		}
-		for _, w := range r.Warnings {
-			u.Warnings = append(u.Warnings, w.Summary)
-		}
-		res.Results = append(res.Results, u)
-		if r.Err != nil {
-			res.Failures = append(res.Failures, failure{User: r.User, Error: r.Err.Error()})
-		}
-	}
-	return res
-}
-
-func stepString(s keyrot.Step) string {
-	if s.KeyID == "" {
-		return string(s.Kind)
-	}
-	return string(s.Kind) + " " + s.KeyID
-}
-
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
-}
-
 // emitMetrics writes the pass's metrics as one EMF record.
-func (h *handler) emitMetrics(res result) error {
+func (h *handler) emitMetrics(res fleet.PassReport) error {
 	return writeEMF(h.out, metricsNamespace, h.now(), map[string]string{"FunctionName": h.functionName}, []Metric{
 		{Name: "KeysCreated", Unit: "Count", Value: float64(res.Created)},
 		{Name: "KeysDeactivated", Unit: "Count", Value: float64(res.Deactivated)},
@@ -356,17 +283,4 @@ func (h *handler) emitMetrics(res result) error {
 		{Name: "Warnings", Unit: "Count", Value: float64(res.Warnings)},
 		{Name: "DurationMs", Unit: "Milliseconds", Value: float64(res.DurationMs)},
 	})
-}
-
-// syncWriter serialises writes, so that log lines and EMF records written
-// from several goroutines never interleave within a line.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/fleet"
 	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/mock"
 	"github.com/keyrot/keyrot/sandbox"
@@ -82,7 +82,7 @@ func newFixture(t *testing.T, extraEnv map[string]string) *fixture {
 }
 
 // invoke runs the handler as Lambda would, with a minute to run.
-func (f *fixture) invoke(event string) result {
+func (f *fixture) invoke(event string) fleet.PassReport {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -91,8 +91,8 @@ func (f *fixture) invoke(event string) result {
 	if err != nil {
 		f.t.Fatalf("invoke at %s: %v", f.clock.Now().Format(time.TimeOnly), err)
 	}
-	if len(res.Failures) > 0 {
-		f.t.Fatalf("invoke at %s: failures %+v", f.clock.Now().Format(time.TimeOnly), res.Failures)
+	if len(res.Failures()) > 0 {
+		f.t.Fatalf("invoke at %s: failures %+v", f.clock.Now().Format(time.TimeOnly), res.Failures())
 	}
 	return res
 }
@@ -165,7 +165,7 @@ func TestHandlerFullCycle(t *testing.T) {
 		}
 		res := f.invoke(`{"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events","time":"2026-11-02T09:00:00Z","detail":{}}`)
 		if s.at == 0 {
-			first = res.Results[0].Current
+			first = res.Results[0].CurrentKeyID
 			start = f.clock.Now()
 		}
 		if got, want := [3]int{res.Created, res.Deactivated, res.Deleted}, [3]int{s.created, s.deactivated, s.del}; got != want {
@@ -178,7 +178,7 @@ func TestHandlerFullCycle(t *testing.T) {
 			t.Errorf("at +%s: users = %d, want %d", s.at, got, want)
 		}
 		id, secret := f.currentSecret()
-		if got, want := res.Results[0].Current, id; got != want {
+		if got, want := res.Results[0].CurrentKeyID, id; got != want {
 			t.Errorf("at +%s: summary's current key %s, secret holds %s", s.at, got, want)
 		}
 		secrets = append(secrets, secret)
@@ -229,14 +229,14 @@ func TestHandlerFullCycle(t *testing.T) {
 			t.Fatal("a secret access key appears in the function's output")
 		}
 	}
+	// Each line is one JSON object without a key twice (the engine's
+	// records name their own system, not "lambda" as well).
+	recs, err := testkit.JSONLines([]byte(out))
+	if err != nil {
+		t.Fatalf("stdout: %v", err)
+	}
 	var emf []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			t.Fatalf("stdout line is not JSON: %q", sc.Text())
-		}
+	for _, rec := range recs {
 		if _, ok := rec["_aws"]; ok {
 			emf = append(emf, rec)
 		}
@@ -286,7 +286,7 @@ func TestHandlerForceAndDryRun(t *testing.T) {
 	if got, want := forced.Created, 1; got != want {
 		t.Errorf("forced pass created %d keys, want %d", got, want)
 	}
-	if forced.Results[0].Current == first.Results[0].Current {
+	if forced.Results[0].CurrentKeyID == first.Results[0].CurrentKeyID {
 		t.Error("forced pass did not make a new key current")
 	}
 }
@@ -344,5 +344,23 @@ func TestPassContext(t *testing.T) {
 				t.Errorf("pass deadline in %s, want %s", got, want)
 			}
 		})
+	}
+}
+
+// TestHandlerErrorsRedacted: the error the function returns (Lambda shows
+// it to the invoker and logs it) and its log go through the redaction:
+// here a secret pasted as a user name.
+func TestHandlerErrorsRedacted(t *testing.T) {
+	const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	f := newFixture(t, nil)
+	_, err := f.h.invoke(context.Background(), json.RawMessage(`{"users":["`+secret+`"]}`))
+	if err == nil {
+		t.Fatal("a pass for a user not managed succeeded")
+	}
+	if strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "[redacted]") {
+		t.Errorf("returned error: %v", err)
+	}
+	if out := f.out.String(); strings.Contains(out, secret) {
+		t.Errorf("the secret is in the function's output:\n%s", out)
 	}
 }

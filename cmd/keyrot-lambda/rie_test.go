@@ -11,6 +11,7 @@ import (
 	awsiam "github.com/aws/aws-sdk-go-v2/service/iam"
 	awssm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/keyrot/keyrot/fleet"
 	"github.com/keyrot/keyrot/internal/testkit"
 	"github.com/keyrot/keyrot/sandbox"
 	"github.com/keyrot/keyrot/sandbox/sandboxtest"
@@ -46,7 +47,7 @@ func TestBootstrapUnderRIE(t *testing.T) {
 		"LOG_LEVEL=info",
 	))
 
-	var res result
+	var res fleet.PassReport
 	body := fn.Invoke(t, `{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}`)
 	if err := json.Unmarshal(body, &res); err != nil {
 		t.Fatalf("invoke response %s: %v", body, err)
@@ -70,7 +71,7 @@ func TestBootstrapUnderRIE(t *testing.T) {
 	if got, want := creds.AccessKeyID, aws.ToString(keys.AccessKeyMetadata[0].AccessKeyId); got != want {
 		t.Errorf("secret holds key %s, IAM has %s", got, want)
 	}
-	if got, want := res.Results[0].Current, creds.AccessKeyID; got != want {
+	if got, want := res.Results[0].CurrentKeyID, creds.AccessKeyID; got != want {
 		t.Errorf("response names key %s as current, want %s", got, want)
 	}
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyrot/keyrot"
+	"github.com/keyrot/keyrot/fleet"
 	keyrothttp "github.com/keyrot/keyrot/http"
 	"github.com/keyrot/keyrot/internal/app"
 	"github.com/keyrot/keyrot/internal/config"
@@ -22,7 +23,7 @@ type accountReport struct {
 	Account string `json:"account"`
 	Name    string `json:"name,omitempty"`
 	Error   string `json:"error,omitempty"`
-	report
+	fleet.PassReport
 }
 
 // failedAccounts reports that accounts, or users in them, failed in a pass.
@@ -52,7 +53,7 @@ func (m *Main) rotateAccounts(ctx context.Context, cfg config.Config, o app.Opti
 	if output == "json" {
 		out := make([]accountReport, 0, len(sum.Accounts))
 		for _, r := range sum.Accounts {
-			ar := accountReport{Account: r.Account.ID, Name: r.Account.Name, report: passReport(r.Summary, opts.DryRun)}
+			ar := accountReport{Account: r.Account.ID, Name: r.Account.Name, PassReport: fleet.NewPassReport(r.Summary, opts.DryRun, r.Duration, ctx.Err() != nil)}
 			if r.Err != nil {
 				ar.Error = r.Err.Error()
 			}
@@ -68,7 +69,7 @@ func (m *Main) rotateAccounts(ctx context.Context, cfg config.Config, o app.Opti
 				fmt.Fprintf(m.Stdout, "  FAILED: %s\n", r.Err)
 				continue
 			}
-			printPass(&indented{m.Stdout}, r.Summary, opts.DryRun)
+			printPass(&indented{m.Stdout}, fleet.NewPassReport(r.Summary, opts.DryRun, r.Duration, ctx.Err() != nil))
 		}
 	}
 	if accounts, users, of := sum.Failed(); accounts > 0 || users > 0 {

@@ -19,9 +19,9 @@ import (
 )
 
 // newAPI builds the API component on the command's clock and logger, with
-// its audit records on stderr, and logs the config's warnings.
+// its audit records in its log, and logs the config's warnings.
 func (m *Main) newAPI(cfg config.Config, log *slog.Logger, o app.APIOptions) (*app.API, error) {
-	o.Logger, o.Clock, o.Records = log, m.clock(), m.Stderr
+	o.Logger, o.Clock = log, m.clock()
 	api, err := app.NewAPI(cfg, o)
 	if err != nil {
 		return nil, err
@@ -34,6 +34,7 @@ func (m *Main) newAPI(cfg config.Config, log *slog.Logger, o app.APIOptions) (*a
 
 func (m *Main) runServe(ctx context.Context, args []string) error {
 	fs := m.flags("serve")
+	m.logFormatFlag(fs)
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	if err := m.parse(fs, args); err != nil {
 		return err

@@ -31,16 +31,6 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// logger is the log the config asks for, on stderr; the console form is
-// the command's output for a person, so it goes to stdout.
-func (m *Main) logger(cfg config.Config) *slog.Logger {
-	w := m.Stderr
-	if cfg.Log.Format == "console" {
-		w = m.Stdout
-	}
-	return app.NewLogger(w, cfg.Log, isTerminal(w))
-}
-
 // closeApp flushes the app (queued notifications), or a notifier alone,
 // with a bounded wait, even when ctx is already cancelled by a signal.
 func closeApp(ctx context.Context, a interface{ Close(context.Context) error }, log *slog.Logger) {
@@ -53,6 +43,7 @@ func closeApp(ctx context.Context, a interface{ Close(context.Context) error }, 
 
 func (m *Main) runRotate(ctx context.Context, args []string) error {
 	fs := m.flags("rotate")
+	m.logFormatFlag(fs)
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	user := fs.String("user", "", "only this user")
 	force := fs.Bool("force", false, "rotate now, whatever the key's age")
@@ -91,16 +82,18 @@ func (m *Main) runRotate(ctx context.Context, args []string) error {
 	if *user != "" {
 		run.Users = []string{*user}
 	}
+	start := m.clock().Now()
 	sum, err := a.Rotator.ReconcileAll(ctx, run)
 	if err != nil {
 		return err
 	}
+	rep := fleet.NewPassReport(sum, run.DryRun, m.clock().Now().Sub(start), ctx.Err() != nil)
 	if *output == "json" {
-		if err := writeJSON(m.Stdout, passReport(sum, run.DryRun)); err != nil {
+		if err := writeJSON(m.Stdout, rep); err != nil {
 			return err
 		}
 	} else {
-		printPass(m.Stdout, sum, run.DryRun)
+		printPass(m.Stdout, rep)
 	}
 	if sum.Failed > 0 {
 		return &failedUsers{sum.Failed, sum.Users}
@@ -110,6 +103,7 @@ func (m *Main) runRotate(ctx context.Context, args []string) error {
 
 func (m *Main) runStatus(ctx context.Context, args []string) error {
 	fs := m.flags("status")
+	m.logFormatFlag(fs)
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	output := fs.String("o", "table", "output: table or json")
 	if err := m.parse(fs, args); err != nil {
@@ -198,59 +192,13 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// userReport is one user's outcome as `keyrot rotate -o json` prints it.
-type userReport struct {
-	User     string   `json:"user"`
-	Exempt   string   `json:"exempt,omitempty"`
-	Steps    []string `json:"steps,omitempty"`
-	Done     []string `json:"done,omitempty"`
-	Warnings []string `json:"warnings,omitempty"`
-	Next     string   `json:"next,omitempty"`
-	NextAt   string   `json:"next_at,omitempty"`
-	Error    string   `json:"error,omitempty"`
-}
-
-type report struct {
-	DryRun      bool         `json:"dry_run"`
-	Users       int          `json:"users"`
-	Created     int          `json:"created"`
-	Deactivated int          `json:"deactivated"`
-	Deleted     int          `json:"deleted"`
-	Warnings    int          `json:"warnings"`
-	Failed      int          `json:"failed"`
-	Results     []userReport `json:"results"`
-}
-
-func passReport(sum keyrot.Summary, dryRun bool) report {
-	r := report{DryRun: dryRun, Users: sum.Users, Created: sum.Created, Deactivated: sum.Deactivated, Deleted: sum.Deleted, Warnings: sum.Warnings, Failed: sum.Failed}
-	for _, res := range sum.Results {
-		u := userReport{User: res.User, Exempt: res.ExemptReason, Next: res.Next}
-		if !res.NextAt.IsZero() {
-			u.NextAt = res.NextAt.UTC().Format(time.RFC3339)
-		}
-		for _, s := range res.Planned {
-			u.Steps = append(u.Steps, fleet.StepText(s))
-		}
-		for _, s := range res.Done {
-			u.Done = append(u.Done, fleet.StepText(s))
-		}
-		for _, w := range res.Warnings {
-			u.Warnings = append(u.Warnings, string(w.Warning)+": "+w.Summary)
-		}
-		if res.Err != nil {
-			u.Error = res.Err.Error()
-		}
-		r.Results = append(r.Results, u)
-	}
-	return r
-}
-
-func printPass(w io.Writer, sum keyrot.Summary, dryRun bool) {
+// printPass writes the pass report for a person.
+func printPass(w io.Writer, rep fleet.PassReport) {
 	verb := "did"
-	if dryRun {
+	if rep.DryRun {
 		verb = "would do"
 	}
-	for _, u := range passReport(sum, dryRun).Results {
+	for _, u := range rep.Results {
 		switch {
 		case u.Exempt != "":
 			fmt.Fprintf(w, "%s: exempt (%s)\n", u.User, u.Exempt)
@@ -259,8 +207,8 @@ func printPass(w io.Writer, sum keyrot.Summary, dryRun bool) {
 			fmt.Fprintf(w, "%s: FAILED: %s\n", u.User, u.Error)
 		}
 		steps := u.Done
-		if dryRun {
-			steps = u.Steps
+		if rep.DryRun {
+			steps = u.Planned
 		}
 		for _, s := range steps {
 			fmt.Fprintf(w, "%s: %s %s\n", u.User, verb, s)
@@ -273,7 +221,7 @@ func printPass(w io.Writer, sum keyrot.Summary, dryRun bool) {
 		}
 	}
 	fmt.Fprintf(w, "%d users: %d created, %d deactivated, %d deleted, %d warnings, %d failed\n",
-		sum.Users, sum.Created, sum.Deactivated, sum.Deleted, sum.Warnings, sum.Failed)
+		rep.Users, rep.Created, rep.Deactivated, rep.Deleted, rep.Warnings, rep.Failed)
 }
 
 // statusRow is one user in `keyrot status`.

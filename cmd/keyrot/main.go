@@ -44,6 +44,8 @@ type Main struct {
 	// command instead of the wall clock (tests drive it, with a sandbox on
 	// the same clock).
 	Clock keyrot.Clock
+
+	logs logOutputs // the run's log writers (logs.go)
 }
 
 // clock is m.Clock, or the wall clock.
@@ -88,7 +90,9 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		printUsage(m.Stderr)
 		return exitUsage
 	}
-	return m.exitCode(name, c.run(m, ctx, rest))
+	err := keyrot.RedactError(c.run(m, ctx, rest))
+	m.closeLogs()
+	return m.exitCode(name, err)
 }
 
 // failedUsers reports that some users failed in a pass.

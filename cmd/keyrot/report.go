@@ -37,6 +37,7 @@ func durationFlag(fs *flag.FlagSet, name string, value time.Duration, usage stri
 
 func (m *Main) runReport(ctx context.Context, args []string) error {
 	fs := m.flags("report")
+	m.logFormatFlag(fs)
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	output := fs.String("o", fleet.FormatTable, "output: "+strings.Join(fleet.Formats, ", "))
 	defaults := fleet.DefaultRules()

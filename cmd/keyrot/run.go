@@ -14,6 +14,7 @@ import (
 
 func (m *Main) runDaemon(ctx context.Context, args []string) error {
 	fs := m.flags("run")
+	m.logFormatFlag(fs)
 	path := fs.String("config", "", "config file (YAML); KEYROT_* env overrides it")
 	noAPI := fs.Bool("no-api", false, "do not serve the REST API")
 	if err := m.parse(fs, args); err != nil {

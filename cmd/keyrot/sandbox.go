@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keyrot/keyrot/internal/config"
 	"github.com/keyrot/keyrot/sandbox"
 )
 
@@ -63,10 +64,11 @@ func (f *sandboxFlags) options(log *slog.Logger) sandbox.Options {
 func (m *Main) runSandbox(ctx context.Context, args []string) error {
 	fs := m.flags("sandbox")
 	f := m.addSandboxFlags(fs, 0)
+	m.logFormatFlag(fs)
 	if err := m.parse(fs, args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(m.Stderr, nil))
+	log := m.logger(config.Config{}) // text on a terminal, else JSON; --log-format
 	sb, err := sandbox.New(f.options(log))
 	if err != nil {
 		return &usageError{err.Error()}

@@ -70,6 +70,8 @@ type AccountResult struct {
 	// Err is why keyrot could not work in the account at all (its users
 	// were not reached); failures of single users are in Summary.
 	Err error
+	// Duration is how long the account's pass took.
+	Duration time.Duration
 }
 
 // AccountsSummary is a pass over every selected account.
@@ -199,15 +201,17 @@ func (m *Accounts) ReconcileAll(ctx context.Context, opts keyrot.RunOptions) (Ac
 // record: a failure is reported once per incident (email to the admin, an
 // error log line, the event's metric), its end once.
 func (m *Accounts) ReconcileAccount(ctx context.Context, acct Account, opts keyrot.RunOptions) AccountResult {
+	start := m.now()
 	sum, err := m.pass(ctx, acct, opts)
+	res := AccountResult{Account: acct, Summary: sum, Err: err, Duration: m.now().Sub(start)}
 	if (err != nil && ctx.Err() != nil) || opts.DryRun || len(opts.Users) > 0 {
 		// Stopped, not failed: the next pass takes the account up. A dry
 		// pass (status, rotate --dry-run) or one for some users (rotate
 		// --user, which an account may not have) reports and tells nobody.
-		return AccountResult{Account: acct, Summary: sum, Err: err}
+		return res
 	}
 	m.track(ctx, acct, err)
-	return AccountResult{Account: acct, Summary: sum, Err: err}
+	return res
 }
 
 // track opens, continues or closes the account's incident.

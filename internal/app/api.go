@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -44,10 +43,6 @@ type APIOptions struct {
 	// Listener is the server's listener, bound by the caller (keyrot dev);
 	// nil listens on api.listen.
 	Listener net.Listener
-	// Records receives the server's audit and access records as JSON lines,
-	// buffered (flushed every RecordsFlushEvery and on Close); nil sends
-	// them to Logger.
-	Records io.Writer
 	// Lambda builds the API for a Lambda function URL: no listener, no
 	// background goroutines (the environment is frozen between
 	// invocations: Reload is called by requests), no /ui, and /metrics
@@ -64,9 +59,6 @@ type APIOptions struct {
 	// (tests check that Close waited for them).
 	loopDone func(name string)
 }
-
-// RecordsFlushEvery bounds how late an audit record reaches the log.
-const RecordsFlushEvery = 100 * time.Millisecond
 
 // uiEventsPerUser is how many of the events this process emitted /ui keeps
 // per user.
@@ -90,7 +82,6 @@ type API struct {
 	metrics  *metrics.Metrics
 	cache    *keyrothttp.Cache
 	events   *fleet.EventLog
-	records  *BufferedWriter
 
 	store    APIStore
 	server   *keyrothttp.Server
@@ -221,10 +212,6 @@ func (a *API) Open(ctx context.Context, d APIDeps) (map[string]string, error) {
 		}
 		opts = append(opts, mountUI)
 	}
-	if a.opts.Records != nil {
-		a.records = NewBufferedWriter(a.opts.Records, RecordsFlushEvery)
-		opts = append(opts, keyrothttp.WithRecordWriter(a.records))
-	}
 	srv, err := keyrothttp.NewServer(srvCfg, a.cache, append(opts, a.opts.ServerOptions...)...)
 	if err != nil {
 		return nil, &config.Error{Field: "api", Reason: err.Error()}
@@ -282,7 +269,8 @@ func (a *API) Serving() bool { return a.opts.Serve }
 func (a *API) Cache() *keyrothttp.Cache { return a.cache }
 
 // Close stops the goroutines and waits for them, drains the server (at
-// most until ctx ends) and flushes the audit records.
+// most until ctx ends). The audit records go to the logger's writer, which
+// its owner flushes.
 func (a *API) Close(ctx context.Context) error {
 	if a.cancel != nil {
 		a.cancel()
@@ -292,11 +280,6 @@ func (a *API) Close(ctx context.Context) error {
 	if a.server != nil && !a.opts.Lambda {
 		if err := a.server.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("api: shut down: %w", err))
-		}
-	}
-	if a.records != nil {
-		if err := a.records.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("api: flush audit records: %w", err))
 		}
 	}
 	return errors.Join(errs...)

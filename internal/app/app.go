@@ -25,6 +25,7 @@ import (
 	"github.com/keyrot/keyrot/internal/console"
 	"github.com/keyrot/keyrot/internal/restclient"
 	"github.com/keyrot/keyrot/notify"
+	"github.com/keyrot/keyrot/internal/logging"
 	"github.com/keyrot/keyrot/secretsmanager"
 )
 
@@ -179,7 +180,10 @@ func (a *App) Close(ctx context.Context) error {
 
 // NewLogger returns the logger the config asks for: JSON unless the format
 // is text, or unset on a terminal; console is a short line per key event
-// for a person (in colour when terminal says w is one).
+// for a person (in colour when terminal says w is one). w is the
+// process's logging.Writer for the stream, shared by every logger on it,
+// so that records are buffered, kept whole and never interleave; no
+// record has a key twice (logging.Guard).
 func NewLogger(w io.Writer, cfg config.Log, terminal bool) *slog.Logger {
 	var level slog.Level
 	switch strings.ToLower(cfg.Level) {
@@ -191,11 +195,11 @@ func NewLogger(w io.Writer, cfg config.Log, terminal bool) *slog.Logger {
 		level = slog.LevelError
 	}
 	if cfg.Format == "console" {
-		return slog.New(console.New(w, console.Options{Level: level, Color: terminal}))
+		return slog.New(logging.Guard(console.New(w, console.Options{Level: level, Color: terminal})))
 	}
 	o := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "text" || (cfg.Format == "" && terminal) {
-		return slog.New(slog.NewTextHandler(w, o))
+		return slog.New(logging.Guard(slog.NewTextHandler(w, o)))
 	}
-	return slog.New(slog.NewJSONHandler(w, o))
+	return slog.New(logging.Guard(logging.NewJSONHandler(w, level)))
 }

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keyrot/keyrot"
@@ -62,22 +61,17 @@ var events = map[keyrot.EventKind]struct{ label, color string }{
 
 // Handler is a slog.Handler writing the console form.
 type Handler struct {
-	out   *output
+	w     io.Writer
 	opts  Options
 	attrs []slog.Attr // from WithAttrs, keys already qualified by groups
 	group string      // "a.b." prefix for keys added from now on
 }
 
-// output is the writer shared by a handler and its derivations, so that
-// lines from concurrent goroutines never interleave.
-type output struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
 var _ slog.Handler = (*Handler)(nil)
 
-// New returns a handler writing to w.
+// New returns a handler writing to w, one Write per line. w must be safe
+// for concurrent use: keyrot gives it the process's logging.Writer, which
+// every other handler writes through too, so lines never interleave.
 func New(w io.Writer, opts Options) *Handler {
 	if opts.Level == nil {
 		opts.Level = slog.LevelInfo
@@ -88,7 +82,7 @@ func New(w io.Writer, opts Options) *Handler {
 	if opts.Location == nil {
 		opts.Location = time.Local
 	}
-	return &Handler{out: &output{w: w}, opts: opts}
+	return &Handler{w: w, opts: opts}
 }
 
 // Enabled reports whether records at level are shown.
@@ -182,28 +176,28 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 		b.WriteString(r.Message)
 		for _, a := range attrs {
 			switch a.Key {
-			case "system", "user", "key_id":
+			case "system", "user", "key_id", "summary":
 				continue
 			}
 			fmt.Fprintf(&b, " %s=%s", a.Key, quote(a.Value.String()))
 		}
 	}
-	line := strings.TrimRight(b.String(), " ") + "\n"
-
-	h.out.mu.Lock()
-	defer h.out.mu.Unlock()
-	_, err := io.WriteString(h.out.w, line)
+	_, err := io.WriteString(h.w, strings.TrimRight(b.String(), " ")+"\n")
 	return err
 }
 
 // eventTail is what an event line says after the key id: what happens
 // next and in how long, or the warning or failure.
 func eventTail(kind keyrot.EventKind, r slog.Record, get func(string) string) string {
+	summary := get("summary") // the sentence; the message is the kind
+	if summary == "" {
+		summary = r.Message
+	}
 	switch kind {
 	case keyrot.EventRotationFailed, keyrot.EventSyncFailed:
-		return r.Message + ": " + get("error")
+		return summary + ": " + get("error")
 	case keyrot.EventWarning, keyrot.EventRotationRecovered, keyrot.EventSyncRecovered:
-		return r.Message
+		return summary
 	}
 	next, at := get("next"), get("next_at")
 	if next == "" {

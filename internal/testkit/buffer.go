@@ -14,6 +14,7 @@ type Buffer struct {
 	mu      sync.Mutex
 	b       bytes.Buffer
 	written chan struct{} // closed by the next Write, for WaitFor
+	partial int           // Writes that did not end a line
 }
 
 // Write appends p.
@@ -24,7 +25,18 @@ func (b *Buffer) Write(p []byte) (int, error) {
 		close(b.written)
 		b.written = nil
 	}
+	if len(p) > 0 && p[len(p)-1] != '\n' {
+		b.partial++
+	}
 	return b.b.Write(p)
+}
+
+// PartialWrites counts the Writes that did not end with a newline: a log
+// writer that keeps records whole makes none.
+func (b *Buffer) PartialWrites() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.partial
 }
 
 // WaitFor waits until what was written matches re and returns the match
