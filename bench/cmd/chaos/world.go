@@ -466,8 +466,15 @@ func (w *world) heal(ctx context.Context) error {
 		if err := w.startSandbox(ctx); err != nil {
 			return err
 		}
-	} else if err := w.applyFaults(ctx, sandbox.Faults{PropagationDelay: baselinePropagation}); err != nil {
-		return err
+	} else {
+		// A kill that ended with the chaos may have left the sandbox
+		// restarted but not yet listening: wait for it.
+		if err := waitHTTP(ctx, w.http, w.sandboxURL+"/_sandbox/healthz", 30*time.Second); err != nil {
+			return fmt.Errorf("sandbox did not come up: %w (log: %s)", err, w.sandbox.logFile())
+		}
+		if err := w.applyFaults(ctx, sandbox.Faults{PropagationDelay: baselinePropagation}); err != nil {
+			return err
+		}
 	}
 	if !w.engine.running() {
 		if err := w.startEngine(ctx); err != nil {
