@@ -23,9 +23,9 @@ import (
 	"github.com/keyrot/keyrot/iam"
 	"github.com/keyrot/keyrot/internal/config"
 	"github.com/keyrot/keyrot/internal/console"
+	"github.com/keyrot/keyrot/internal/logging"
 	"github.com/keyrot/keyrot/internal/restclient"
 	"github.com/keyrot/keyrot/notify"
-	"github.com/keyrot/keyrot/internal/logging"
 	"github.com/keyrot/keyrot/secretsmanager"
 )
 
