@@ -119,12 +119,12 @@ func (c *Client) Do(ctx context.Context, method, rawURL string, in, out any) err
 	if attempts <= 0 {
 		attempts = DefaultAttempts
 	}
-	backoff, maxBackoff := c.Backoff, c.MaxBackoff
-	if backoff <= 0 {
-		backoff = DefaultBackoff
+	backoff := keyrot.Backoff{Initial: c.Backoff, Max: c.MaxBackoff}
+	if backoff.Initial <= 0 {
+		backoff.Initial = DefaultBackoff
 	}
-	if maxBackoff <= 0 {
-		maxBackoff = DefaultMaxBackoff
+	if backoff.Max <= 0 {
+		backoff.Max = DefaultMaxBackoff
 	}
 	clock := c.Clock
 	if clock == nil {
@@ -135,12 +135,11 @@ func (c *Client) Do(ctx context.Context, method, rawURL string, in, out any) err
 		if err == nil || wait < 0 || attempt >= attempts || ctx.Err() != nil {
 			return err
 		}
-		if wait == 0 {
-			wait = backoff
-			backoff = min(2*backoff, maxBackoff)
+		if wait == 0 { // no Retry-After: the attempt's backoff
+			wait = backoff.Delay(attempt)
 		}
 		select {
-		case <-clock.After(min(wait, maxBackoff)):
+		case <-clock.After(min(wait, backoff.Max)):
 		case <-ctx.Done():
 			return fmt.Errorf("%w (gave up waiting to retry: %w)", err, ctx.Err())
 		}
