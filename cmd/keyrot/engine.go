@@ -154,9 +154,9 @@ func (m *Main) runValidate(_ context.Context, args []string) error {
 		needs = []config.Need{config.NeedUsers, config.NeedMail, config.NeedDaemon}
 	}
 	cfg, err := m.loadConfig(*path, needs...)
-	// The webhooks' and Slack's variables must be set: checked where the
-	// environment is known, and reported with every other problem.
-	if _, _, serr := cfg.Notify.ChannelSecrets(m.LookupEnv); serr != nil {
+	// The secrets the config names by variable (channels, sync tokens)
+	// must be set, as run needs them: reported with every other problem.
+	if serr := cfg.SecretVars(m.LookupEnv); serr != nil {
 		err = errors.Join(err, serr)
 	}
 	if err != nil {

@@ -186,6 +186,8 @@ func TestExitCodes(t *testing.T) {
 		{"bad config", []string{"validate", "--config", bad}, exitUsage, "rotation.deactivate_after"},
 		{"webhook secret unset", []string{"validate", "--config", tm.writeConfig("users: {names: [ci-bot]}\nnotify: {via: log, webhooks: [{url: \"https://hooks.example.com/k\", secret_env: KEYROT_TEST_UNSET_SECRET}]}\n")},
 			exitUsage, "notify.webhooks[0].secret_env"},
+		{"sync token unset", []string{"validate", "--no-api", "--config", tm.writeConfig("users: {names: [ci-bot]}\nnotify: {via: log}\nsync: {github: [{repo: acme/app, users: [ci-bot]}]}\n")},
+			exitUsage, "KEYROT_GITHUB_TOKEN"},
 		{"missing file", []string{"rotate", "--config", filepath.Join(tm.dir, "absent.yaml")}, exitUsage, "absent.yaml"},
 		{"user not managed", []string{"rotate", "--config", tm.writeConfig(testConfig), "--user", "nobody"}, exitUsage,
 			"keyrot rotate: user \"nobody\": not managed by this configuration\n"},
